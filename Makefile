@@ -1,0 +1,34 @@
+# Set-up and checks. Every target bootstraps .venv on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-test
+PYTEST_ARGS ?=
+
+.PHONY: test lint bench demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check sdk operator tests benchmarks
+	$(BIN)/ruff format --check sdk operator tests benchmarks
+	$(BIN)/mypy
+
+# pytest exits 5 when it collects nothing (e.g. an empty marker selection): not a failure.
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+$(VENV)/.installed-bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/search_quality.py
+	$(BIN)/python benchmarks/suggest_latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The Kubernetes driver of kubetune (kopf operator); built in a later issue."""

@@ -1,0 +1,79 @@
+"""The suggester interface: `Observation`, `BaseSuggester` and its call contract.
+
+A suggester is rebuilt from (spec, seed, history) on every call and holds no state between calls:
+`suggest(history, count)` must give the same answer for the same inputs, whoever calls it and
+however often. Callers (the decision core, the suggestion service, benchmarks) pass raw metric
+values; the suggester applies the objective's direction itself.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..spec import Direction, ParamValue, TuningJobSpec
+
+State = Literal["succeeded", "failed", "stopped", "running"]
+STATES: frozenset[str] = frozenset({"succeeded", "failed", "stopped", "running"})
+Params = dict[str, ParamValue]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One trial as a suggester sees it.
+
+    `value` is the raw objective (None when none was reported). `state` is `succeeded`, `failed`
+    or `stopped` for finished trials, or `running` for trials still in flight, whose params the
+    suggester must not propose again. History is given in trial creation order.
+    """
+
+    params: Mapping[str, Any]
+    value: float | None = None
+    state: State = "succeeded"
+
+    def __post_init__(self) -> None:
+        if self.state not in STATES:
+            raise ValueError(f"state: must be one of {sorted(STATES)} (got {self.state!r})")
+        if self.value is not None and not math.isfinite(self.value):
+            # A NaN/inf objective is a failed measurement, never a data point.
+            object.__setattr__(self, "value", None)
+
+    @property
+    def finished(self) -> bool:
+        return self.state != "running"
+
+    @property
+    def usable(self) -> bool:
+        """Finished with a finite objective (succeeded, or stopped after reporting)."""
+        return self.state in ("succeeded", "stopped") and self.value is not None
+
+
+class BaseSuggester(abc.ABC):
+    """Proposes the next configurations of a search space.
+
+    Call order: construct from the spec once, then call `suggest` any number of times; each call
+    is independent of the previous ones. Invariants every implementation keeps (checked by the
+    conformance tests): every returned dict has exactly the space's parameter names (plus the
+    resource name for budget-aware algorithms), every value lies in its range, on its step and has
+    its declared type, and no returned configuration repeats one in `history` or in the batch.
+    """
+
+    def __init__(self, spec: TuningJobSpec) -> None:
+        self.spec = spec
+        self.seed = spec.algorithm.seed
+
+    @abc.abstractmethod
+    def suggest(self, history: Sequence[Observation], count: int) -> list[Params]:
+        """Up to `count` new configurations; fewer only when the space (or schedule) has no more
+        right now, and an empty list once it is exhausted."""
+
+    def exhausted(self, history: Sequence[Observation]) -> bool:
+        """Whether no configuration will ever be suggested again for this history."""
+        return not self.suggest(history, 1) and not any(not o.finished for o in history)
+
+    def sign(self) -> float:
+        """+1 for minimize, -1 for maximize: multiply raw values to get a loss."""
+        return 1.0 if self.spec.objective.direction is Direction.minimize else -1.0

@@ -1,0 +1,165 @@
+"""Bayesian optimization: a space-filling start, then a GP surrogate and expected improvement.
+
+Rebuilt from the history on every call: fit the GP once on the finished trials, then pick the
+batch one point at a time, conditioning on running trials and earlier picks (kriging believer)
+so that a batch spreads out. The acquisition is maximized over random points, points near the
+best trials, and a few rounds of shrinking local search around the leaders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import warnings
+
+import numpy as np
+from scipy.special import ndtr
+from scipy.stats import qmc
+from threadpoolctl import threadpool_limits
+
+from ..spec import Acquisition, BayesianAlgorithm, TuningJobSpec
+from ._base import BaseSuggester, Observation, Params
+from ._gp import Surrogate, fit_surrogate
+from ._space import SearchSpace, snap_columns
+
+RANDOM_CANDIDATES = 1024
+LOCAL_SCALES = (0.2, 0.05, 0.01, 0.002)
+LOCAL_PER_SCALE = 48
+LEADERS = 5
+REFINE_ROUNDS = 4
+REFINE_POINTS = 96
+TOP_OVERALL = 3
+TOP_RANDOM = 0
+
+
+class BayesianSuggester(BaseSuggester):
+    """GP-based suggestions (see module docstring)."""
+
+    def __init__(self, spec: TuningJobSpec) -> None:
+        super().__init__(spec)
+        assert isinstance(spec.algorithm, BayesianAlgorithm)
+        self.settings = spec.algorithm.settings
+        self.space = SearchSpace(spec.parameters)
+
+    def suggest(self, history: Sequence[Observation], count: int) -> list[Params]:
+        seen = {self.space.key(o.params) for o in history}
+        done = [o for o in history if o.usable]
+        picks: list[Params] = []
+        while len(picks) < count and self._in_design(len(history) + len(picks), len(done)):
+            pick = self._design_point(len(history) + len(picks), seen)
+            if pick is None:
+                return picks
+            picks.append(pick)
+            seen.add(self.space.key(pick))
+        if len(picks) < count:
+            # Small dense algebra: BLAS threads only add contention.
+            with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                picks.extend(self._model_picks(history, done, picks, seen, count - len(picks)))
+        return picks
+
+    def _in_design(self, started: int, usable: int) -> bool:
+        return started < self.settings.initial_points or usable < 2
+
+    def _design_point(self, index: int, seen: set[tuple[object, ...]]) -> Params | None:
+        """The `index`-th point of a scrambled Halton sequence, or a random unseen one."""
+        halton = qmc.Halton(d=len(self.space.parameters), scramble=True, seed=self.seed)
+        if index:
+            halton.fast_forward(index)
+        candidate = self.space.from_quantiles(halton.random(1))[0]
+        if self.space.key(candidate) not in seen:
+            return candidate
+        rng = np.random.default_rng([self.seed, index])
+        for candidate in self.space.from_quantiles(rng.random((256, len(self.space.parameters)))):
+            if self.space.key(candidate) not in seen:
+                return candidate
+        return None
+
+    def _model_picks(
+        self,
+        history: Sequence[Observation],
+        done: list[Observation],
+        picks: list[Params],
+        seen: set[tuple[object, ...]],
+        count: int,
+    ) -> list[Params]:
+        X = self.space.to_unit([o.params for o in done])
+        y = self.sign() * np.array([o.value for o in done], dtype=float)
+        surrogate = fit_surrogate(X, y, seed=self.seed + len(history))
+        pending = [o.params for o in history if not o.finished or o.state == "failed"]
+        surrogate = surrogate.with_fantasies(self.space.to_unit([*pending, *picks]))
+        rng = np.random.default_rng([self.seed, len(history), 1])
+        best_y = float(np.min(y))
+        leaders = X[np.argsort(y)[:LEADERS]]
+        result: list[Params] = []
+        for _ in range(count):
+            point = self._maximize(surrogate, best_y, leaders, seen, rng)
+            if point is None:
+                break
+            config = self.space.from_unit(point[None, :])[0]
+            result.append(config)
+            seen.add(self.space.key(config))
+            surrogate = surrogate.with_fantasies(point[None, :])
+        return result
+
+    def _maximize(
+        self,
+        surrogate: Surrogate,
+        best_y: float,
+        leaders: np.ndarray,
+        seen: set[tuple[object, ...]],
+        rng: np.random.Generator,
+    ) -> np.ndarray | None:
+        pool = [self.space.random_unit(rng, RANDOM_CANDIDATES)]
+        for scale in LOCAL_SCALES:
+            pool.append(self._perturb(np.repeat(leaders, LOCAL_PER_SCALE, axis=0), scale, rng))
+        candidates = np.vstack(pool)
+        scores = self._acquisition(surrogate, candidates, best_y)
+        random_scores = scores[:RANDOM_CANDIDATES]
+        top = np.vstack(
+            [
+                candidates[np.argsort(-scores)[:TOP_OVERALL]],
+                candidates[np.argsort(-random_scores)[:TOP_RANDOM]],
+            ]
+        )
+        scale = 0.05
+        for _ in range(REFINE_ROUNDS):
+            local = self._perturb(np.repeat(top, REFINE_POINTS // len(top), axis=0), scale, rng)
+            candidates = np.vstack([candidates, local])
+            scores = np.concatenate([scores, self._acquisition(surrogate, local, best_y)])
+            top = candidates[np.argsort(-scores)[: TOP_OVERALL + TOP_RANDOM]]
+            scale *= 0.25
+        for index in np.argsort(-scores):
+            point = candidates[index]
+            if self.space.key(self.space.from_unit(point[None, :])[0]) not in seen:
+                return point
+        return None
+
+    def _perturb(self, points: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
+        moved = points + rng.normal(0.0, scale, size=points.shape)
+        for p, (a, b) in zip(self.space.parameters, self.space.spans, strict=True):
+            if b - a > 1 or p.type == "categorical":
+                flip = rng.random(len(points)) < min(0.5, 2 * scale)
+                moved[flip, a:b] = rng.random((int(flip.sum()), b - a))
+                moved[~flip, a:b] = points[~flip, a:b]
+        return snap_columns(self.space, moved)
+
+    def _acquisition(self, surrogate: Surrogate, X: np.ndarray, best_y: float) -> np.ndarray:
+        mean, std = surrogate.predict(X)
+        if self.settings.acquisition is Acquisition.lcb:
+            return -(mean - self.settings.kappa * std)
+        return _log_ei((best_y - mean) / std) + np.log(std)
+
+
+def _log_ei(z: np.ndarray) -> np.ndarray:
+    """log(z * Phi(z) + phi(z)), stable for very negative z."""
+    out = np.empty_like(z)
+    near = z > -6.0
+    zn = z[near]
+    out[near] = np.log(zn * ndtr(zn) + np.exp(-0.5 * zn**2) / np.sqrt(2 * np.pi))
+    zf = z[~near]
+    # Mills-ratio expansion: h(z) ~ phi(z) / z^2 * (1 - 3 / z^2)
+    out[~near] = (
+        -0.5 * zf**2 - 0.5 * np.log(2 * np.pi) - 2 * np.log(-zf) + np.log1p(-3.0 / zf**2)
+    )
+    return out

@@ -1,0 +1,117 @@
+"""Gaussian-process surrogate on scikit-optimize: MAP-fitted once, then cheap fantasies.
+
+`fit_surrogate` fits kernel hyperparameters on the completed trials (the only expensive step).
+`Surrogate.with_fantasies` conditions that same kernel on pending points without refitting, which
+is how a batch of distinct suggestions is built (kriging believer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.linalg import solve_triangular
+from scipy.optimize import fmin_l_bfgs_b
+from skopt.learning import GaussianProcessRegressor
+from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+LENGTH_BOUNDS = (0.01, 20.0)
+NOISE_BOUNDS = (1e-6, 0.5)
+FIT_POINTS = 64  # trials used to fit kernel hyperparameters
+RESTARTS = 2
+PRIOR_CENTER = float(np.log(0.5))  # log-normal prior on length scales (unit-cube inputs)
+PRIOR_WIDTH = 1.5
+
+
+@dataclass
+class Surrogate:
+    """A fitted GP with its kernel hyperparameters frozen."""
+
+    kernel: Any
+    X: np.ndarray
+    y: np.ndarray
+    gp: GaussianProcessRegressor
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of the noise-free function at rows of `X`."""
+        gp = self.gp
+        cross = gp.kernel_(X, gp.X_train_)
+        mean = cross @ gp.alpha_
+        v = solve_triangular(gp.L_, cross.T, lower=True, check_finite=False)
+        var = gp.kernel_.diag(X) - np.einsum("ij,ij->j", v, v)
+        scale = float(np.ravel(gp._y_train_std)[0])
+        mean = mean * scale + float(np.ravel(gp._y_train_mean)[0])
+        return mean, np.sqrt(np.maximum(var, 1e-18)) * scale
+
+    def with_fantasies(self, X_new: np.ndarray) -> Surrogate:
+        """Condition on pending points, each believed to score the current posterior mean."""
+        if len(X_new) == 0:
+            return self
+        mean, _ = self.predict(X_new)
+        X = np.vstack([self.X, X_new])
+        y = np.concatenate([self.y, mean])
+        return Surrogate(self.kernel, X, y, _fixed_gp(self.kernel, X, y))
+
+
+def fit_surrogate(X: np.ndarray, y: np.ndarray, seed: int) -> Surrogate:
+    """Fit a Matern-5/2 ARD GP (plus noise) by maximizing the penalized marginal likelihood.
+
+    Hyperparameters are fitted on at most FIT_POINTS trials (the best ones plus a seeded random
+    sample of the rest), then the GP is conditioned on all of them: the fit is O(n^3) per
+    likelihood evaluation, conditioning is a single O(n^3) step.
+    """
+    dims = X.shape[1]
+    rng = np.random.default_rng(seed)
+    subset = _fit_subset(y, rng)
+    restarts = RESTARTS if len(subset) < FIT_POINTS else 0
+    kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
+        length_scale=np.full(dims, 0.5), length_scale_bounds=LENGTH_BOUNDS, nu=2.5
+    ) + WhiteKernel(1e-3, NOISE_BOUNDS)
+    fits: list[tuple[float, np.ndarray]] = []
+
+    def optimizer(obj: Any, theta0: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
+        theta, value, _ = fmin_l_bfgs_b(
+            lambda t: _penalized(obj, t, dims), theta0, bounds=bounds, maxiter=200
+        )
+        fits.append((float(value), theta))
+        return theta, float(value)
+
+    gp = GaussianProcessRegressor(
+        kernel=kernel,
+        normalize_y=True,
+        noise="gaussian",
+        optimizer=optimizer,
+        n_restarts_optimizer=restarts,
+        random_state=np.random.RandomState(seed % (2**32)),
+    )
+    gp.fit(X[subset], y[subset])
+    best_theta = min(fits, key=lambda f: f[0])[1]
+    fitted = kernel.clone_with_theta(best_theta)
+    return Surrogate(fitted, X, y, _fixed_gp(fitted, X, y))
+
+
+def _fit_subset(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if len(y) <= FIT_POINTS:
+        return np.arange(len(y))
+    order = np.argsort(y, kind="stable")
+    best = order[: FIT_POINTS // 3]
+    rest = rng.choice(order[FIT_POINTS // 3 :], size=FIT_POINTS - len(best), replace=False)
+    return np.sort(np.concatenate([best, rest]))
+
+
+def _fixed_gp(kernel: Any, X: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
+    gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, noise="gaussian", optimizer=None)
+    gp.fit(X, y)
+    return gp
+
+
+def _penalized(obj: Any, theta: np.ndarray, dims: int) -> tuple[float, np.ndarray]:
+    """Negative log marginal likelihood plus a weak log-normal prior on the length scales."""
+    value, grad = obj(theta, eval_gradient=True)
+    ls = theta[1 : 1 + dims]
+    center, width = PRIOR_CENTER, PRIOR_WIDTH
+    value = value + 0.5 * float(np.sum(((ls - center) / width) ** 2))
+    grad = np.array(grad, copy=True)
+    grad[1 : 1 + dims] += (ls - center) / width**2
+    return value, grad

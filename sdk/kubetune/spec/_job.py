@@ -1,0 +1,255 @@
+"""The `TuningJob` manifest: objective, parameters, algorithm, early stopping, trial template."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._algorithms import (
+    Algorithm,
+    AshaStopping,
+    EarlyStopping,
+    GridAlgorithm,
+    HyperbandAlgorithm,
+    NoStopping,
+)
+from ._base import SpecModel, field_error
+from ._errors import FieldError, SpecError, field_errors
+from ._parameters import NAME_PATTERN, CategoricalParameter, FloatParameter, Parameter
+from ._status import API_VERSION, TuningJobStatus
+
+JOB_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MAX_JOB_NAME = 52  # leaves room for "-<index>" within the 63 characters of a label value
+
+
+class Direction(str, Enum):
+    minimize = "minimize"
+    maximize = "maximize"
+
+
+class Objective(SpecModel):
+    metric: str = Field(min_length=1, description="Name of the reported metric to optimize.")
+    direction: Direction = Field(description="minimize or maximize.")
+    target: float | None = Field(None, description="The job succeeds once a trial reaches this.")
+    additional_metrics: list[str] = Field(
+        default_factory=list, description="Metrics recorded with each trial but not optimized."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Objective:
+        if self.target is not None and not math.isfinite(self.target):
+            raise field_error("target", f"must be a finite number (got {self.target})")
+        for i, name in enumerate(self.additional_metrics):
+            if name == self.metric:
+                raise field_error(f"additionalMetrics[{i}]", f"{name!r} is already the objective")
+        return self
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value `a` is strictly better than `b`."""
+        return a < b if self.direction is Direction.minimize else a > b
+
+    def reached(self, value: float) -> bool:
+        """Whether `value` meets the target (False when there is none)."""
+        if self.target is None:
+            return False
+        return value <= self.target if self.direction is Direction.minimize else value >= self.target
+
+
+class Resource(SpecModel):
+    """The budget dimension (e.g. epochs) that Hyperband and ASHA allocate."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Passed to trials as ${params.NAME}.")
+    min: int | float = Field(gt=0, description="Smallest budget a trial gets.")
+    max: int | float = Field(description="Largest budget a trial gets.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Resource:
+        if not self.max > self.min:
+            raise field_error("max", f"must be greater than min (got {self.max} <= {self.min})")
+        return self
+
+    @property
+    def integral(self) -> bool:
+        return isinstance(self.min, int) and isinstance(self.max, int)
+
+    def budget(self, value: float) -> int | float:
+        """A budget value in the resource's type, clipped to [min, max]."""
+        value = min(max(value, self.min), self.max)
+        return round(value) if self.integral else value
+
+
+class TrialTemplate(SpecModel):
+    """A PodTemplateSpec, kept opaque except for naming its primary container."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metadata: dict[str, Any] | None = None
+    spec: dict[str, Any] = Field(description="A PodSpec; the primary container runs training.")
+    primary_container: str | None = Field(
+        None, description="Name of the container that trains; default: the first one."
+    )
+
+    @field_validator("spec")
+    @classmethod
+    def _containers(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        containers = spec.get("containers")
+        if not isinstance(containers, list) or not containers:
+            raise field_error("containers", "must be a non-empty list of containers")
+        for i, c in enumerate(containers):
+            if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+                raise field_error(f"containers[{i}].name", "every container needs a name")
+        return spec
+
+    @model_validator(mode="after")
+    def _primary(self) -> TrialTemplate:
+        names = [c["name"] for c in self.spec["containers"]]
+        if self.primary_container is not None and self.primary_container not in names:
+            raise field_error(
+                "primaryContainer", f"no container named {self.primary_container!r} (have {names})"
+            )
+        return self
+
+    def primary(self) -> dict[str, Any]:
+        """The primary container's dict."""
+        containers: list[dict[str, Any]] = self.spec["containers"]
+        if self.primary_container is None:
+            return containers[0]
+        return next(c for c in containers if c["name"] == self.primary_container)
+
+
+class TuningJobSpec(SpecModel):
+    """What to tune, how to search, and how to run one trial."""
+
+    objective: Objective
+    parameters: list[Parameter] = Field(min_length=1, description="The search space.")
+    algorithm: Algorithm = Field(description="Search algorithm and its settings.")
+    early_stopping: EarlyStopping = Field(
+        default_factory=lambda: NoStopping(name="none"), description="Early-stopping rule."
+    )
+    resource: Resource | None = Field(None, description="Budget dimension (epochs, steps...).")
+    max_trials: int = Field(10, ge=1, description="Trials to run in total.")
+    parallelism: int = Field(1, ge=1, description="Trials running at once.")
+    max_failed_trials: int | None = Field(
+        None, ge=0, description="The job fails once more trials than this have failed."
+    )
+    trial_template: TrialTemplate | None = Field(None, description="Pod template of a trial.")
+
+    @model_validator(mode="after")
+    def _check(self) -> TuningJobSpec:
+        names: dict[str, int] = {}
+        for i, p in enumerate(self.parameters):
+            if p.name in names:
+                raise field_error(f"parameters[{i}].name", f"duplicate parameter {p.name!r}")
+            names[p.name] = i
+        if self.resource is not None and self.resource.name in names:
+            raise field_error(
+                "resource.name",
+                f"{self.resource.name!r} is also a parameter; the budget sets it, rename one",
+            )
+        needs_resource = isinstance(self.algorithm, HyperbandAlgorithm) or isinstance(
+            self.early_stopping, AshaStopping
+        )
+        if needs_resource and self.resource is None:
+            which = "hyperband" if isinstance(self.algorithm, HyperbandAlgorithm) else "asha"
+            raise field_error("resource", f"required by {which} (e.g. {{name: epochs, min: 1, max: 27}})")
+        if isinstance(self.algorithm, GridAlgorithm):
+            self._check_grid(self.algorithm)
+        return self
+
+    def _check_grid(self, algorithm: GridAlgorithm) -> None:
+        for i, p in enumerate(self.parameters):
+            if isinstance(p, FloatParameter) and p.step is None and algorithm.settings.points is None:
+                raise field_error(
+                    f"parameters[{i}].step",
+                    f"grid search needs a finite space: give float parameter {p.name!r} a step, "
+                    "or set algorithm.settings.points",
+                )
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return [p.name for p in self.parameters]
+
+    def is_finite(self) -> bool:
+        """Whether the space has finitely many points (ints, stepped floats, categoricals)."""
+        return all(
+            not isinstance(p, FloatParameter) or p.step is not None for p in self.parameters
+        )
+
+    def space_size(self) -> int | None:
+        """Number of distinct configurations, or None for an infinite space."""
+        if not self.is_finite():
+            return None
+        size = 1
+        for p in self.parameters:
+            values = p.grid_values(None) if not isinstance(p, CategoricalParameter) else p.values
+            size *= len(values or [])
+        return size
+
+
+class ObjectMeta(SpecModel):
+    model_config = ConfigDict(extra="allow", alias_generator=None)
+
+    name: str = Field(pattern=JOB_NAME_PATTERN, max_length=MAX_JOB_NAME)
+    namespace: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class TuningJob(SpecModel):
+    """The whole manifest: apiVersion, kind, metadata, spec and (optional) status."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["kubetune.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["TuningJob"] = "TuningJob"
+    metadata: ObjectMeta
+    spec: TuningJobSpec
+    status: TuningJobStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @classmethod
+    def parse(cls, data: Any, source: str | None = None) -> TuningJob:
+        """Validate a manifest dict; raise `SpecError` listing every problem by field path."""
+        if not isinstance(data, dict):
+            raise SpecError([FieldError("", "a TuningJob manifest must be a mapping")], source)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SpecError(field_errors(exc), source) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TuningJob:
+        """Load the one TuningJob in a YAML file (other kinds in the file are ignored)."""
+        source = str(path)
+        docs = load_yaml_documents(path)
+        jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == "TuningJob"]
+        if len(jobs) != 1:
+            if not jobs and len(docs) == 1:
+                return cls.parse(docs[0], source)
+            found = f"found {len(jobs)}"
+            raise SpecError([FieldError("kind", f"expected one TuningJob document, {found}")], source)
+        return cls.parse(jobs[0], source)
+
+
+def load_yaml_documents(path: str | Path) -> list[Any]:
+    """All documents of a YAML file; `SpecError` naming the line on a syntax error."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SpecError([FieldError("", f"cannot read file: {exc.strerror}")], source) from None
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([FieldError("", f"invalid YAML: {where}{problem}")], source) from None

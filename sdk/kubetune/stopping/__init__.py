@@ -1,0 +1,33 @@
+"""Early-stopping rules behind one interface: `create_stopper(spec).should_stop(curve, others)`.
+
+Used by the metrics service (on every report) and the decision core. Pure: imports no I/O
+library.
+"""
+
+from ..spec import AshaStopping, MedianStopping, TuningJobSpec
+from ._asha import AshaStopper, rungs
+from ._base import KEEP, BaseStopper, Curve, NoStopper, Point, StopDecision
+from ._median import MedianStopper
+
+
+def create_stopper(spec: TuningJobSpec) -> BaseStopper:
+    """The rule named by `spec.earlyStopping.name` ("none" when absent)."""
+    if isinstance(spec.early_stopping, MedianStopping):
+        return MedianStopper(spec)
+    if isinstance(spec.early_stopping, AshaStopping):
+        return AshaStopper(spec)
+    return NoStopper(spec)
+
+
+__all__ = [
+    "KEEP",
+    "AshaStopper",
+    "BaseStopper",
+    "Curve",
+    "MedianStopper",
+    "NoStopper",
+    "Point",
+    "StopDecision",
+    "create_stopper",
+    "rungs",
+]

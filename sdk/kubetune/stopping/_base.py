@@ -1,0 +1,63 @@
+"""The early-stopping interface: given one trial's curve and the others', stop it or not.
+
+Rules are pure functions of their inputs. Callers (the metrics service on each report, the
+decision core on each pass) hand in the objective curves as (step, raw value) pairs; the rule
+applies the objective's direction itself.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..spec import Direction, TuningJobSpec
+
+Point = tuple[int, float]
+Curve = Sequence[Point]
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    stop: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.stop
+
+
+KEEP = StopDecision(False)
+
+
+class BaseStopper(abc.ABC):
+    """Decides whether a running trial should stop.
+
+    `should_stop(curve, others)` looks at `curve`'s latest point: the call is made whenever the
+    trial reports. `others` are the curves of the job's other trials, finished or running, in any
+    order. Curves are sorted by step by the caller or not: rules sort them.
+    """
+
+    def __init__(self, spec: TuningJobSpec) -> None:
+        self.spec = spec
+        self.minimize = spec.objective.direction is Direction.minimize
+
+    @abc.abstractmethod
+    def should_stop(self, curve: Curve, others: Sequence[Curve]) -> StopDecision:
+        """Whether the trial with `curve` should stop now, and why."""
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b if self.minimize else a > b
+
+    def best(self, values: Sequence[float]) -> float:
+        return min(values) if self.minimize else max(values)
+
+
+class NoStopper(BaseStopper):
+    """Never stops a trial."""
+
+    def should_stop(self, curve: Curve, others: Sequence[Curve]) -> StopDecision:
+        return KEEP
+
+
+def sorted_curve(curve: Curve) -> list[Point]:
+    return sorted(((int(s), float(v)) for s, v in curve), key=lambda p: p[0])

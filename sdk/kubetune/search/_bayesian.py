@@ -8,9 +8,8 @@ best trials, and a few rounds of shrinking local search around the leaders.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.special import ndtr
@@ -159,7 +158,5 @@ def _log_ei(z: np.ndarray) -> np.ndarray:
     out[near] = np.log(zn * ndtr(zn) + np.exp(-0.5 * zn**2) / np.sqrt(2 * np.pi))
     zf = z[~near]
     # Mills-ratio expansion: h(z) ~ phi(z) / z^2 * (1 - 3 / z^2)
-    out[~near] = (
-        -0.5 * zf**2 - 0.5 * np.log(2 * np.pi) - 2 * np.log(-zf) + np.log1p(-3.0 / zf**2)
-    )
+    out[~near] = -0.5 * zf**2 - 0.5 * np.log(2 * np.pi) - 2 * np.log(-zf) + np.log1p(-3.0 / zf**2)
     return out

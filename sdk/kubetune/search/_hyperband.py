@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,11 +34,11 @@ class Bracket:
 
 def plan_brackets(resource: Resource, eta: int, iterations: int) -> list[Bracket]:
     """The whole schedule, most aggressive bracket first (Li et al., 2018)."""
-    s_max = int(math.floor(math.log(resource.max / resource.min) / math.log(eta) + 1e-9))
+    s_max = math.floor(math.log(resource.max / resource.min) / math.log(eta) + 1e-9)
     plan = []
     for iteration in range(iterations):
         for s in range(s_max, -1, -1):
-            n = int(math.ceil((s_max + 1) / (s + 1) * eta**s))
+            n = math.ceil((s_max + 1) / (s + 1) * eta**s)
             sizes = tuple(max(1, int(n * eta ** (-i))) for i in range(s + 1))
             budgets = tuple(resource.budget(resource.max * eta ** (i - s)) for i in range(s + 1))
             plan.append(Bracket(iteration, s, sizes, budgets))
@@ -100,6 +101,6 @@ class HyperbandSuggester(BaseSuggester):
                 break
         return configs
 
-    def _slot_key(self, params: Params | dict[str, object], budget: object) -> tuple[object, ...]:
+    def _slot_key(self, params: Mapping[str, Any], budget: object) -> tuple[object, ...]:
         rounded = round(float(budget), 9) if isinstance(budget, int | float) else budget
         return (self.space.key(params), rounded)

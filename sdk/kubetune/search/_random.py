@@ -48,5 +48,7 @@ class RandomSuggester(BaseSuggester):
             for combo in itertools.product(*values)
             if self.space.key(dict(zip(self.space.names, combo, strict=True))) not in seen
         ]
-        chosen = rng.choice(len(free), size=min(count, len(free)), replace=False) if free else []
+        chosen: list[int] | np.ndarray = (
+            rng.choice(len(free), size=min(count, len(free)), replace=False) if free else []
+        )
         return [dict(zip(self.space.names, free[int(i)], strict=True)) for i in chosen]

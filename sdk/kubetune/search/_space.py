@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,10 +33,12 @@ class SearchSpace:
         self.columns = self.skopt.transformed_n_dims
         widths = [d.transformed_size for d in self.skopt.dimensions]
         starts = np.cumsum([0, *widths])
-        self.spans = [(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+        self.spans = [(int(a), int(b)) for a, b in itertools.pairwise(starts)]
         self.continuous = [
-            i for p, (a, _) in zip(self.parameters, self.spans, strict=True)
-            if not isinstance(p, CategoricalParameter) for i in [a]
+            i
+            for p, (a, _) in zip(self.parameters, self.spans, strict=True)
+            if not isinstance(p, CategoricalParameter)
+            for i in [a]
         ]
 
     # -- values ---------------------------------------------------------------------------
@@ -43,7 +46,12 @@ class SearchSpace:
         """Map rows of per-parameter quantiles in [0, 1) to configurations."""
         rows = []
         for q in np.atleast_2d(quantiles):
-            rows.append({p.name: _from_quantile(p, float(u)) for p, u in zip(self.parameters, q, strict=True)})
+            rows.append(
+                {
+                    p.name: _from_quantile(p, float(u))
+                    for p, u in zip(self.parameters, q, strict=True)
+                }
+            )
         return rows
 
     def key(self, params: Mapping[str, Any]) -> Key:
@@ -101,14 +109,14 @@ def _dimension(p: FloatParameter | IntParameter | CategoricalParameter) -> Any:
 
 def _steps(p: FloatParameter | IntParameter) -> int:
     assert p.step is not None
-    return int(math.floor((p.max - p.min) / p.step + 1e-9))
+    return math.floor((p.max - p.min) / p.step + 1e-9)
 
 
 def _to_raw(p: Any, value: Any) -> Any:
     if isinstance(p, CategoricalParameter):
         return _category_index(p, value)
     if p.step is not None and p.scale is Scale.linear:
-        return int(round((value - p.min) / p.step))
+        return round((value - p.min) / p.step)
     return value
 
 
@@ -129,9 +137,9 @@ def _from_raw(p: Any, raw: Any) -> ParamValue:
     if p.step is not None and p.scale is Scale.linear:
         return _on_step(p, int(raw))
     if p.step is not None:
-        return _on_step(p, int(round((float(raw) - p.min) / p.step)))
+        return _on_step(p, round((float(raw) - p.min) / p.step))
     if isinstance(p, IntParameter):
-        return int(min(max(int(round(float(raw))), p.min), p.max))
+        return int(min(max(round(float(raw)), p.min), p.max))
     return float(min(max(float(raw), p.min), p.max))
 
 

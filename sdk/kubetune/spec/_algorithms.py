@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -10,7 +10,7 @@ from pydantic import Field
 from ._base import SpecModel
 
 
-class Acquisition(str, Enum):
+class Acquisition(StrEnum):
     ei = "ei"
     lcb = "lcb"
 
@@ -22,9 +22,7 @@ class BayesianSettings(SpecModel):
     acquisition: Acquisition = Field(
         Acquisition.ei, description="Acquisition function: ei (expected improvement) or lcb."
     )
-    kappa: float = Field(
-        1.96, gt=0, description="Exploration weight of lcb (ignored by ei)."
-    )
+    kappa: float = Field(1.96, gt=0, description="Exploration weight of lcb (ignored by ei).")
 
 
 class EmptySettings(SpecModel):
@@ -120,12 +118,10 @@ class AshaStopping(SpecModel):
     settings: AshaSettings = Field(default_factory=AshaSettings)
 
 
-EarlyStopping = Annotated[
-    NoStopping | MedianStopping | AshaStopping, Field(discriminator="name")
-]
+EarlyStopping = Annotated[NoStopping | MedianStopping | AshaStopping, Field(discriminator="name")]
 
 
-class AlgorithmName(str, Enum):
+class AlgorithmName(StrEnum):
     bayesian = "bayesian"
     random = "random"
     grid = "grid"

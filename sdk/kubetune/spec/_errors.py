@@ -25,6 +25,24 @@ _UNION_TAGS = frozenset(
         "asha",
     }
 )
+_SHOW_INPUT = frozenset(
+    {
+        "enum",
+        "literal_error",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "string_pattern_mismatch",
+        "string_too_long",
+        "int_parsing",
+        "int_from_float",
+        "float_parsing",
+        "int_type",
+        "float_type",
+        "string_type",
+    }
+)
 _PATH_PART = re.compile(r"\[\d+\]|[^.\[\]]+")
 
 
@@ -89,6 +107,9 @@ def field_errors(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[Fie
             ctx = err.get("ctx") or {}
             loc.append(str(ctx.get("discriminator", "")).strip("'"))
             message = _tag_message(err)
+        value = err.get("input")
+        if isinstance(value, str | int | float) and err["type"] in _SHOW_INPUT:
+            message = f"{message} (got {value!r})"
         result.append(FieldError(join_path(loc), message))
     return result
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,13 +21,13 @@ from ._algorithms import (
 from ._base import SpecModel, field_error
 from ._errors import FieldError, SpecError, field_errors
 from ._parameters import NAME_PATTERN, CategoricalParameter, FloatParameter, Parameter
-from ._status import API_VERSION, TuningJobStatus
+from ._status import TuningJobStatus
 
 JOB_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 MAX_JOB_NAME = 52  # leaves room for "-<index>" within the 63 characters of a label value
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     minimize = "minimize"
     maximize = "maximize"
 
@@ -57,7 +57,9 @@ class Objective(SpecModel):
         """Whether `value` meets the target (False when there is none)."""
         if self.target is None:
             return False
-        return value <= self.target if self.direction is Direction.minimize else value >= self.target
+        return (
+            value <= self.target if self.direction is Direction.minimize else value >= self.target
+        )
 
 
 class Resource(SpecModel):
@@ -156,14 +158,20 @@ class TuningJobSpec(SpecModel):
         )
         if needs_resource and self.resource is None:
             which = "hyperband" if isinstance(self.algorithm, HyperbandAlgorithm) else "asha"
-            raise field_error("resource", f"required by {which} (e.g. {{name: epochs, min: 1, max: 27}})")
+            raise field_error(
+                "resource", f"required by {which} (e.g. {{name: epochs, min: 1, max: 27}})"
+            )
         if isinstance(self.algorithm, GridAlgorithm):
             self._check_grid(self.algorithm)
         return self
 
     def _check_grid(self, algorithm: GridAlgorithm) -> None:
         for i, p in enumerate(self.parameters):
-            if isinstance(p, FloatParameter) and p.step is None and algorithm.settings.points is None:
+            if (
+                isinstance(p, FloatParameter)
+                and p.step is None
+                and algorithm.settings.points is None
+            ):
                 raise field_error(
                     f"parameters[{i}].step",
                     f"grid search needs a finite space: give float parameter {p.name!r} a step, "
@@ -176,9 +184,7 @@ class TuningJobSpec(SpecModel):
 
     def is_finite(self) -> bool:
         """Whether the space has finitely many points (ints, stepped floats, categoricals)."""
-        return all(
-            not isinstance(p, FloatParameter) or p.step is not None for p in self.parameters
-        )
+        return all(not isinstance(p, FloatParameter) or p.step is not None for p in self.parameters)
 
     def space_size(self) -> int | None:
         """Number of distinct configurations, or None for an infinite space."""
@@ -205,7 +211,9 @@ class TuningJob(SpecModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    api_version: Literal["kubetune.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    api_version: Literal["kubetune.dev/v1alpha1"] = Field(
+        "kubetune.dev/v1alpha1", alias="apiVersion"
+    )
     kind: Literal["TuningJob"] = "TuningJob"
     metadata: ObjectMeta
     spec: TuningJobSpec
@@ -235,7 +243,9 @@ class TuningJob(SpecModel):
             if not jobs and len(docs) == 1:
                 return cls.parse(docs[0], source)
             found = f"found {len(jobs)}"
-            raise SpecError([FieldError("kind", f"expected one TuningJob document, {found}")], source)
+            raise SpecError(
+                [FieldError("kind", f"expected one TuningJob document, {found}")], source
+            )
         return cls.parse(jobs[0], source)
 
 

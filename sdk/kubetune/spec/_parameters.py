@@ -1,9 +1,9 @@
-"""The search-space parameter models: `float`, `int` (linear or log, optional step), `categorical`."""
+"""Search-space parameters: `float` and `int` (linear or log, optional step), `categorical`."""
 
 from __future__ import annotations
 
 import math
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictFloat, StrictInt, StrictStr, field_validator, model_validator
@@ -15,7 +15,7 @@ ParamValue = StrictStr | StrictInt | StrictFloat
 _VALUE_TYPES = (str, int, float)
 
 
-class Scale(str, Enum):
+class Scale(StrEnum):
     linear = "linear"
     log = "log"
 
@@ -58,7 +58,7 @@ class FloatParameter(_Numeric):
     def grid_values(self, points: int | None) -> list[float] | None:
         """The finite values of this parameter, or None if it has no step and `points` is None."""
         if self.step is not None:
-            count = int(math.floor((self.max - self.min) / self.step + 1e-9)) + 1
+            count = math.floor((self.max - self.min) / self.step + 1e-9) + 1
             return [round_to_step(self.min + k * self.step, self.step) for k in range(count)]
         if points is None:
             return None
@@ -122,5 +122,5 @@ Parameter = Annotated[
 
 def round_to_step(value: float, step: float) -> float:
     """Remove float noise from a multiple of `step` (0.1*3 -> 0.3)."""
-    decimals = max(0, 12 - int(math.floor(math.log10(abs(step)))))
+    decimals = max(0, 12 - math.floor(math.log10(abs(step))))
     return round(value, min(decimals, 15))

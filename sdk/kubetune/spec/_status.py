@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -13,7 +13,7 @@ from ._parameters import ParamValue
 API_VERSION = "kubetune.dev/v1alpha1"
 
 
-class JobPhase(str, Enum):
+class JobPhase(StrEnum):
     pending = "Pending"
     validating = "Validating"
     running = "Running"
@@ -21,7 +21,7 @@ class JobPhase(str, Enum):
     failed = "Failed"
 
 
-class TrialPhase(str, Enum):
+class TrialPhase(StrEnum):
     pending = "Pending"
     running = "Running"
     succeeded = "Succeeded"
@@ -99,7 +99,7 @@ class Trial(SpecModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    api_version: Literal["kubetune.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["kubetune.dev/v1alpha1"] = "kubetune.dev/v1alpha1"
     kind: Literal["Trial"] = "Trial"
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: TrialSpec

@@ -1,0 +1,201 @@
+"""The decision core: given a TuningJob and its trials, decide what happens next.
+
+One pure function, `decide`, used by both drivers (the local runner and the Kubernetes operator):
+which trials to start (names, params, budgets), which running trials to stop and why, and whether
+the job is finished, with its reason and best trial. Drivers only carry the decision out and
+record state; no tuning logic lives anywhere else. Imports no I/O library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from .search import Observation, Params, create_suggester
+from .spec import BestTrial, HyperbandAlgorithm, TuningJobSpec
+from .stopping import BaseStopper, create_stopper
+
+TrialState = Literal["pending", "running", "succeeded", "failed", "stopped"]
+ACTIVE: frozenset[str] = frozenset({"pending", "running"})
+SuggestFn = Callable[[TuningJobSpec, Sequence[Observation], int], list[Params]]
+
+
+class FinishReason(StrEnum):
+    max_trials = "MaxTrialsReached"
+    target = "TargetReached"
+    exhausted = "SearchSpaceExhausted"
+    failures = "TooManyFailedTrials"
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """What the core needs to know of one trial. `curve` holds (step, objective) pairs."""
+
+    name: str
+    index: int
+    params: Mapping[str, Any]
+    state: TrialState
+    curve: Sequence[tuple[int, float]] = ()
+    objective: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+
+@dataclass(frozen=True)
+class TrialLaunch:
+    name: str
+    index: int
+    params: Params
+    budget: float | None
+
+
+@dataclass(frozen=True)
+class StopOrder:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: FinishReason
+    succeeded: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    start: list[TrialLaunch] = field(default_factory=list)
+    stop: list[StopOrder] = field(default_factory=list)
+    finish: Finish | None = None
+    best: BestTrial | None = None
+
+
+def trial_name(job: str, index: int) -> str:
+    """Deterministic trial names: two drivers, or a restarted one, never create duplicates."""
+    return f"{job}-{index}"
+
+
+def default_suggest(
+    spec: TuningJobSpec, history: Sequence[Observation], count: int
+) -> list[Params]:
+    return create_suggester(spec).suggest(history, count)
+
+
+def decide(
+    job: str,
+    spec: TuningJobSpec,
+    trials: Sequence[TrialView],
+    suggest: SuggestFn = default_suggest,
+    stopper: BaseStopper | None = None,
+) -> Decision:
+    """What happens next for job `job` with these trials (any order)."""
+    trials = sorted(trials, key=lambda t: t.index)
+    stops = _early_stops(trials, stopper or create_stopper(spec))
+    stopping = {s.name for s in stops}
+    states = {t.name: ("stopped" if t.name in stopping else t.state) for t in trials}
+    best = best_trial(spec, trials)
+    active = [t for t in trials if states[t.name] in ACTIVE]
+
+    finish = _finish_now(spec, trials, states, best)
+    if finish is None and len(trials) >= spec.max_trials and not active:
+        finish = _final(FinishReason.max_trials, best, f"all {spec.max_trials} trials finished")
+    if finish is not None:
+        stops += [StopOrder(t.name, f"job finished: {finish.reason.value}") for t in active]
+        return Decision(stop=stops, finish=finish, best=best)
+
+    slots = min(spec.parallelism - len(active), spec.max_trials - len(trials))
+    if slots <= 0:
+        return Decision(stop=stops, best=best)
+    history = [_observation(spec, t, states[t.name]) for t in trials]
+    suggestions = suggest(spec, history, slots)
+    if not suggestions and not active:
+        reason = FinishReason.exhausted
+        return Decision(stop=stops, finish=_final(reason, best, "no configuration left"), best=best)
+    next_index = trials[-1].index + 1 if trials else 0
+    launches = [
+        _launch(spec, job, next_index + i, params) for i, params in enumerate(suggestions[:slots])
+    ]
+    return Decision(start=launches, stop=stops, best=best)
+
+
+def objective_of(spec: TuningJobSpec, trial: TrialView) -> float | None:
+    """A trial's objective: as recorded, else the best value on its curve."""
+    if trial.objective is not None:
+        return trial.objective
+    values = [v for _, v in trial.curve]
+    if not values:
+        return None
+    return max(values) if spec.objective.direction.value == "maximize" else min(values)
+
+
+def best_trial(spec: TuningJobSpec, trials: Sequence[TrialView]) -> BestTrial | None:
+    """The best finished-or-running trial with an objective (ties: the earliest)."""
+    best: tuple[float, TrialView] | None = None
+    for t in sorted(trials, key=lambda t: t.index):
+        value = objective_of(spec, t)
+        if value is None or t.state == "failed":
+            continue
+        if best is None or spec.objective.better(value, best[0]):
+            best = (value, t)
+    if best is None:
+        return None
+    value, t = best
+    step = next((s for s, v in t.curve if v == value), None)
+    return BestTrial(name=t.name, params=dict(t.params), objective=value, step=step)
+
+
+def _early_stops(trials: Sequence[TrialView], stopper: BaseStopper) -> list[StopOrder]:
+    orders = []
+    for t in trials:
+        if t.state != "running" or not t.curve:
+            continue
+        others = [o.curve for o in trials if o.name != t.name and o.curve]
+        verdict = stopper.should_stop(t.curve, others)
+        if verdict.stop:
+            orders.append(StopOrder(t.name, f"early stopping: {verdict.reason}"))
+    return orders
+
+
+def _finish_now(
+    spec: TuningJobSpec,
+    trials: Sequence[TrialView],
+    states: Mapping[str, str],
+    best: BestTrial | None,
+) -> Finish | None:
+    failed = sum(1 for t in trials if states[t.name] == "failed")
+    if spec.max_failed_trials is not None and failed > spec.max_failed_trials:
+        message = f"{failed} trials failed, more than maxFailedTrials={spec.max_failed_trials}"
+        return Finish(FinishReason.failures, False, message)
+    if best is not None and spec.objective.reached(best.objective):
+        metric, target = spec.objective.metric, spec.objective.target
+        message = f"{best.name} reached {metric}={best.objective:g} (target {target:g})"
+        return Finish(FinishReason.target, True, message)
+    return None
+
+
+def _final(reason: FinishReason, best: BestTrial | None, message: str) -> Finish:
+    if best is None:
+        return Finish(reason, False, f"{message}, but no trial reported the objective")
+    return Finish(reason, True, f"{message}; best {best.name} with {best.objective:g}")
+
+
+def _observation(spec: TuningJobSpec, t: TrialView, state: str) -> Observation:
+    if state in ACTIVE:
+        return Observation(params=t.params, value=None, state="running")
+    value = objective_of(spec, t) if state != "failed" else None
+    return Observation(params=t.params, value=value, state=state)  # type: ignore[arg-type]
+
+
+def _launch(spec: TuningJobSpec, job: str, index: int, params: Params) -> TrialLaunch:
+    budget: float | None = None
+    if spec.resource is not None:
+        if isinstance(spec.algorithm, HyperbandAlgorithm):
+            budget = float(params[spec.resource.name])
+        else:
+            budget = spec.resource.max
+            params = {**params, spec.resource.name: spec.resource.budget(spec.resource.max)}
+    return TrialLaunch(trial_name(job, index), index, params, budget)

@@ -148,7 +148,9 @@ def _on_step(p: FloatParameter | IntParameter, k: int) -> ParamValue:
     assert p.step is not None
     if isinstance(p, IntParameter):
         return p.min + k * p.step
-    return min(round_to_step(p.min + k * p.step, p.step), p.max)
+    if k == 0:
+        return float(p.min)
+    return min(max(round_to_step(p.min + k * p.step, p.step), p.min), p.max)
 
 
 def _from_quantile(p: Any, u: float) -> ParamValue:

@@ -59,14 +59,16 @@ class FloatParameter(_Numeric):
         """The finite values of this parameter, or None if it has no step and `points` is None."""
         if self.step is not None:
             count = math.floor((self.max - self.min) / self.step + 1e-9) + 1
-            return [round_to_step(self.min + k * self.step, self.step) for k in range(count)]
+            values = [round_to_step(self.min + k * self.step, self.step) for k in range(count)]
+            return [self.min, *(min(max(v, self.min), self.max) for v in values[1:])]
         if points is None:
             return None
         if points == 1:
             return [self.min]
         if self.scale is Scale.log:
             lo, hi = math.log(self.min), math.log(self.max)
-            return [math.exp(lo + (hi - lo) * k / (points - 1)) for k in range(points)]
+            inner = [math.exp(lo + (hi - lo) * k / (points - 1)) for k in range(1, points - 1)]
+            return [self.min, *inner, self.max]
         return [self.min + (self.max - self.min) * k / (points - 1) for k in range(points)]
 
 
@@ -121,6 +123,5 @@ Parameter = Annotated[
 
 
 def round_to_step(value: float, step: float) -> float:
-    """Remove float noise from a multiple of `step` (0.1*3 -> 0.3)."""
-    decimals = max(0, 12 - math.floor(math.log10(abs(step))))
-    return round(value, min(decimals, 15))
+    """Remove float noise from a multiple of `step` (0.1 + 2*0.1 -> 0.3, not 0.30000000000000004)."""
+    return float(f"{value:.15g}")

@@ -22,10 +22,10 @@ from ._gp import Surrogate, fit_surrogate
 from ._space import SearchSpace, snap_columns
 
 RANDOM_CANDIDATES = 1024
-LOCAL_SCALES = (0.2, 0.05, 0.01, 0.002)
-LOCAL_PER_SCALE = 48
+LOCAL_SCALES = (0.2, 0.05, 0.01, 0.002, 0.0005, 0.0001)
+LOCAL_PER_SCALE = 32
 LEADERS = 5
-REFINE_ROUNDS = 4
+REFINE_ROUNDS = 7
 REFINE_POINTS = 96
 TOP_OVERALL = 3
 TOP_RANDOM = 0

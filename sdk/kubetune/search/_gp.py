@@ -2,7 +2,7 @@
 
 `fit_surrogate` fits kernel hyperparameters on the completed trials (the only expensive step).
 `Surrogate.with_fantasies` conditions that same kernel on pending points without refitting, which
-is how a batch of distinct suggestions is built (kriging believer).
+is how a batch of distinct suggestions is built (constant liar at the best value so far).
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg import cho_solve, cholesky, solve_triangular
 from scipy.optimize import fmin_l_bfgs_b
+from scipy.spatial.distance import cdist
 from skopt.learning import GaussianProcessRegressor
 from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 LENGTH_BOUNDS = (0.01, 20.0)
-NOISE_BOUNDS = (1e-6, 0.5)
-FIT_POINTS = 64  # trials used to fit kernel hyperparameters
+NOISE_BOUNDS = (1e-10, 0.5)
+FIT_POINTS = 48  # trials used to fit kernel hyperparameters
 RESTARTS = 2
 PRIOR_CENTER = float(np.log(0.5))  # log-normal prior on length scales (unit-cube inputs)
 PRIOR_WIDTH = 1.5
@@ -26,32 +27,56 @@ PRIOR_WIDTH = 1.5
 
 @dataclass
 class Surrogate:
-    """A fitted GP with its kernel hyperparameters frozen."""
+    """A GP with frozen kernel hyperparameters, conditioned on (X, y).
+
+    `kernel` is the fitted `signal + WhiteKernel`; predictions are of the noise-free signal.
+    Conditioning is done here in numpy (one Cholesky), which keeps fantasies cheap.
+    """
 
     kernel: Any
     X: np.ndarray
     y: np.ndarray
-    gp: GaussianProcessRegressor
+
+    def __post_init__(self) -> None:
+        self._offset = float(np.mean(self.y))
+        self._scale = float(np.std(self.y)) or 1.0
+        K = self.kernel(self.X)
+        self._L = _cholesky(K)
+        self._alpha = cho_solve((self._L, True), (self.y - self._offset) / self._scale)
+        self._amplitude = float(self.kernel.k1.k1.constant_value)
+        self._length = np.asarray(self.kernel.k1.k2.length_scale, dtype=float)
+        self._X_scaled = self.X / self._length
+
+    def _signal(self, X: np.ndarray) -> np.ndarray:
+        """The Matern-5/2 signal covariance between rows of X and the training points."""
+        r = np.sqrt(5.0) * cdist(X / self._length, self._X_scaled)
+        return self._amplitude * (1.0 + r + r**2 / 3.0) * np.exp(-r)
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of the noise-free function at rows of `X`."""
-        gp = self.gp
-        cross = gp.kernel_(X, gp.X_train_)
-        mean = cross @ gp.alpha_
-        v = solve_triangular(gp.L_, cross.T, lower=True, check_finite=False)
-        var = gp.kernel_.diag(X) - np.einsum("ij,ij->j", v, v)
-        scale = float(np.ravel(gp._y_train_std)[0])
-        mean = mean * scale + float(np.ravel(gp._y_train_mean)[0])
-        return mean, np.sqrt(np.maximum(var, 1e-18)) * scale
+        cross = self._signal(X)
+        mean = cross @ self._alpha
+        v = solve_triangular(self._L, cross.T, lower=True, check_finite=False)
+        var = self._amplitude - np.einsum("ij,ij->j", v, v)
+        std = np.sqrt(np.maximum(var, 1e-18)) * self._scale
+        return mean * self._scale + self._offset, std
 
     def with_fantasies(self, X_new: np.ndarray) -> Surrogate:
-        """Condition on pending points, each believed to score the current posterior mean."""
+        """Condition on pending points, each believed to score the best value so far."""
         if len(X_new) == 0:
             return self
-        mean, _ = self.predict(X_new)
-        X = np.vstack([self.X, X_new])
-        y = np.concatenate([self.y, mean])
-        return Surrogate(self.kernel, X, y, _fixed_gp(self.kernel, X, y))
+        lies = np.full(len(X_new), float(np.min(self.y)))
+        return Surrogate(self.kernel, np.vstack([self.X, X_new]), np.concatenate([self.y, lies]))
+
+
+def _cholesky(K: np.ndarray) -> np.ndarray:
+    jitter = 1e-10
+    for _ in range(8):
+        try:
+            return cholesky(K + jitter * np.eye(len(K)), lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            jitter *= 100
+    raise np.linalg.LinAlgError("kernel matrix is not positive definite")
 
 
 def fit_surrogate(X: np.ndarray, y: np.ndarray, seed: int) -> Surrogate:
@@ -87,8 +112,7 @@ def fit_surrogate(X: np.ndarray, y: np.ndarray, seed: int) -> Surrogate:
     )
     gp.fit(X[subset], y[subset])
     best_theta = min(fits, key=lambda f: f[0])[1]
-    fitted = kernel.clone_with_theta(best_theta)
-    return Surrogate(fitted, X, y, _fixed_gp(fitted, X, y))
+    return Surrogate(kernel.clone_with_theta(best_theta), X, y)
 
 
 def _fit_subset(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -98,12 +122,6 @@ def _fit_subset(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     best = order[: FIT_POINTS // 3]
     rest = rng.choice(order[FIT_POINTS // 3 :], size=FIT_POINTS - len(best), replace=False)
     return np.sort(np.concatenate([best, rest]))
-
-
-def _fixed_gp(kernel: Any, X: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
-    gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, noise="gaussian", optimizer=None)
-    gp.fit(X, y)
-    return gp
 
 
 def _penalized(obj: Any, theta: np.ndarray, dims: int) -> tuple[float, np.ndarray]:

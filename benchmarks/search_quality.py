@@ -25,10 +25,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # two workers on two cores; no BLAS oversubscription
 
 sys.path.insert(0, str(Path(__file__).parent))
-from problems import PROBLEMS, Problem, with_seed  # noqa: E402
-
 from kubetune.search import Observation, create_suggester  # noqa: E402
 from kubetune.spec import TuningJobSpec  # noqa: E402
+from problems import PROBLEMS, Problem, with_seed  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -122,7 +121,10 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     args = parser.parse_args()
     jobs = [
-        (m, p, s, args.trials) for p in args.problems for m in args.methods for s in range(args.seeds)
+        (m, p, s, args.trials)
+        for p in args.problems
+        for m in args.methods
+        for s in range(args.seeds)
     ]
     regrets: dict[tuple[str, str], list[float]] = {}
     seconds: dict[tuple[str, str], list[float]] = {}

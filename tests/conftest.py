@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kubetune.spec import TuningJobSpec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from kubetune.search import (
     GridSuggester,
     HyperbandSuggester,
@@ -21,7 +20,7 @@ from kubetune.search import (
 )
 from kubetune.spec import Resource
 
-from .conftest import MIXED_PARAMETERS, make_spec
+from .conftest import make_spec
 
 ALGORITHMS = ["bayesian", "random", "grid", "hyperband"]
 GRID_SETTINGS = {"points": 3}
@@ -216,7 +215,7 @@ def test_bayesian_respects_log_scale_in_its_design() -> None:
         settings={"initialPoints": 20},
     )
     picks = create_suggester(spec).suggest([], 20)
-    decades = Counter(int(math.floor(math.log10(p["lr"]))) for p in picks)
+    decades = Counter(math.floor(math.log10(p["lr"])) for p in picks)
     assert set(decades) == {-5, -4, -3, -2, -1}  # spread over decades, not bunched near 1.0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from kubetune.stopping import AshaStopper, MedianStopper, NoStopper, create_stopper, rungs
 
 from .conftest import make_spec

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 
-.PHONY: test lint bench demo clean
+.PHONY: test lint bench demo clean proto
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ bench: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the committed gRPC stubs from sdk/kubetune/rpc/kubetune.proto.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I sdk --python_out=sdk --grpc_python_out=sdk --pyi_out=sdk sdk/kubetune/rpc/kubetune.proto

@@ -1,4 +1,4 @@
-"""The `kubetune` command line. Subcommands: `validate` (more arrive with the local runner)."""
+"""The `kubetune` command line: validate manifests, run a job locally, inspect its trials."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from .spec import SpecError, TuningJob
+from .spec import FieldError, SpecError, TuningJob
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -36,6 +38,112 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _workdir(args: argparse.Namespace, job: TuningJob | None) -> Path:
+    if args.workdir:
+        return Path(args.workdir)
+    if job is None:
+        raise SystemExit("kubetune: give a manifest FILE or --workdir")
+    return Path(".kubetune") / job.name
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .local import JobMismatch, LocalRunner
+    from .local._display import LiveView, result_json, summary
+
+    try:
+        job = TuningJob.from_yaml(args.file)
+        if job.spec.trial_template is None:
+            raise SpecError([FieldError("spec.trialTemplate", "required to run trials")], args.file)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    workdir = _workdir(args, job)
+    console = Console(stderr=args.json)
+    view = LiveView(console)
+    runner = LocalRunner(
+        job,
+        Path(args.file).resolve().parent,
+        workdir,
+        grace=args.grace,
+        on_update=None if args.json else view,
+    )
+    try:
+        if args.json:
+            result = runner.run()
+        else:
+            with view:
+                result = runner.run()
+    except JobMismatch as exc:
+        print(f"kubetune: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; running trials were stopped. Resume: kubetune run {args.file}",
+            file=sys.stderr,
+        )
+        return 130
+    if args.json:
+        print(result_json(result))
+    else:
+        console.print(summary(result))
+    return 0 if result.succeeded else 2
+
+
+def _open_result(args: argparse.Namespace) -> Any:
+    from .local import LocalRunner
+
+    job = TuningJob.from_yaml(args.file) if args.file else None
+    workdir = _workdir(args, job)
+    if not (workdir / "state.db").exists():
+        raise SystemExit(f"kubetune: no local run in {workdir}")
+    if job is None:
+        from .local import Store
+
+        stored = Store(workdir / "state.db").job()
+        if stored is None:
+            raise SystemExit(f"kubetune: no job in {workdir}")
+        job = TuningJob.parse(
+            {
+                "apiVersion": "kubetune.dev/v1alpha1",
+                "kind": "TuningJob",
+                "metadata": {"name": stored["name"]},
+                "spec": json.loads(stored["spec"]),
+            }
+        )
+    return LocalRunner(job, Path("."), workdir).result()
+
+
+def _trials(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .local._display import result_json, trials_table
+
+    result = _open_result(args)
+    if args.json:
+        print(json.dumps(json.loads(result_json(result))["trials"], indent=2))
+        return 0
+    spec = TuningJob.from_yaml(args.file).spec if args.file else None
+    metric = spec.objective.metric if spec else "objective"
+    maximize = bool(spec and spec.objective.direction.value == "maximize")
+    Console().print(trials_table(result.trials, metric, maximize, limit=10_000))
+    return 0
+
+
+def _best(args: argparse.Namespace) -> int:
+    result = _open_result(args)
+    if result.best is None:
+        print("no trial has reported the objective yet", file=sys.stderr)
+        return 1
+    if args.json:
+        print(result.best.model_dump_json(indent=2))
+    else:
+        params = " ".join(f"{k}={v}" for k, v in result.best.params.items())
+        print(f"{result.best.name}  objective={result.best.objective:.6g}  {params}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubetune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +153,23 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("--json", action="store_true", help="print one JSON result")
     validate.set_defaults(handler=_validate)
+
+    run = commands.add_parser("run", help="tune a TuningJob on this machine (trials as processes)")
+    run.add_argument("file", metavar="FILE")
+    run.add_argument("--workdir", help="state and logs (default: ./.kubetune/<job name>)")
+    run.add_argument("--json", action="store_true", help="no live table; print one JSON result")
+    run.add_argument("--grace", type=float, default=10.0, help="seconds from SIGTERM to SIGKILL")
+    run.set_defaults(handler=_run)
+
+    for name, handler, text in (
+        ("trials", _trials, "list the trials of a local run"),
+        ("best", _best, "show the best trial of a local run"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("file", metavar="FILE", nargs="?")
+        sub.add_argument("--workdir")
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(handler=handler)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -85,6 +86,20 @@ class Resource(SpecModel):
         return round(value) if self.integral else value
 
 
+class LocalOverride(SpecModel):
+    """How `kubetune run` starts the primary container's process on the host instead."""
+
+    command: list[str] | None = Field(None, description="Replaces the container's command.")
+    args: list[str] | None = Field(None, description="Replaces the container's args.")
+    working_dir: str | None = Field(
+        None, description="Directory to run in, relative to the manifest's directory."
+    )
+    env: dict[str, str] | None = Field(None, description="Extra environment variables.")
+
+
+PARAM_REF = re.compile(r"\$\{params\.([^}]*)\}")
+
+
 class TrialTemplate(SpecModel):
     """A PodTemplateSpec, kept opaque except for naming its primary container."""
 
@@ -94,6 +109,9 @@ class TrialTemplate(SpecModel):
     spec: dict[str, Any] = Field(description="A PodSpec; the primary container runs training.")
     primary_container: str | None = Field(
         None, description="Name of the container that trains; default: the first one."
+    )
+    local: LocalOverride | None = Field(
+        None, description="Overrides for running trials as local processes (kubetune run)."
     )
 
     @field_validator("spec")
@@ -115,6 +133,29 @@ class TrialTemplate(SpecModel):
                 "primaryContainer", f"no container named {self.primary_container!r} (have {names})"
             )
         return self
+
+    def references(self) -> list[tuple[str, str]]:
+        """(path, name) of every ${params.NAME} in the primary container and the local override."""
+        containers: list[dict[str, Any]] = self.spec["containers"]
+        index = next(
+            (i for i, c in enumerate(containers) if c["name"] == self.primary()["name"]), 0
+        )
+        base = f"spec.containers[{index}]"
+        texts: list[tuple[str, Any]] = []
+        primary = self.primary()
+        for key in ("command", "args"):
+            for i, v in enumerate(primary.get(key) or []):
+                texts.append((f"{base}.{key}[{i}]", v))
+        for i, e in enumerate(primary.get("env") or []):
+            if isinstance(e, dict):
+                texts.append((f"{base}.env[{i}].value", e.get("value")))
+        if self.local is not None:
+            for key in ("command", "args"):
+                for i, v in enumerate(getattr(self.local, key) or []):
+                    texts.append((f"local.{key}[{i}]", v))
+            for k, v in (self.local.env or {}).items():
+                texts.append((f"local.env.{k}", v))
+        return [(path, m) for path, t in texts if isinstance(t, str) for m in PARAM_REF.findall(t)]
 
     def primary(self) -> dict[str, Any]:
         """The primary container's dict."""
@@ -163,6 +204,14 @@ class TuningJobSpec(SpecModel):
             )
         if isinstance(self.algorithm, GridAlgorithm):
             self._check_grid(self.algorithm)
+        if self.trial_template is not None:
+            known = set(names) | ({self.resource.name} if self.resource else set())
+            for path, ref in self.trial_template.references():
+                if ref not in known:
+                    raise field_error(
+                        f"trialTemplate.{path}",
+                        f"${{params.{ref}}} names no parameter (have {sorted(known)})",
+                    )
         return self
 
     def _check_grid(self, algorithm: GridAlgorithm) -> None:

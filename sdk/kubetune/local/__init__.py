@@ -1,0 +1,17 @@
+"""The embedded driver: `kubetune run` tunes a TuningJob on this machine (no cluster)."""
+
+from ._executor import LocalCommand, LocalExecutor, build_local_command
+from ._runner import JobMismatch, LocalRunner, RunResult, StoreMetrics
+from ._store import Store, TrialRow
+
+__all__ = [
+    "JobMismatch",
+    "LocalCommand",
+    "LocalExecutor",
+    "LocalRunner",
+    "RunResult",
+    "Store",
+    "StoreMetrics",
+    "TrialRow",
+    "build_local_command",
+]

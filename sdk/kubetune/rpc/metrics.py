@@ -1,0 +1,67 @@
+"""MetricsService: training code reports metrics; the reply says whether to stop.
+
+The servicer authenticates, validates and hands the report to a `MetricsBackend` (the local
+runner's SQLite store, or the operator's Trial-status writer), which persists it before the reply
+goes out: an acknowledged report is never lost. Non-finite values are recorded as failed
+measurements and never reach the search or the stopping rules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+
+from . import kubetune_pb2 as pb
+from . import kubetune_pb2_grpc as pb_grpc
+
+
+class UnknownTrial(LookupError):
+    """No trial of that name is known to the backend."""
+
+
+class BadToken(PermissionError):
+    """The trial exists but the token does not match."""
+
+
+@dataclass(frozen=True)
+class ReportVerdict:
+    should_stop: bool
+    reason: str = ""
+
+
+class MetricsBackend(Protocol):
+    def report(
+        self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
+    ) -> ReportVerdict:
+        """Persist one report (finite `metrics`, names of non-finite ones in `invalid`) and decide
+        whether the trial should stop. Raises UnknownTrial or BadToken."""
+        ...
+
+
+class MetricsServicer(pb_grpc.MetricsServiceServicer):
+    def __init__(self, backend: MetricsBackend) -> None:
+        self.backend = backend
+
+    def Report(self, request: pb.ReportRequest, context: Any) -> pb.ReportResponse:
+        if not request.trial:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "trial: required")
+        if request.step < 0:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"step: must be >= 0 (got {request.step})"
+            )
+        finite = {k: v for k, v in request.metrics.items() if math.isfinite(v)}
+        invalid = sorted(k for k, v in request.metrics.items() if not math.isfinite(v))
+        try:
+            verdict = self.backend.report(
+                request.trial, request.token, request.step, finite, invalid
+            )
+        except UnknownTrial:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"trial {request.trial!r} is not known")
+        except BadToken:
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, f"wrong token for trial {request.trial!r}"
+            )
+        return pb.ReportResponse(should_stop=verdict.should_stop, reason=verdict.reason)

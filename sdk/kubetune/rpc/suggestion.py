@@ -1,0 +1,104 @@
+"""SuggestionService: suggestions and spec validation over gRPC, stateless per request.
+
+Served by `kubetune-suggestion` (own Deployment), in-process by the operator, and called by
+`SuggestionClient`, whose `suggest` plugs into `kubetune.engine.decide`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from ..search import Observation, Params, create_suggester
+from ..spec import FieldError, SpecError, TuningJobSpec
+from ..spec._errors import field_errors
+from . import kubetune_pb2 as pb
+from . import kubetune_pb2_grpc as pb_grpc
+from ._convert import from_proto_params, to_proto_params
+
+
+def parse_spec(spec_json: str) -> TuningJobSpec:
+    """The `.spec` of a TuningJob from JSON; `SpecError` with `spec.`-prefixed paths."""
+    from pydantic import ValidationError
+
+    try:
+        data = json.loads(spec_json)
+    except json.JSONDecodeError as exc:
+        raise SpecError([FieldError("spec", f"not valid JSON: {exc.msg}")]) from None
+    try:
+        return TuningJobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(field_errors(exc, prefix=("spec",))) from None
+
+
+class SuggestionServicer(pb_grpc.SuggestionServiceServicer):
+    """Rebuilds the suggester from each request; holds no state."""
+
+    def GetSuggestions(
+        self, request: pb.GetSuggestionsRequest, context: Any
+    ) -> pb.GetSuggestionsResponse:
+        try:
+            spec = parse_spec(request.spec_json)
+        except SpecError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if request.count < 0:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"count: must be >= 0 (got {request.count})"
+            )
+        history = []
+        for i, t in enumerate(request.trials):
+            value = t.value if t.HasField("value") else None
+            state: Any = t.state or "succeeded"
+            try:
+                history.append(Observation(from_proto_params(t.params), value, state))
+            except ValueError as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"trials[{i}].{exc}")
+        response = pb.GetSuggestionsResponse()
+        for params in create_suggester(spec).suggest(history, request.count):
+            to_proto_params(params, response.suggestions.add().params)
+        return response
+
+    def ValidateSpec(
+        self, request: pb.ValidateSpecRequest, context: Any
+    ) -> pb.ValidateSpecResponse:
+        try:
+            parse_spec(request.spec_json)
+        except SpecError as exc:
+            errors = [pb.FieldViolation(path=e.path, message=e.message) for e in exc.errors]
+            return pb.ValidateSpecResponse(valid=False, errors=errors)
+        return pb.ValidateSpecResponse(valid=True)
+
+
+class SuggestionClient:
+    """Client of a SuggestionService; `suggest` matches `kubetune.engine.SuggestFn`."""
+
+    def __init__(self, address: str, timeout: float = 30.0) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.stub = pb_grpc.SuggestionServiceStub(self.channel)
+        self.timeout = timeout
+
+    def suggest(
+        self, spec: TuningJobSpec, history: Sequence[Observation], count: int
+    ) -> list[Params]:
+        request = pb.GetSuggestionsRequest(
+            spec_json=spec.model_dump_json(by_alias=True), count=count
+        )
+        for o in history:
+            trial = request.trials.add(state=o.state)
+            to_proto_params(o.params, trial.params)
+            if o.value is not None:
+                trial.value = o.value
+        response = self.stub.GetSuggestions(request, timeout=self.timeout)
+        return [from_proto_params(s.params) for s in response.suggestions]
+
+    def validate(self, spec: dict[str, Any]) -> list[FieldError]:
+        response = self.stub.ValidateSpec(
+            pb.ValidateSpecRequest(spec_json=json.dumps(spec)), timeout=self.timeout
+        )
+        return [FieldError(e.path, e.message) for e in response.errors]
+
+    def close(self) -> None:
+        self.channel.close()

@@ -1,0 +1,45 @@
+"""The trial contract, shared by both executors: `${params.NAME}` substitution and trial env.
+
+Pure functions: the local executor turns them into a process, the Kubernetes executor into a Pod.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+PARAM_REF = re.compile(r"\$\{params\.([^}]*)\}")
+
+
+def format_value(value: Any) -> str:
+    """How a parameter value appears in command lines and env (repr of floats round-trips)."""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def substitute(text: str, params: Mapping[str, Any]) -> str:
+    """Replace every ${params.NAME} in `text` (names are checked by spec validation)."""
+    return PARAM_REF.sub(lambda m: format_value(params[m.group(1)]), text)
+
+
+def env_name(param: str) -> str:
+    return "KUBETUNE_PARAM_" + re.sub(r"[^A-Za-z0-9_]", "_", param).upper()
+
+
+def trial_env(
+    job: str, trial: str, params: Mapping[str, Any], metrics_address: str, token: str
+) -> dict[str, str]:
+    """The variables every trial gets, whatever runs it."""
+    env = {
+        "KUBETUNE_JOB": job,
+        "KUBETUNE_TRIAL": trial,
+        "KUBETUNE_METRICS_ADDR": metrics_address,
+        "KUBETUNE_TRIAL_TOKEN": token,
+        "KUBETUNE_PARAMS": json.dumps(dict(params), sort_keys=True),
+    }
+    for name, value in params.items():
+        env[env_name(name)] = format_value(value)
+    return env

@@ -1,0 +1,178 @@
+"""kubetune's PyTorch trainer: an MLP on scikit-learn's bundled datasets, tuned by TuningJobs.
+
+Offline by construction: `digits` (10-class classification) and `diabetes` (regression) ship
+inside scikit-learn. Every epoch it reports validation metrics with `kubetune.report` and stops
+as soon as kubetune says so. Seeded and deterministic on CPU; uses CUDA when available.
+
+    python train.py --lr=0.01 --optimizer=adam --epochs=20
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import signal
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.datasets import load_diabetes, load_digits
+from sklearn.model_selection import train_test_split
+from torch import nn
+
+import kubetune
+
+DEFAULTS: dict[str, Any] = {
+    "dataset": "digits",
+    "lr": 1e-2,
+    "batch_size": 64,
+    "hidden_layers": 2,
+    "units": 64,
+    "dropout": 0.1,
+    "optimizer": "adam",
+    "momentum": 0.9,
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "weight_decay": 0.0,
+    "grad_clip": 0.0,
+    "schedule": "none",
+    "activation": "relu",
+    "init": "he",
+    "epochs": 10,
+    "seed": 0,
+    "fail_at_epoch": -1,
+}
+CHOICES = {
+    "dataset": ["digits", "diabetes"],
+    "optimizer": ["sgd", "adam", "adamw"],
+    "schedule": ["none", "cosine", "plateau"],
+    "activation": ["relu", "gelu", "tanh", "leaky_relu"],
+    "init": ["he", "xavier"],
+}
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = {**DEFAULTS, **{k: v for k, v in kubetune.trial_params().items() if k in DEFAULTS}}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name, default in defaults.items():
+        kind = type(DEFAULTS[name])
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=(lambda v, k=kind: k(float(v)) if k is int else k(v)),
+            default=default,
+            choices=CHOICES.get(name),
+        )
+    args = parser.parse_args(argv)
+    if args.lr <= 0 or args.batch_size < 1 or args.epochs < 1 or args.hidden_layers < 0:
+        parser.error("--lr, --batch-size and --epochs must be positive, --hidden-layers >= 0")
+    if not 0 <= args.dropout < 1:
+        parser.error(f"--dropout must be in [0, 1) (got {args.dropout})")
+    return args
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def load(dataset: str, seed: int) -> tuple[torch.Tensor, ...]:
+    data = load_digits() if dataset == "digits" else load_diabetes()
+    X = data.data.astype(np.float32)
+    y = data.target
+    X_train, X_val, y_train, y_val = train_test_split(X, y, test_size=0.25, random_state=seed)
+    mean, std = X_train.mean(0), X_train.std(0) + 1e-6
+    X_train, X_val = (X_train - mean) / std, (X_val - mean) / std
+    if dataset == "diabetes":
+        y_mean, y_std = y_train.mean(), y_train.std()
+        y_train, y_val = (y_train - y_mean) / y_std, (y_val - y_mean) / y_std
+        return (torch.tensor(X_train), torch.tensor(y_train, dtype=torch.float32)[:, None],
+                torch.tensor(X_val), torch.tensor(y_val, dtype=torch.float32)[:, None],
+                torch.tensor(float(y_std)))
+    return (torch.tensor(X_train), torch.tensor(y_train), torch.tensor(X_val), torch.tensor(y_val),
+            torch.tensor(1.0))
+
+
+def build_model(inputs: int, outputs: int, args: argparse.Namespace) -> nn.Module:
+    layers: list[nn.Module] = []
+    width = inputs
+    for _ in range(args.hidden_layers):
+        layers += [nn.Linear(width, args.units), ACTIVATIONS[args.activation](), nn.Dropout(args.dropout)]
+        width = args.units
+    layers.append(nn.Linear(width, outputs))
+    model = nn.Sequential(*layers)
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            if args.init == "he":
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            else:
+                nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    return model
+
+
+def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    cls = torch.optim.Adam if args.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=args.lr, betas=(args.beta1, args.beta2), weight_decay=args.weight_decay)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    seed_everything(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    X_train, y_train, X_val, y_val, y_scale = (t.to(device) for t in load(args.dataset, args.seed))
+    classify = args.dataset == "digits"
+    model = build_model(X_train.shape[1], 10 if classify else 1, args).to(device)
+    optimizer = build_optimizer(model, args)
+    scheduler: Any = None
+    if args.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    elif args.schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    loss_fn: nn.Module = nn.CrossEntropyLoss() if classify else nn.MSELoss()
+    generator = torch.Generator(device="cpu").manual_seed(args.seed)
+    print(f"training on {device}: {vars(args)}", flush=True)
+    for epoch in range(1, args.epochs + 1):
+        if epoch == args.fail_at_epoch:
+            raise RuntimeError(f"failing on purpose at epoch {epoch} (--fail-at-epoch)")
+        model.train()
+        order = torch.randperm(len(X_train), generator=generator).to(device)
+        for start in range(0, len(order), args.batch_size):
+            batch = order[start : start + args.batch_size]
+            optimizer.zero_grad()
+            loss = loss_fn(model(X_train[batch]), y_train[batch])
+            loss.backward()
+            if args.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            out = model(X_val)
+            val_loss = float(loss_fn(out, y_val))
+        metrics = {"val_loss": val_loss}
+        if classify:
+            metrics["val_accuracy"] = float((out.argmax(1) == y_val).float().mean())
+        else:
+            metrics["val_rmse"] = math.sqrt(val_loss) * float(y_scale)
+        if scheduler is not None:
+            scheduler.step(val_loss) if args.schedule == "plateau" else scheduler.step()
+        print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+        if kubetune.report(step=epoch, **metrics):
+            print(f"kubetune asked to stop after epoch {epoch}", flush=True)
+            return 0
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    sys.exit(main())

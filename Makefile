@@ -4,13 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
+# The CPU build of torch that this machine class has on disk; other versions download CUDA builds.
+TORCH ?= torch==2.13.0
 
 .PHONY: test lint bench demo clean proto
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q '$(TORCH)'
+	$(BIN)/python -m pip install -q -e '.[test,trainer]'
 	touch $@
 
 lint: $(STAMP)
@@ -29,6 +32,11 @@ $(VENV)/.installed-bench: $(STAMP)
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/search_quality.py
 	$(BIN)/python benchmarks/suggest_latency.py
+
+# Tune the example TuningJob on this machine: Bayesian search + ASHA, the real trainer, CPU.
+demo: $(STAMP)
+	$(BIN)/kubetune run manifests/examples/digits-bayesian.yaml --workdir .kubetune/demo
+	$(BIN)/kubetune best --workdir .kubetune/demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -35,7 +35,15 @@ class _Reporter:
         self._grpc = grpc
         self._pb = pb
         self.trial, self.token = trial, token
-        self.channel = grpc.insecure_channel(address)
+        self.channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ],
+        )
+        self.closed = False
         self.stub = pb_grpc.MetricsServiceStub(self.channel)
         self.pending: deque[Any] = deque()
         self.stop_requested = False
@@ -55,14 +63,18 @@ class _Reporter:
         delay = 0.05
         while self.pending:
             try:
-                reply = self.stub.Report(self.pending[0], timeout=max(0.5, min(5.0, budget)))
+                reply = self.stub.Report(
+                    self.pending[0],
+                    timeout=max(0.2, min(5.0, deadline - time.monotonic())),
+                    wait_for_ready=True,
+                )
             except self._grpc.RpcError as exc:
                 code = exc.code()
                 if code in (
                     self._grpc.StatusCode.UNAVAILABLE,
                     self._grpc.StatusCode.DEADLINE_EXCEEDED,
                 ):
-                    if time.monotonic() + delay > deadline:
+                    if time.monotonic() + delay >= deadline:
                         _log(f"metrics service unreachable; {len(self.pending)} report(s) buffered")
                         return
                     time.sleep(delay)
@@ -77,9 +89,12 @@ class _Reporter:
 
     def close(self) -> None:
         with self.lock:
+            if self.closed:
+                return
+            self.closed = True
             if self.pending:
                 self._flush(EXIT_FLUSH_SECONDS)
-        self.channel.close()
+            self.channel.close()
 
 
 _reporter: _Reporter | None = None

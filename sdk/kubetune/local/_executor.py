@@ -74,7 +74,7 @@ class LocalExecutor:
         self.terminated_at: dict[str, float] = {}
         logs.mkdir(parents=True, exist_ok=True)
 
-    def start(self, trial: str, command: LocalCommand) -> None:
+    def start(self, trial: str, command: LocalCommand) -> int:
         log = open(self.logs / f"{trial}.log", "ab")  # noqa: SIM115 - owned by the process
         try:
             self.procs[trial] = subprocess.Popen(
@@ -88,6 +88,7 @@ class LocalExecutor:
             )
         finally:
             log.close()
+        return self.procs[trial].pid
 
     def running(self) -> set[str]:
         return set(self.procs)
@@ -135,3 +136,9 @@ class LocalExecutor:
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a process group left behind by a previous runner, if it still exists."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

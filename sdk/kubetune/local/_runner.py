@@ -20,7 +20,7 @@ from ..rpc.metrics import BadToken, ReportVerdict, UnknownTrial
 from ..rpc.server import serve
 from ..spec import BestTrial, TuningJob
 from ..stopping import create_stopper
-from ._executor import LocalExecutor, build_local_command
+from ._executor import LocalExecutor, build_local_command, kill_group
 from ._store import Store, TrialRow
 
 ENGINE_STATES = {"stopping": "running", "interrupted": "pending"}
@@ -152,6 +152,8 @@ class LocalRunner:
 
     def _recover(self) -> None:
         """Trials left running by a killed or interrupted runner are restarted or failed."""
+        for pid in self.store.leftover_pids():
+            kill_group(pid)
         for t in self.store.trials():
             if t.state in ("running", "stopping", "pending", "interrupted"):
                 if t.attempts >= MAX_ATTEMPTS:
@@ -195,7 +197,8 @@ class LocalRunner:
             self.template, self.manifest_dir, self.job.name, name, params, self.address, token
         )
         self.store.set_state(name, "running", started=time.time(), attempts=attempts + 1)
-        self.executor.start(name, command)
+        pid = self.executor.start(name, command)
+        self.store.set_state(name, "running", pid=pid)
 
     def _record_exit(self, name: str, code: int) -> None:
         current = self.store.trial(name)

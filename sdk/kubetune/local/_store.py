@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS job (
 CREATE TABLE IF NOT EXISTS trials (
     name TEXT PRIMARY KEY, idx INTEGER NOT NULL UNIQUE, params TEXT NOT NULL, budget REAL,
     token TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    stop_reason TEXT, exit_code INTEGER, created REAL NOT NULL, started REAL, finished REAL
+    stop_reason TEXT, exit_code INTEGER, created REAL NOT NULL, started REAL, finished REAL,
+    pid INTEGER
 );
 CREATE TABLE IF NOT EXISTS metrics (
     trial TEXT NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
@@ -119,7 +120,7 @@ class Store:
             )
 
     def set_state(self, name: str, state: str, **fields: Any) -> None:
-        allowed = {"stop_reason", "exit_code", "started", "finished", "attempts"}
+        allowed = {"stop_reason", "exit_code", "started", "finished", "attempts", "pid"}
         assert set(fields) <= allowed, fields
         sets = ", ".join(["state = ?", *(f"{k} = ?" for k in fields)])
         with self.transaction() as db:
@@ -157,6 +158,14 @@ class Store:
             if name == objective:
                 row.curve.append((step, value))
         return list(out.values())
+
+    def leftover_pids(self) -> list[int]:
+        """Process ids recorded for trials that a previous runner left running."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT pid FROM trials WHERE pid IS NOT NULL AND state IN ('running', 'stopping')"
+            ).fetchall()
+        return [int(r[0]) for r in rows]
 
     def trial(self, name: str) -> tuple[str, str] | None:
         """(token, state) of a trial, or None."""

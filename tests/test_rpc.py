@@ -1,0 +1,193 @@
+"""gRPC services over real loopback: suggestions, validation, health, metric reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import kubetune
+from kubetune import _report
+from kubetune.local import Store, StoreMetrics
+from kubetune.rpc import kubetune_pb2 as pb
+from kubetune.rpc import kubetune_pb2_grpc as pb_grpc
+from kubetune.rpc.server import METRICS, SUGGESTION, serve
+from kubetune.rpc.suggestion import SuggestionClient
+from kubetune.search import Observation, create_suggester
+from kubetune.spec import TuningJob
+
+from .conftest import make_spec, manifest
+
+
+@pytest.fixture
+def suggestion_server() -> Iterator[Any]:
+    server = serve(suggestions=True)
+    yield server
+    server.stop(0)
+
+
+def test_suggestions_over_grpc_match_the_library(suggestion_server: Any) -> None:
+    spec = make_spec("bayesian", settings={"initialPoints": 3})
+    history = [
+        Observation(params=p, value=float(i))
+        for i, p in enumerate(create_suggester(spec).suggest([], 3))
+    ]
+    history.append(Observation(params=history[0].params | {"lr": 0.2}, state="running"))
+    client = SuggestionClient(suggestion_server.address)
+    assert client.suggest(spec, history, 2) == create_suggester(spec).suggest(history, 2)
+    client.close()
+
+
+def test_bad_spec_is_invalid_argument_with_the_field_path(suggestion_server: Any) -> None:
+    stub = pb_grpc.SuggestionServiceStub(grpc.insecure_channel(suggestion_server.address))
+    bad = make_spec().model_dump(mode="json", by_alias=True)
+    bad["parameters"][0]["max"] = 1e-9
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetSuggestions(pb.GetSuggestionsRequest(spec_json=json.dumps(bad), count=1))
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "spec.parameters[0].max: must be greater than min" in info.value.details()
+    reply = stub.ValidateSpec(pb.ValidateSpecRequest(spec_json=json.dumps(bad)))
+    assert not reply.valid and reply.errors[0].path == "spec.parameters[0].max"
+
+
+def test_health_checking(suggestion_server: Any) -> None:
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(suggestion_server.address))
+    reply = health.Check(health_pb2.HealthCheckRequest(service=SUGGESTION))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as info:
+        health.Check(health_pb2.HealthCheckRequest(service=METRICS))
+    assert info.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def metrics_store(tmp_path: Path) -> Iterator[tuple[Store, Any]]:
+    job = TuningJob.parse(
+        manifest(
+            {
+                "objective": {"metric": "acc", "direction": "maximize"},
+                "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
+                "algorithm": {"name": "random"},
+                "earlyStopping": {"name": "asha"},
+                "resource": {"name": "epochs", "min": 1, "max": 9},
+            }
+        )
+    )
+    store = Store(tmp_path / "state.db")
+    for i, token in enumerate(["t0", "t1"]):
+        store.add_trial(f"job-{i}", i, {"x": 0.5}, 9, token)
+        store.set_state(f"job-{i}", "running")
+    server = serve(metrics=StoreMetrics(store, job, lambda: None))
+    yield store, server
+    server.stop(0)
+
+
+def report_stub(server: Any) -> Any:
+    return pb_grpc.MetricsServiceStub(grpc.insecure_channel(server.address))
+
+
+def test_report_round_trip_persists_before_replying(metrics_store: tuple[Store, Any]) -> None:
+    store, server = metrics_store
+    stub = report_stub(server)
+    reply = stub.Report(pb.ReportRequest(trial="job-0", token="t0", step=1, metrics={"acc": 0.9}))
+    assert not reply.should_stop
+    assert store.curves("acc") == {"job-0": [(1, 0.9)]}
+    # job-1 reaches rung 1 second and worse: ASHA (eta 3, two trials) keeps only the best
+    reply = stub.Report(pb.ReportRequest(trial="job-1", token="t1", step=1, metrics={"acc": 0.2}))
+    assert reply.should_stop and "rung 1" in reply.reason
+    assert store.trial("job-1") == ("t1", "stopping")
+
+
+def test_wrong_token_and_unknown_trial_are_rejected(metrics_store: tuple[Store, Any]) -> None:
+    store, server = metrics_store
+    stub = report_stub(server)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Report(pb.ReportRequest(trial="job-0", token="t1", step=1, metrics={"acc": 1.0}))
+    assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Report(pb.ReportRequest(trial="nope", token="t0", step=1, metrics={"acc": 1.0}))
+    assert info.value.code() is grpc.StatusCode.NOT_FOUND
+    assert store.metric_count() == 0
+
+
+def test_non_finite_values_are_failed_measurements(metrics_store: tuple[Store, Any]) -> None:
+    store, server = metrics_store
+    stub = report_stub(server)
+    stub.Report(
+        pb.ReportRequest(trial="job-0", token="t0", step=1, metrics={"acc": math.nan, "loss": 1.0})
+    )
+    stub.Report(pb.ReportRequest(trial="job-0", token="t0", step=2, metrics={"acc": math.inf}))
+    assert store.curves("acc") == {}
+    assert store.metric_count() == 3  # recorded (as NULL), never part of a curve
+    assert store.trials("acc")[0].latest == {"loss": 1.0}
+
+
+# -- kubetune.report ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def reporter_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(_report, "_reporter", None)
+    monkeypatch.setattr(_report, "RETRY_SECONDS", 0.3)
+    yield
+    if _report._reporter is not None:
+        _report._reporter.pending.clear()
+        _report._reporter.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_report_without_address_just_logs(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.delenv("KUBETUNE_METRICS_ADDR", raising=False)
+    monkeypatch.setattr(_report, "_reporter", None)
+    assert kubetune.report(step=3, acc=0.5) is False
+    assert "[kubetune] step 3: acc=0.5" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="step"):
+        kubetune.report(step=-1, acc=1.0)
+    monkeypatch.setenv("KUBETUNE_PARAMS", '{"lr": 0.1}')
+    assert kubetune.trial_params() == {"lr": 0.1}
+
+
+def test_report_survives_an_outage_and_delivers_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reporter_env: None
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("KUBETUNE_METRICS_ADDR", f"127.0.0.1:{port}")
+    monkeypatch.setenv("KUBETUNE_TRIAL", "job-0")
+    monkeypatch.setenv("KUBETUNE_TRIAL_TOKEN", "t0")
+    assert kubetune.report(step=1, acc=0.1) is False  # nobody listening: buffered
+    assert kubetune.report(step=2, acc=0.2) is False
+    assert _report._reporter is not None and len(_report._reporter.pending) == 2
+    job = TuningJob.parse(
+        manifest(
+            {
+                "objective": {"metric": "acc", "direction": "maximize"},
+                "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
+                "algorithm": {"name": "random"},
+            }
+        )
+    )
+    store = Store(tmp_path / "state.db")
+    store.add_trial("job-0", 0, {"x": 0.5}, None, "t0")
+    store.set_state("job-0", "running")
+    server = serve(f"127.0.0.1:{port}", metrics=StoreMetrics(store, job, lambda: None))
+    monkeypatch.setattr(_report, "RETRY_SECONDS", 5.0)
+    try:
+        assert kubetune.report(step=3, acc=0.3) is False
+        assert store.curves("acc") == {"job-0": [(1, 0.1), (2, 0.2), (3, 0.3)]}
+        assert not _report._reporter.pending
+    finally:
+        server.stop(0)

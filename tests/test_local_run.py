@@ -168,7 +168,7 @@ def test_killed_runner_resumes_without_rerunning_or_losing_metrics(tmp_path: Pat
             "maxTrials": 3,
             "parallelism": 1,
         },
-        ["--lr=${params.lr}", "--epochs=30"],
+        ["--lr=${params.lr}", "--epochs=8"],
     )
     workdir = tmp_path / "work"
     db = workdir / "state.db"
@@ -203,7 +203,7 @@ def test_killed_runner_resumes_without_rerunning_or_losing_metrics(tmp_path: Pat
     runner.wait()
     before = snapshot(db)
     assert before[0][0] == ("t-0", "succeeded", 1) and before[0][1][:2] == ("t-1", "running")
-    code, result = run_json(path, workdir)
+    code, _ = run_json(path, workdir)
     after = snapshot(db)
     assert code == 0 and [t[0] for t in after[0]] == ["t-0", "t-1", "t-2"]
     assert after[0][0] == ("t-0", "succeeded", 1)  # not run again
@@ -229,7 +229,7 @@ def test_ctrl_c_stops_trials_and_the_next_run_finishes(tmp_path: Path) -> None:
             "maxTrials": 2,
             "parallelism": 2,
         },
-        ["--lr=${params.lr}", "--epochs=20"],
+        ["--lr=${params.lr}", "--epochs=8"],
     )
     workdir = tmp_path / "work"
     runner = subprocess.Popen(

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import kubetune
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-import kubetune
 from kubetune import _report
 from kubetune.local import Store, StoreMetrics
 from kubetune.rpc import kubetune_pb2 as pb

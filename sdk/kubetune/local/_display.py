@@ -34,7 +34,10 @@ def short(value: Any) -> str:
 def trials_table(trials: list[TrialRow], objective: str, maximize: bool, limit: int = 40) -> Table:
     table = Table(expand=False, header_style="bold")
     for column in ("trial", "state", "params", "step", objective, "best"):
-        table.add_column(column, overflow="fold")
+        if column == "params":
+            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=70)
+        else:
+            table.add_column(column, no_wrap=True)
     for t in trials[-limit:]:
         values = [v for _, v in t.curve]
         best = (max(values) if maximize else min(values)) if values else None
@@ -42,7 +45,7 @@ def trials_table(trials: list[TrialRow], objective: str, maximize: bool, limit: 
         table.add_row(
             t.name,
             Text(t.state, style=STATE_STYLE.get(t.state, "")),
-            " ".join(f"{k}={short(v)}" for k, v in t.params.items()),
+            " ".join(f"{k}={short(v)}" for k, v in t.params.items()),  # one line per trial
             step,
             short(values[-1]) if values else "-",
             short(best) if best is not None else "-",
@@ -84,7 +87,7 @@ class LiveView:
 
 
 def summary(result: RunResult) -> Text:
-    lines = [f"job {result.name}: "]
+    lines = [f"\njob {result.name}: "]
     if result.finished:
         outcome = "succeeded" if result.succeeded else "failed"
         lines.append(f"{outcome} ({result.reason}) - {result.message}")

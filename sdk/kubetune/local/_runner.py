@@ -9,6 +9,7 @@ answers with the early-stopping verdict. Killing the runner loses nothing: rerun
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from ..engine import Decision, TrialView, decide
 from ..rpc.metrics import BadToken, ReportVerdict, UnknownTrial
 from ..rpc.server import serve
 from ..spec import BestTrial, TuningJob
-from ..stopping import create_stopper
+from ..stopping import NoStopper, create_stopper
 from ._executor import LocalExecutor, build_local_command, kill_group
 from ._store import Store, TrialRow
 
@@ -45,13 +46,20 @@ class RunResult:
 
 
 class StoreMetrics:
-    """MetricsBackend of the local runner: persist, then judge with the early-stopping rule."""
+    """MetricsBackend of the local runner: persist, then judge with the early-stopping rule.
+
+    Objective curves are mirrored in memory (loaded once from the store, then appended to after
+    each committed write) so that judging a report does not re-read the whole metrics table.
+    """
 
     def __init__(self, store: Store, job: TuningJob, wake: Callable[[], None]) -> None:
         self.store = store
         self.objective = job.spec.objective.metric
         self.stopper = create_stopper(job.spec)
+        self.judges = not isinstance(self.stopper, NoStopper)
         self.wake = wake
+        self.lock = threading.Lock()
+        self.curves: dict[str, dict[int, float]] | None = None
 
     def report(
         self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
@@ -65,11 +73,16 @@ class StoreMetrics:
         self.store.add_metrics(trial, step, values)
         if known[1] == "stopping":
             return ReportVerdict(True, "already stopping")
-        if known[1] != "running" or self.objective not in metrics:
+        if not self.judges or known[1] != "running" or self.objective not in metrics:
             return ReportVerdict(False)
-        curves = self.store.curves(self.objective)
-        mine = curves.pop(trial, [])
-        verdict = self.stopper.should_stop(mine, list(curves.values()))
+        with self.lock:
+            if self.curves is None:
+                stored = self.store.curves(self.objective)
+                self.curves = {name: dict(points) for name, points in stored.items()}
+            self.curves.setdefault(trial, {})[step] = metrics[self.objective]
+            mine = sorted(self.curves[trial].items())
+            others = [sorted(c.items()) for name, c in self.curves.items() if name != trial]
+        verdict = self.stopper.should_stop(mine, others)
         if verdict.stop and self.store.request_stop(trial, f"early stopping: {verdict.reason}"):
             self.wake()
             return ReportVerdict(True, verdict.reason)
@@ -110,6 +123,8 @@ class LocalRunner:
             self._recover()
             while not self._step():
                 self._sleep()
+            if self.on_update:
+                self.on_update(self, self.last_decision)
         except KeyboardInterrupt:
             self._interrupt()
             raise

@@ -29,8 +29,8 @@ CREATE TABLE IF NOT EXISTS trials (
     pid INTEGER
 );
 CREATE TABLE IF NOT EXISTS metrics (
-    trial TEXT NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
-    received REAL NOT NULL, PRIMARY KEY (trial, step, name)
+    trial TEXT NOT NULL, attempt INTEGER NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL,
+    value REAL, received REAL NOT NULL, PRIMARY KEY (trial, attempt, step, name)
 );
 """
 
@@ -142,7 +142,8 @@ class Store:
                 " started, finished FROM trials ORDER BY idx"
             ).fetchall()
             metrics = self.db.execute(
-                "SELECT trial, step, name, value FROM metrics ORDER BY trial, step"
+                "SELECT m.trial, m.step, m.name, m.value FROM metrics m JOIN trials t"
+                " ON m.trial = t.name AND m.attempt = t.attempts ORDER BY m.trial, m.step"
             ).fetchall()
         out = {
             r[0]: TrialRow(
@@ -177,17 +178,24 @@ class Store:
 
     # -- metrics -----------------------------------------------------------------------------
     def add_metrics(self, trial: str, step: int, metrics: Mapping[str, float | None]) -> None:
+        """Record a report under the trial's current attempt (a restart keeps earlier ones)."""
         now = time.time()
         with self.transaction() as db:
+            (attempt,) = db.execute(
+                "SELECT attempts FROM trials WHERE name = ?", (trial,)
+            ).fetchone()
             db.executemany(
-                "INSERT OR REPLACE INTO metrics (trial, step, name, value, received) VALUES (?, ?, ?, ?, ?)",
-                [(trial, step, k, v, now) for k, v in metrics.items()],
+                "INSERT OR REPLACE INTO metrics (trial, attempt, step, name, value, received)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(trial, attempt, step, k, v, now) for k, v in metrics.items()],
             )
 
     def curves(self, objective: str) -> dict[str, list[tuple[int, float]]]:
         with self.lock:
             rows = self.db.execute(
-                "SELECT trial, step, value FROM metrics WHERE name = ? AND value IS NOT NULL ORDER BY trial, step",
+                "SELECT m.trial, m.step, m.value FROM metrics m JOIN trials t"
+                " ON m.trial = t.name AND m.attempt = t.attempts"
+                " WHERE m.name = ? AND m.value IS NOT NULL ORDER BY m.trial, m.step",
                 (objective,),
             ).fetchall()
         out: dict[str, list[tuple[int, float]]] = {}

@@ -42,7 +42,7 @@ ARGS = [
 ]
 
 
-def manifest(tmp: Path, name: str, spec: dict[str, Any]) -> Path:
+def manifest(tmp: Path, name: str, spec: dict[str, Any], args: list[str] = ARGS) -> Path:
     spec["trialTemplate"] = {
         "local": {"workingDir": str(TRAINER)},
         "spec": {
@@ -51,7 +51,7 @@ def manifest(tmp: Path, name: str, spec: dict[str, Any]) -> Path:
                     "name": "trainer",
                     "image": "kubetune/trainer",
                     "command": ["python", "train.py"],
-                    "args": ARGS,
+                    "args": args,
                 }
             ]
         },
@@ -72,21 +72,15 @@ def manifest(tmp: Path, name: str, spec: dict[str, Any]) -> Path:
 
 def run_job(path: Path, workdir: Path) -> dict[str, Any]:
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubetune.cli",
-            "run",
-            str(path),
-            "--workdir",
-            str(workdir),
-            "--json",
-        ],
+        [sys.executable, "-m", "kubetune.cli", "run", str(path), "--workdir", str(workdir), "--json"],
         capture_output=True,
         text=True,
         check=False,
     )
-    return json.loads(proc.stdout)
+    if not proc.stdout:
+        raise SystemExit(f"kubetune run failed:\n{proc.stderr}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
 
 
 def overhead(trials: int) -> dict[str, Any]:
@@ -95,11 +89,10 @@ def overhead(trials: int) -> dict[str, Any]:
             "objective": {"metric": "val_accuracy", "direction": "maximize"},
             "parameters": PARAMS,
             "algorithm": {"name": "random", "seed": 0},
-            "resource": {"name": "epochs", "min": 1, "max": 1},
             "maxTrials": trials,
             "parallelism": 1,
         }
-        path = manifest(Path(tmp), "overhead", spec)
+        path = manifest(Path(tmp), "overhead", spec, [*ARGS[:-1], "--epochs=1"])
         began = time.perf_counter()
         result = run_job(path, Path(tmp) / "work")
         runner = time.perf_counter() - began

@@ -56,7 +56,7 @@ class StoreMetrics:
         self.store = store
         self.objective = job.spec.objective.metric
         self.stopper = create_stopper(job.spec)
-        self.judges = not isinstance(self.stopper, NoStopper)
+        self.judges = not isinstance(self.stopper, NoStopper)  # skip the bookkeeping entirely
         self.wake = wake
         self.lock = threading.Lock()
         self.curves: dict[str, dict[int, float]] | None = None
@@ -81,6 +81,8 @@ class StoreMetrics:
                 self.curves = {name: dict(points) for name, points in stored.items()}
             self.curves.setdefault(trial, {})[step] = metrics[self.objective]
             mine = sorted(self.curves[trial].items())
+            if not self.stopper.judges(mine):
+                return ReportVerdict(False)
             others = [sorted(c.items()) for name, c in self.curves.items() if name != trial]
         verdict = self.stopper.should_stop(mine, others)
         if verdict.stop and self.store.request_stop(trial, f"early stopping: {verdict.reason}"):

@@ -30,16 +30,23 @@ class AshaStopper(BaseStopper):
         self.eta = spec.early_stopping.settings.reduction_factor
         self.rungs = rungs(spec.resource.min, spec.resource.max, self.eta)
 
-    def should_stop(self, curve: Curve, others: Sequence[Curve]) -> StopDecision:
-        points = sorted_curve(curve)
+    def crossed_rung(self, points: list[tuple[int, float]]) -> float | None:
+        """The highest rung that the latest point crossed, if it crossed one."""
         if not points:
-            return KEEP
+            return None
         latest = points[-1][0]
         previous = points[-2][0] if len(points) > 1 else None
         crossed = [r for r in self.rungs if latest >= r and (previous is None or previous < r)]
-        if not crossed:
+        return crossed[-1] if crossed else None
+
+    def judges(self, curve: Curve) -> bool:
+        return self.crossed_rung(sorted_curve(curve)) is not None
+
+    def should_stop(self, curve: Curve, others: Sequence[Curve]) -> StopDecision:
+        points = sorted_curve(curve)
+        rung = self.crossed_rung(points)
+        if rung is None:
             return KEEP
-        rung = crossed[-1]
         value = points[-1][1]
         rivals = [v for other in others if (v := _value_at(other, rung)) is not None]
         keep = max(1, (len(rivals) + 1) // self.eta)

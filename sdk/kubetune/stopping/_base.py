@@ -45,6 +45,11 @@ class BaseStopper(abc.ABC):
     def should_stop(self, curve: Curve, others: Sequence[Curve]) -> StopDecision:
         """Whether the trial with `curve` should stop now, and why."""
 
+    def judges(self, curve: Curve) -> bool:
+        """Whether `should_stop` could say stop at this curve's latest point; False lets callers
+        skip gathering the other curves (ASHA only judges at rung crossings)."""
+        return bool(curve)
+
     def better(self, a: float, b: float) -> bool:
         return a < b if self.minimize else a > b
 
@@ -57,6 +62,9 @@ class NoStopper(BaseStopper):
 
     def should_stop(self, curve: Curve, others: Sequence[Curve]) -> StopDecision:
         return KEEP
+
+    def judges(self, curve: Curve) -> bool:
+        return False
 
 
 def sorted_curve(curve: Curve) -> list[Point]:

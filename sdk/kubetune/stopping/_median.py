@@ -20,6 +20,9 @@ class MedianStopper(BaseStopper):
         self.min_trials = spec.early_stopping.settings.min_trials
         self.start_step = spec.early_stopping.settings.start_step
 
+    def judges(self, curve: Curve) -> bool:
+        return bool(curve) and max(s for s, _ in curve) >= self.start_step
+
     def should_stop(self, curve: Curve, others: Sequence[Curve]) -> StopDecision:
         points = sorted_curve(curve)
         if not points:

@@ -89,17 +89,7 @@ class HyperbandSuggester(BaseSuggester):
     def _starting_configs(self, number: int, size: int) -> list[Params]:
         """The random configurations of bracket `number`, distinct where the space allows."""
         rng = np.random.default_rng([self.seed, number])
-        configs: list[Params] = []
-        keys: set[tuple[object, ...]] = set()
-        for _ in range(20):
-            for config in self.space.from_quantiles(rng.random((size, len(self.space.names)))):
-                key = self.space.key(config)
-                if key not in keys and len(configs) < size:
-                    configs.append(config)
-                    keys.add(key)
-            if len(configs) == size:
-                break
-        return configs
+        return self.space.draw_distinct(rng, size, set(), rounds=20)
 
     def _slot_key(self, params: Mapping[str, Any], budget: object) -> tuple[object, ...]:
         rounded = round(float(budget), 9) if isinstance(budget, int | float) else budget

@@ -27,17 +27,7 @@ class RandomSuggester(BaseSuggester):
         rng = np.random.default_rng([self.seed, len(history)])
         if self.size is not None and self.size <= ENUMERATE_LIMIT:
             return self._without_replacement(seen, rng, count)
-        picks: list[Params] = []
-        for _ in range(50):
-            draws = self.space.from_quantiles(rng.random((count, len(self.space.parameters))))
-            for config in draws:
-                key = self.space.key(config)
-                if key not in seen and len(picks) < count:
-                    picks.append(config)
-                    seen.add(key)
-            if len(picks) == count:
-                break
-        return picks
+        return self.space.draw_distinct(rng, count, seen)
 
     def _without_replacement(
         self, seen: set[tuple[object, ...]], rng: np.random.Generator, count: int

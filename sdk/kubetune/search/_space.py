@@ -85,6 +85,22 @@ class SearchSpace:
         """Project normalized points onto the ones that configurations actually map to."""
         return self.to_unit(self.from_unit(points))
 
+    def draw_distinct(
+        self, rng: np.random.Generator, count: int, seen: set[Key], rounds: int = 50
+    ) -> list[Params]:
+        """Up to `count` random configurations not in `seen` (which is updated); fewer only when
+        `rounds` batches of draws found no more (a small, nearly used-up finite space)."""
+        picks: list[Params] = []
+        for _ in range(rounds):
+            for config in self.from_quantiles(rng.random((count, len(self.parameters)))):
+                key = self.key(config)
+                if key not in seen and len(picks) < count:
+                    picks.append(config)
+                    seen.add(key)
+            if len(picks) == count:
+                break
+        return picks
+
     def random_unit(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """`n` random points of the normalized space, already snapped onto the space."""
         out = rng.random((n, self.columns))

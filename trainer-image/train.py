@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 10,
     "seed": 0,
     "fail_at_epoch": -1,
+    "threads": 1,
 }
 CHOICES = {
     "dataset": ["digits", "diabetes"],
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed_everything(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)  # small models: one thread per trial is fastest
     X_train, y_train, X_val, y_val, y_scale = (t.to(device) for t in load(args.dataset, args.seed))
     classify = args.dataset == "digits"
     model = build_model(X_train.shape[1], 10 if classify else 1, args).to(device)

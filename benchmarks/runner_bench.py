@@ -72,7 +72,16 @@ def manifest(tmp: Path, name: str, spec: dict[str, Any], args: list[str] = ARGS)
 
 def run_job(path: Path, workdir: Path) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", "run", str(path), "--workdir", str(workdir), "--json"],
+        [
+            sys.executable,
+            "-m",
+            "kubetune.cli",
+            "run",
+            str(path),
+            "--workdir",
+            str(workdir),
+            "--json",
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -92,6 +92,9 @@ def test_small_run_ends_with_all_trials_and_a_best_trial(tmp_path: Path) -> None
     assert "epoch 2: val_loss=" in log
     shown = kubetune("best", "--workdir", str(tmp_path / "work"), "--json")
     assert json.loads(shown.stdout)["name"] == best["name"]
+    plotted = kubetune("plot", str(path), "--workdir", str(tmp_path / "work"))
+    png = Path(plotted.stdout.strip())
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 def test_asha_stops_a_bad_trial_early(tmp_path: Path) -> None:

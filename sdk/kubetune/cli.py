@@ -144,6 +144,19 @@ def _best(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from .local._plot import plot_run
+
+    result = _open_result(args)
+    job = TuningJob.from_yaml(args.file) if args.file else None
+    metric = job.spec.objective.metric if job else "objective"
+    maximize = bool(job and job.spec.objective.direction.value == "maximize")
+    out = Path(args.output) if args.output else result.workdir / "plot.png"
+    plot_run(result.trials, metric, maximize, out, f"{result.name}")
+    print(out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubetune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--workdir")
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(handler=handler)
+    plot = commands.add_parser("plot", help="PNG of the optimization history and learning curves")
+    plot.add_argument("file", metavar="FILE", nargs="?")
+    plot.add_argument("--workdir")
+    plot.add_argument("-o", "--output", help="PNG path (default: <workdir>/plot.png)")
+    plot.set_defaults(handler=_plot)
     return parser
 
 

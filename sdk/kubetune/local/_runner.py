@@ -26,7 +26,8 @@ from ._store import Store, TrialRow
 
 ENGINE_STATES = {"stopping": "running", "interrupted": "pending"}
 MAX_ATTEMPTS = 3  # an interrupted trial is restarted at most this many times in all
-STOP_DELAY = 1.0  # seconds between a stop verdict and SIGTERM: the reply reaches the trainer first
+STOP_DELAY = 1.0
+IDLE_DECIDE = 1.0  # seconds between decisions when no trial exited and no report arrived  # seconds between a stop verdict and SIGTERM: the reply reaches the trainer first
 
 
 class JobMismatch(ValueError):
@@ -52,8 +53,15 @@ class StoreMetrics:
     each committed write) so that judging a report does not re-read the whole metrics table.
     """
 
-    def __init__(self, store: Store, job: TuningJob, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        job: TuningJob,
+        wake: Callable[[], None],
+        changed: Callable[[], None] = lambda: None,
+    ) -> None:
         self.store = store
+        self.changed = changed
         self.objective = job.spec.objective.metric
         self.stopper = create_stopper(job.spec)
         self.judges = not isinstance(self.stopper, NoStopper)  # skip the bookkeeping entirely
@@ -71,6 +79,7 @@ class StoreMetrics:
             raise BadToken(trial)
         values: dict[str, float | None] = {**metrics, **dict.fromkeys(invalid)}
         self.store.add_metrics(trial, step, values)
+        self.changed()
         if known[1] == "stopping":
             return ReportVerdict(True, "already stopping")
         if not self.judges or known[1] != "running" or self.objective not in metrics:
@@ -114,12 +123,15 @@ class LocalRunner:
         self.poll = poll
         self.stop_marked: dict[str, float] = {}
         self._woken = False
+        self._dirty = True
+        self._decided_at = 0.0
         self.last_decision: Decision | None = None
 
     # -- public ---------------------------------------------------------------------------
     def run(self) -> RunResult:
         self._open_job()
-        server = serve("127.0.0.1:0", metrics=StoreMetrics(self.store, self.job, self._wake))
+        backend = StoreMetrics(self.store, self.job, self._wake, self._mark_dirty)
+        server = serve("127.0.0.1:0", metrics=backend)
         self.address = server.address
         try:
             self._recover()
@@ -181,10 +193,15 @@ class LocalRunner:
     def _step(self) -> bool:
         """One pass; True once the job has finished and all processes are gone."""
         objective = self.spec.objective.metric
-        for name, code in self.executor.reap().items():
+        exited = self.executor.reap()
+        for name, code in exited.items():
             self._record_exit(name, code)
         self._signal_stops()
         self.executor.enforce_grace()
+        now = time.monotonic()
+        if not (exited or self._dirty or now - self._decided_at >= IDLE_DECIDE):
+            return False  # nothing changed: don't spend CPU the trials could use
+        self._dirty, self._decided_at = False, now
         trials = self.store.trials(objective)
         job = self.store.job()
         if job is not None and job["finished"] is not None:
@@ -248,6 +265,10 @@ class LocalRunner:
 
     def _wake(self) -> None:
         self._woken = True
+        self._dirty = True
+
+    def _mark_dirty(self) -> None:
+        self._dirty = True
 
     def _sleep(self) -> None:
         deadline = time.monotonic() + self.poll

@@ -127,7 +127,8 @@ def _trials(args: argparse.Namespace) -> int:
     spec = TuningJob.from_yaml(args.file).spec if args.file else None
     metric = spec.objective.metric if spec else "objective"
     maximize = bool(spec and spec.objective.direction.value == "maximize")
-    Console().print(trials_table(result.trials, metric, maximize, limit=10_000))
+    console = Console()
+    console.print(trials_table(result.trials, metric, maximize, 10_000, console.width))
     return 0
 
 

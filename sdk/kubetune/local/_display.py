@@ -31,13 +31,18 @@ def short(value: Any) -> str:
     return str(value)
 
 
-def trials_table(trials: list[TrialRow], objective: str, maximize: bool, limit: int = 40) -> Table:
+def trials_table(
+    trials: list[TrialRow], objective: str, maximize: bool, limit: int = 40, width: int = 120
+) -> Table:
     table = Table(expand=False, header_style="bold")
-    for column in ("trial", "state", "params", "step", objective, "best"):
-        if column == "params":
-            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=70)
-        else:
-            table.add_column(column, no_wrap=True)
+    widest = max((len(t.name) for t in trials[-limit:]), default=5)
+    numbers = [max(4, len(c)) for c in ("step", objective, "best  ")]
+    params_width = max(8, width - widest - 9 - sum(numbers) - 3 * 6 - 1)
+    table.add_column("trial", no_wrap=True, min_width=widest)
+    table.add_column("state", no_wrap=True, min_width=9)
+    table.add_column("params", no_wrap=True, overflow="ellipsis", max_width=params_width)
+    for column, w in zip(("step", objective, "best"), numbers, strict=True):
+        table.add_column(column, no_wrap=True, justify="right", min_width=w)
     for t in trials[-limit:]:
         values = [v for _, v in t.curve]
         best = (max(values) if maximize else min(values)) if values else None
@@ -83,7 +88,8 @@ class LiveView:
             f"  best {spec.objective.metric} = {best.objective:.4g} ({best.name})" if best else "",
         )
         maximize = spec.objective.direction.value == "maximize"
-        self.live.update(Group(head, trials_table(trials, spec.objective.metric, maximize, 15)))
+        table = trials_table(trials, spec.objective.metric, maximize, 15, self.console.width)
+        self.live.update(Group(head, table))
 
 
 def summary(result: RunResult) -> Text:

@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The CPU build of torch that this machine class has on disk; other versions download CUDA builds.
 TORCH ?= torch==2.13.0
 
-.PHONY: test lint bench demo clean proto
+.PHONY: test lint bench demo clean proto crds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,3 +44,7 @@ clean:
 # Regenerate the committed gRPC stubs from sdk/kubetune/rpc/kubetune.proto.
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I sdk --python_out=sdk --grpc_python_out=sdk --pyi_out=sdk sdk/kubetune/rpc/kubetune.proto
+
+# Regenerate manifests/crds/ from the pydantic models.
+crds: $(STAMP)
+	$(BIN)/python -m kubetune_operator.crds manifests/crds

@@ -65,6 +65,7 @@ class TuningJobStatus(SpecModel):
     phase: JobPhase = JobPhase.pending
     conditions: list[Condition] = Field(default_factory=list)
     trials: TrialCounts = Field(default_factory=TrialCounts)
+    progress: str | None = Field(None, description="Finished trials / maxTrials, e.g. 12/30.")
     best_trial: BestTrial | None = None
     reason: str | None = Field(None, description="Why the job finished.")
     message: str | None = None
@@ -82,6 +83,7 @@ class TrialSpec(SpecModel):
 
 class TrialStatus(SpecModel):
     phase: TrialPhase = TrialPhase.pending
+    params_summary: str | None = Field(None, description="Short k=v summary of the params.")
     objective: float | None = Field(None, description="Best objective value reported so far.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Latest reported metrics.")
     curve: list[CurvePoint] = Field(

@@ -1,0 +1,104 @@
+"""Pure builders of the objects the operator creates: Trial custom resources and trial Pods.
+
+`build_trial(job, launch)` and `build_trial_pod(job, trial, ...)` return plain dicts; the kopf
+handlers only send them to the API server. Everything here is a function of its inputs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from kubetune.engine import TrialLaunch
+from kubetune.spec import TuningJob
+from kubetune.trialenv import format_value, substitute, trial_env
+
+API_VERSION = "kubetune.dev/v1alpha1"
+JOB_LABEL = "kubetune.dev/job"
+TRIAL_LABEL = "kubetune.dev/trial"
+
+
+def owner_reference(obj: Mapping[str, Any], controller: bool = True) -> dict[str, Any]:
+    """An ownerReference to `obj` (a dict with apiVersion, kind and metadata.name/uid)."""
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
+
+
+def params_summary(params: Mapping[str, Any], limit: int = 60) -> str:
+    text = ",".join(
+        f"{k}={format_value(v) if not isinstance(v, float) else f'{v:.3g}'}"
+        for k, v in params.items()
+    )
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def build_trial(job: Mapping[str, Any], launch: TrialLaunch) -> dict[str, Any]:
+    """The Trial resource for one launch decision, owned by its TuningJob."""
+    meta = job["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Trial",
+        "metadata": {
+            "name": launch.name,
+            "namespace": meta.get("namespace", "default"),
+            "labels": {JOB_LABEL: meta["name"], TRIAL_LABEL: launch.name},
+            "ownerReferences": [owner_reference(job)],
+        },
+        "spec": {
+            "job": meta["name"],
+            "index": launch.index,
+            "params": dict(launch.params),
+            "budget": launch.budget,
+        },
+    }
+
+
+def build_trial_pod(
+    job: Mapping[str, Any], trial: Mapping[str, Any], metrics_address: str, token: str
+) -> dict[str, Any]:
+    """The Pod that runs `trial`, from the job's trial template, owned by the Trial."""
+    spec = TuningJob.parse(dict(job)).spec
+    template = spec.trial_template
+    if template is None:
+        raise ValueError("spec.trialTemplate: required to run trials")
+    params: dict[str, Any] = trial["spec"]["params"]
+    name = trial["metadata"]["name"]
+    job_name = job["metadata"]["name"]
+    pod_meta = copy.deepcopy(template.metadata or {})
+    labels = {**pod_meta.get("labels", {}), JOB_LABEL: job_name, TRIAL_LABEL: name}
+    pod_spec = copy.deepcopy(template.spec)
+    pod_spec["restartPolicy"] = "Never"
+    primary_name = template.primary()["name"]
+    for container in pod_spec["containers"]:
+        if container["name"] != primary_name:
+            continue
+        for key in ("command", "args"):
+            if key in container:
+                container[key] = [substitute(str(v), params) for v in container[key]]
+        env = [
+            {**e, "value": substitute(e["value"], params)} if isinstance(e.get("value"), str) else e
+            for e in container.get("env", [])
+        ]
+        contract = trial_env(job_name, name, params, metrics_address, token)
+        env = [e for e in env if e.get("name") not in contract]
+        container["env"] = env + [{"name": k, "value": v} for k, v in contract.items()]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            **{k: v for k, v in pod_meta.items() if k not in ("name", "namespace", "labels")},
+            "name": name,
+            "namespace": trial["metadata"].get("namespace", "default"),
+            "labels": labels,
+            "ownerReferences": [owner_reference(trial)],
+        },
+        "spec": pod_spec,
+    }

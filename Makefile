@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The CPU build of torch that this machine class has on disk; other versions download CUDA builds.
 TORCH ?= torch==2.13.0
 
-.PHONY: test lint bench demo clean proto crds
+.PHONY: test lint bench demo clean proto crds tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ proto: $(STAMP)
 # Regenerate manifests/crds/ from the pydantic models.
 crds: $(STAMP)
 	$(BIN)/python -m kubetune_operator.crds manifests/crds
+
+# Real kubectl and helm for the end-to-end tests, unpacked into .tools/ (git-ignored).
+tools: $(STAMP)
+	$(BIN)/python -m tests.tools

@@ -190,6 +190,10 @@ def test_killed_runner_resumes_without_rerunning_or_losing_metrics(tmp_path: Pat
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
+    while not (workdir / "runner.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = kubetune("run", str(path), "--workdir", str(workdir), "--json")
+    assert second.returncode == 1 and "another `kubetune run` is using" in second.stderr
     before: tuple[list[Any], list[Any]] = ([], [])
     while time.monotonic() < deadline:
         time.sleep(0.2)

@@ -31,7 +31,21 @@ IDLE_DECIDE = 1.0  # seconds between decisions when no trial exited and no repor
 
 
 class JobMismatch(ValueError):
-    """The work directory holds a different job."""
+    """The work directory holds a different job, or another runner is using it."""
+
+
+def lock_workdir(workdir: Path) -> Any:
+    """An exclusive lock on the work directory for this runner's lifetime (released at exit)."""
+    import fcntl
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    handle = open(workdir / "runner.lock", "w")  # noqa: SIM115 - held until the process ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise JobMismatch(f"another `kubetune run` is using {workdir}") from None
+    return handle
 
 
 @dataclass
@@ -129,6 +143,7 @@ class LocalRunner:
 
     # -- public ---------------------------------------------------------------------------
     def run(self) -> RunResult:
+        self._lock = lock_workdir(self.workdir)
         self._open_job()
         backend = StoreMetrics(self.store, self.job, self._wake, self._mark_dirty)
         server = serve("127.0.0.1:0", metrics=backend)
@@ -144,6 +159,7 @@ class LocalRunner:
             raise
         finally:
             server.stop(grace=0.5)
+            self._lock.close()
         return self.result()
 
     def result(self) -> RunResult:

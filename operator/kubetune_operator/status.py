@@ -1,0 +1,121 @@
+"""Pure builders of TuningJob and Trial status: phase, counts, progress, best trial, conditions.
+
+Conditions follow Kubernetes conventions (type, status, reason, message, lastTransitionTime);
+a condition keeps its lastTransitionTime while its status does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubetune.engine import Decision, TrialView
+from kubetune.spec import TuningJobSpec
+
+from .builders import params_summary
+
+PHASES = {
+    "pending": "Pending",
+    "running": "Running",
+    "succeeded": "Succeeded",
+    "failed": "Failed",
+    "stopped": "Stopped",
+}
+
+
+def condition(
+    previous: Sequence[Mapping[str, Any]],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: str,
+) -> dict[str, Any]:
+    """A condition; lastTransitionTime carries over from `previous` if the status is unchanged."""
+    value = "True" if status else "False"
+    old = next((c for c in previous if c.get("type") == type_), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == value else now
+    return {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+
+
+def build_job_status(
+    spec: TuningJobSpec,
+    trials: Sequence[TrialView],
+    decision: Decision,
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
+    """The TuningJob's status after carrying out `decision`."""
+    previous = previous or {}
+    old = previous.get("conditions", [])
+    counts = {
+        state: sum(1 for t in trials if t.state == state)
+        for state in ("running", "succeeded", "failed", "stopped")
+    }
+    counts["running"] += sum(1 for t in trials if t.state == "pending") + len(decision.start)
+    counts["running"] -= len({s.name for s in decision.stop})
+    counts["stopped"] += len({s.name for s in decision.stop})
+    finished = counts["succeeded"] + counts["failed"] + counts["stopped"]
+    status: dict[str, Any] = {
+        "trials": {"created": len(trials) + len(decision.start), **counts},
+        "progress": f"{finished}/{spec.max_trials}",
+        "startTime": previous.get("startTime", now),
+    }
+    if decision.best is not None:
+        status["bestTrial"] = decision.best.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+    finish = decision.finish
+    if finish is None:
+        status["phase"] = "Running"
+        status["conditions"] = [
+            condition(
+                old, "Running", True, "TrialsRunning", f"{counts['running']} trials running", now
+            ),
+            condition(old, "Succeeded", False, "InProgress", "", now),
+        ]
+        return status
+    status["phase"] = "Succeeded" if finish.succeeded else "Failed"
+    status["reason"], status["message"] = finish.reason.value, finish.message
+    status["completionTime"] = previous.get("completionTime", now)
+    status["conditions"] = [
+        condition(old, "Running", False, finish.reason.value, finish.message, now),
+        condition(
+            old,
+            "Succeeded" if finish.succeeded else "Failed",
+            True,
+            finish.reason.value,
+            finish.message,
+            now,
+        ),
+    ]
+    return status
+
+
+def build_trial_status(
+    params: Mapping[str, Any],
+    state: str,
+    curve: Sequence[tuple[int, float]],
+    maximize: bool,
+    latest: Mapping[str, float],
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """A Trial's status: phase, best objective, the compact curve the stoppers need."""
+    values = [v for _, v in curve]
+    status: dict[str, Any] = {
+        "phase": PHASES[state],
+        "paramsSummary": params_summary(params),
+        "metrics": dict(latest),
+        "curve": [{"step": s, "value": v} for s, v in curve],
+    }
+    if values:
+        status["objective"] = max(values) if maximize else min(values)
+    if reason:
+        status["reason"] = reason
+    return status

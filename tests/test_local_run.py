@@ -92,6 +92,12 @@ def test_small_run_ends_with_all_trials_and_a_best_trial(tmp_path: Path) -> None
     assert "epoch 2: val_loss=" in log
     shown = kubetune("best", "--workdir", str(tmp_path / "work"), "--json")
     assert json.loads(shown.stdout)["name"] == best["name"]
+    table = kubetune("trials", str(path), "--workdir", str(tmp_path / "work"))
+    assert table.returncode == 0 and "t-2" in table.stdout and "succeeded" in table.stdout
+    changed = path.read_text().replace("maxTrials: 3", "maxTrials: 4")
+    (tmp_path / "changed.yaml").write_text(changed)
+    refused = kubetune("run", str(tmp_path / "changed.yaml"), "--workdir", str(tmp_path / "work"))
+    assert refused.returncode == 1 and "with a different spec" in refused.stderr
     plotted = kubetune("plot", str(path), "--workdir", str(tmp_path / "work"))
     png = Path(plotted.stdout.strip())
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

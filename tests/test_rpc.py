@@ -56,6 +56,27 @@ def test_bad_spec_is_invalid_argument_with_the_field_path(suggestion_server: Any
     assert not reply.valid and reply.errors[0].path == "spec.parameters[0].max"
 
 
+def test_trials_from_another_space_are_invalid_argument(suggestion_server: Any) -> None:
+    stub = pb_grpc.SuggestionServiceStub(grpc.insecure_channel(suggestion_server.address))
+    request = pb.GetSuggestionsRequest(
+        spec_json=make_spec().model_dump_json(by_alias=True), count=1
+    )
+    request.trials.add(state="succeeded", value=1.0).params["other"].number = 0.5
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetSuggestions(request)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith("trials[0].params: missing ['dropout', 'layers'")
+    trial = request.trials[0]
+    trial.params["lr"].number, trial.params["dropout"].number = 0.01, 0.1
+    trial.params["layers"].integer, trial.params["units"].integer = 2, 32
+    trial.params["optimizer"].text = "adam"
+    trial.state = "exploded"
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetSuggestions(request)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith("trials[0].state: must be one of")
+
+
 def test_health_checking(suggestion_server: Any) -> None:
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(suggestion_server.address))
     reply = health.Check(health_pb2.HealthCheckRequest(service=SUGGESTION))

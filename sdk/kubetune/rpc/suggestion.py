@@ -52,8 +52,15 @@ class SuggestionServicer(pb_grpc.SuggestionServiceServicer):
         for i, t in enumerate(request.trials):
             value = t.value if t.HasField("value") else None
             state: Any = t.state or "succeeded"
+            params = from_proto_params(t.params)
+            missing = sorted(set(spec.parameter_names) - set(params))
+            if missing:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"trials[{i}].params: missing {missing} (not from this search space)",
+                )
             try:
-                history.append(Observation(from_proto_params(t.params), value, state))
+                history.append(Observation(params, value, state))
             except ValueError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"trials[{i}].{exc}")
         response = pb.GetSuggestionsResponse()

@@ -237,9 +237,11 @@ def test_bayesian_exhausts_a_small_finite_space() -> None:
 
 def test_bayesian_maximize_moves_toward_the_maximum() -> None:
     params = [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}]
-    spec = make_spec("bayesian", parameters=params, settings={"initialPoints": 4})
-    spec = spec.model_copy(
-        update={"objective": spec.objective.model_copy(update={"direction": "maximize"})}
+    spec = make_spec(
+        "bayesian",
+        parameters=params,
+        settings={"initialPoints": 4},
+        objective={"metric": "acc", "direction": "maximize"},
     )
     suggester = create_suggester(spec)
     history: list[Observation] = []

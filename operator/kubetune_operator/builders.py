@@ -12,7 +12,7 @@ from typing import Any
 
 from kubetune.engine import TrialLaunch
 from kubetune.spec import TuningJob
-from kubetune.trialenv import format_value, substitute, trial_env
+from kubetune.trialenv import short_value, substitute, trial_env
 
 API_VERSION = "kubetune.dev/v1alpha1"
 JOB_LABEL = "kubetune.dev/job"
@@ -33,10 +33,7 @@ def owner_reference(obj: Mapping[str, Any], controller: bool = True) -> dict[str
 
 
 def params_summary(params: Mapping[str, Any], limit: int = 60) -> str:
-    text = ",".join(
-        f"{k}={format_value(v) if not isinstance(v, float) else f'{v:.3g}'}"
-        for k, v in params.items()
-    )
+    text = ",".join(f"{k}={short_value(v)}" for k, v in params.items())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-PARAM_REF = re.compile(r"\$\{params\.([^}]*)\}")
+from .spec._job import PARAM_REF
 
 
 def format_value(value: Any) -> str:
@@ -18,6 +18,11 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def short_value(value: Any) -> str:
+    """A compact display form (floats to 3 significant digits) for tables and summaries."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def substitute(text: str, params: Mapping[str, Any]) -> str:

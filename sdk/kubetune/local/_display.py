@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..engine import Decision
+from ..trialenv import short_value as short
 from ._runner import LocalRunner, RunResult
 from ._store import TrialRow
 
@@ -23,12 +24,6 @@ STATE_STYLE = {
     "interrupted": "magenta",
     "pending": "dim",
 }
-
-
-def short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 def trials_table(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spec import TrialTemplate
+from ..spec._job import LocalOverride
 from ..trialenv import substitute, trial_env
 
 PYTHONS = frozenset({"python", "python3"})
@@ -40,13 +41,9 @@ def build_local_command(
 ) -> LocalCommand:
     """The process that runs a trial on this host (pure)."""
     container = template.primary()
-    local = template.local
-    command = list(
-        (local.command if local and local.command is not None else None)
-        or container.get("command")
-        or []
-    )
-    args = list(local.args if local and local.args is not None else container.get("args") or [])
+    local = template.local or LocalOverride()
+    command = local.command if local.command is not None else container.get("command") or []
+    args = local.args if local.args is not None else container.get("args") or []
     argv = [substitute(str(a), params) for a in [*command, *args]]
     if not argv:
         raise ValueError("spec.trialTemplate: the primary container has no command or args to run")
@@ -56,11 +53,11 @@ def build_local_command(
     for item in container.get("env") or []:
         if isinstance(item, dict) and isinstance(item.get("value"), str):
             env[item["name"]] = substitute(item["value"], params)
-    for key, value in ((local.env if local else None) or {}).items():
+    for key, value in (local.env or {}).items():
         env[key] = substitute(value, params)
     env.update(trial_env(job, trial, params, metrics_address, token))
     env["PYTHONUNBUFFERED"] = "1"
-    workdir = base_dir / local.working_dir if local and local.working_dir else base_dir
+    workdir = base_dir / local.working_dir if local.working_dir else base_dir
     return LocalCommand(argv, workdir.resolve(), env)
 
 

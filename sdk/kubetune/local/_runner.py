@@ -8,6 +8,7 @@ answers with the early-stopping verdict. Killing the runner loses nothing: rerun
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine import Decision, TrialView, decide
+from ..engine import Decision, TrialView, best_trial, decide
 from ..rpc.metrics import BadToken, ReportVerdict, UnknownTrial
 from ..rpc.server import serve
 from ..spec import BestTrial, TuningJob
@@ -167,8 +168,6 @@ class LocalRunner:
         trials = self.store.trials(self.spec.objective.metric)
         best = self.last_decision.best if self.last_decision else None
         if best is None:
-            from ..engine import best_trial
-
             best = best_trial(self.spec, [self._view(t) for t in trials])
         return RunResult(
             self.job.name,
@@ -185,14 +184,11 @@ class LocalRunner:
     def _open_job(self) -> None:
         manifest = self.spec.model_dump(mode="json", by_alias=True)
         existing = self.store.job()
-        if existing is not None:
-            import json
-
-            if json.loads(existing["spec"]) != manifest:
-                raise JobMismatch(
-                    f"{self.workdir} holds job {existing['name']!r} with a different spec; "
-                    "use another --workdir"
-                )
+        if existing is not None and json.loads(existing["spec"]) != manifest:
+            raise JobMismatch(
+                f"{self.workdir} holds job {existing['name']!r} with a different spec; "
+                "use another --workdir"
+            )
         self.store.init_job(self.job.name, manifest)
 
     def _recover(self) -> None:
@@ -259,11 +255,12 @@ class LocalRunner:
 
     def _signal_stops(self) -> None:
         now = time.monotonic()
-        for t in self.store.trials():
-            if t.state == "stopping" and t.name in self.executor.running():
-                marked = self.stop_marked.setdefault(t.name, now)
+        running = self.executor.running()
+        for name in self.store.names_in_state("stopping"):
+            if name in running:
+                marked = self.stop_marked.setdefault(name, now)
                 if now - marked >= STOP_DELAY:
-                    self.executor.terminate(t.name)
+                    self.executor.terminate(name)
 
     def _interrupt(self) -> None:
         """Ctrl-C: stop every process; their trials restart on the next run."""

@@ -160,6 +160,11 @@ class Store:
                 row.curve.append((step, value))
         return list(out.values())
 
+    def names_in_state(self, state: str) -> list[str]:
+        with self.lock:
+            rows = self.db.execute("SELECT name FROM trials WHERE state = ?", (state,)).fetchall()
+        return [r[0] for r in rows]
+
     def leftover_pids(self) -> list[int]:
         """Process ids recorded for trials that a previous runner left running."""
         with self.lock:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from pydantic import ValidationError
 
 from ..search import Observation, Params, create_suggester
 from ..spec import FieldError, SpecError, TuningJobSpec
@@ -22,8 +23,6 @@ from ._convert import from_proto_params, to_proto_params
 
 def parse_spec(spec_json: str) -> TuningJobSpec:
     """The `.spec` of a TuningJob from JSON; `SpecError` with `spec.`-prefixed paths."""
-    from pydantic import ValidationError
-
     try:
         data = json.loads(spec_json)
     except json.JSONDecodeError as exc:

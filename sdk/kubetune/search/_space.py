@@ -34,12 +34,6 @@ class SearchSpace:
         widths = [d.transformed_size for d in self.skopt.dimensions]
         starts = np.cumsum([0, *widths])
         self.spans = [(int(a), int(b)) for a, b in itertools.pairwise(starts)]
-        self.continuous = [
-            i
-            for p, (a, _) in zip(self.parameters, self.spans, strict=True)
-            if not isinstance(p, CategoricalParameter)
-            for i in [a]
-        ]
 
     # -- values ---------------------------------------------------------------------------
     def from_quantiles(self, quantiles: np.ndarray) -> list[Params]:

@@ -17,6 +17,7 @@ from kubetune.trialenv import short_value, substitute, trial_env
 API_VERSION = "kubetune.dev/v1alpha1"
 JOB_LABEL = "kubetune.dev/job"
 TRIAL_LABEL = "kubetune.dev/trial"
+TOKEN_ANNOTATION = "kubetune.dev/token"
 
 
 def owner_reference(obj: Mapping[str, Any], controller: bool = True) -> dict[str, Any]:
@@ -37,10 +38,14 @@ def params_summary(params: Mapping[str, Any], limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def build_trial(job: Mapping[str, Any], launch: TrialLaunch) -> dict[str, Any]:
-    """The Trial resource for one launch decision, owned by its TuningJob."""
+def build_trial(
+    job: Mapping[str, Any], launch: TrialLaunch, token: str | None = None
+) -> dict[str, Any]:
+    """The Trial resource for one launch decision, owned by its TuningJob.
+
+    `token` (the secret its pod reports metrics with) goes into an annotation."""
     meta = job["metadata"]
-    return {
+    trial: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "Trial",
         "metadata": {
@@ -56,6 +61,9 @@ def build_trial(job: Mapping[str, Any], launch: TrialLaunch) -> dict[str, Any]:
             "budget": launch.budget,
         },
     }
+    if token is not None:
+        trial["metadata"]["annotations"] = {TOKEN_ANNOTATION: token}
+    return trial
 
 
 def build_trial_pod(
@@ -98,4 +106,32 @@ def build_trial_pod(
             "ownerReferences": [owner_reference(trial)],
         },
         "spec": pod_spec,
+    }
+
+
+def build_event(
+    obj: Mapping[str, Any], type_: str, reason: str, message: str, now: str, suffix: str
+) -> dict[str, Any]:
+    """A core/v1 Event about `obj` (Normal or Warning), as `kubectl describe` shows them."""
+    meta = obj["metadata"]
+    namespace = meta.get("namespace", "default")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.{suffix}", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "name": meta["name"],
+            "namespace": namespace,
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "kubetune-operator"},
+        "reportingComponent": "kubetune-operator",
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
     }

@@ -7,6 +7,7 @@ a condition keeps its lastTransitionTime while its status does not change.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kubetune.engine import Decision, TrialView
@@ -119,3 +120,52 @@ def build_trial_status(
     if reason:
         status["reason"] = reason
     return status
+
+
+TERMINAL = {"Succeeded": "succeeded", "Failed": "failed", "Stopped": "stopped"}
+
+
+@dataclass(frozen=True)
+class TrialObservation:
+    """A trial's state as seen from its Trial and Pod, and what the operator must do about it."""
+
+    state: str
+    status_patch: dict[str, Any] | None = None  # to write to the Trial's status
+    needs_pod: bool = False
+
+
+def observe_trial(
+    trial: Mapping[str, Any], pod: Mapping[str, Any] | None, now: str
+) -> TrialObservation:
+    """Map the pod's phase onto the trial. Terminal trial phases are final."""
+    status = trial.get("status") or {}
+    phase = status.get("phase")
+    if phase in TERMINAL:
+        return TrialObservation(TERMINAL[phase])
+    summary = {"paramsSummary": params_summary(trial["spec"]["params"])}
+    pod_phase = ((pod or {}).get("status") or {}).get("phase")
+    if pod_phase == "Succeeded":
+        return TrialObservation(
+            "succeeded", {"phase": "Succeeded", "completionTime": now, **summary}
+        )
+    if pod_phase == "Failed":
+        failed = {"phase": "Failed", "reason": "PodFailed", "message": pod_failure(pod or {})}
+        return TrialObservation("failed", {**failed, "completionTime": now, **summary})
+    if pod is None and phase == "Running":
+        lost = {"phase": "Failed", "reason": "PodLost", "message": "the trial's pod disappeared"}
+        return TrialObservation("failed", {**lost, "completionTime": now, **summary})
+    if pod_phase == "Running":
+        patch = None if phase == "Running" else {"phase": "Running", "startTime": now, **summary}
+        return TrialObservation("running", patch)
+    return TrialObservation("pending", needs_pod=pod is None)
+
+
+def pod_failure(pod: Mapping[str, Any]) -> str:
+    """Why a pod failed: the terminated container's exit code and reason, if known."""
+    status = pod.get("status") or {}
+    for c in status.get("containerStatuses") or []:
+        term = (c.get("state") or {}).get("terminated")
+        if term:
+            why = term.get("reason") or "Error"
+            return f"container {c.get('name')} exited with code {term.get('exitCode')} ({why})"
+    return status.get("message") or status.get("reason") or "pod failed"

@@ -1,0 +1,83 @@
+"""The operator's view of its objects, fed by kopf's watches: TuningJobs, Trials and trial Pods.
+
+Written from the event loop (watch events and the responses of our own writes), read from the
+loop and from gRPC threads, hence the lock. A newer resourceVersion never gets replaced by an
+older one, so a late watch event cannot undo a write we have already seen the result of.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from .builders import JOB_LABEL
+
+Key = tuple[str, str]  # (namespace, name)
+KINDS = ("tuningjobs", "trials", "pods")
+
+
+def key_of(obj: Mapping[str, Any]) -> Key:
+    meta = obj["metadata"]
+    return meta.get("namespace", ""), meta["name"]
+
+
+def job_key_of(obj: Mapping[str, Any]) -> Key | None:
+    meta = obj["metadata"]
+    job = (meta.get("labels") or {}).get(JOB_LABEL)
+    return (meta.get("namespace", ""), job) if job else None
+
+
+def _newer(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    if old is None:
+        return True
+    a, b = old["metadata"].get("resourceVersion", ""), new["metadata"].get("resourceVersion", "")
+    if a.isdigit() and b.isdigit():
+        return int(b) >= int(a)
+    return True
+
+
+class Cache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[str, dict[Key, dict[str, Any]]] = {k: {} for k in KINDS}
+        self._by_job: dict[str, dict[Key, dict[str, dict[str, Any]]]] = {
+            k: defaultdict(dict) for k in KINDS
+        }
+
+    def put(self, kind: str, obj: Mapping[str, Any]) -> None:
+        obj = copy.deepcopy(dict(obj))
+        key = key_of(obj)
+        with self._lock:
+            if not _newer(self._objects[kind].get(key), obj):
+                return
+            self._objects[kind][key] = obj
+            job = job_key_of(obj)
+            if job is not None:
+                self._by_job[kind][job][key[1]] = obj
+
+    def drop(self, kind: str, obj: Mapping[str, Any]) -> None:
+        key = key_of(obj)
+        with self._lock:
+            self._objects[kind].pop(key, None)
+            job = job_key_of(obj)
+            if job is not None:
+                self._by_job[kind][job].pop(key[1], None)
+                if not self._by_job[kind][job]:
+                    del self._by_job[kind][job]
+
+    def get(self, kind: str, key: Key) -> dict[str, Any] | None:
+        with self._lock:
+            return self._objects[kind].get(key)
+
+    def of_job(self, kind: str, job: Key) -> dict[str, dict[str, Any]]:
+        """Trials or pods of one job, by name (a snapshot)."""
+        with self._lock:
+            return dict(self._by_job[kind].get(job, {}))
+
+    def find_trial(self, name: str) -> list[dict[str, Any]]:
+        """Trials of this name in any namespace (the metrics API names trials only)."""
+        with self._lock:
+            return [o for (_, n), o in self._objects["trials"].items() if n == name]

@@ -1,0 +1,262 @@
+"""The Kubernetes driver of the decision core: reconcile one TuningJob at a time.
+
+`Controller.reconcile(job)` reads the job, its Trials and their Pods from the cache, records pod
+phases on the Trials, asks `kubetune.engine.decide` what happens next (suggestions over gRPC) and
+carries the decision out: Trials and Pods created, stopped trials' pods deleted, the job's status
+written. All state is in the custom resources, so a restarted operator simply reconciles again;
+trial names are deterministic and creating one twice is a harmless 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from kubetune.engine import Decision, SuggestFn, TrialView, decide
+from kubetune.spec import SpecError, TuningJob
+
+from .builders import build_event, build_trial, build_trial_pod
+from .cache import Cache, Key
+from .kube import KubeClient
+from .status import build_job_status, condition, observe_trial
+from .workqueue import WorkQueue
+
+API = "kubetune.dev/v1alpha1"
+FINISHED = ("Succeeded", "Failed")
+log = logging.getLogger("kubetune.operator")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def trial_view(trial: Mapping[str, Any], state: str) -> TrialView:
+    status = trial.get("status") or {}
+    curve = tuple((int(p["step"]), float(p["value"])) for p in status.get("curve") or [])
+    return TrialView(
+        name=trial["metadata"]["name"],
+        index=int(trial["spec"]["index"]),
+        params=trial["spec"]["params"],
+        state=state,  # type: ignore[arg-type]
+        curve=curve,
+        objective=status.get("objective"),
+    )
+
+
+class Controller:
+    def __init__(
+        self,
+        cache: Cache,
+        kube: KubeClient,
+        suggest: SuggestFn,
+        metrics_address: str,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.cache = cache
+        self.kube = kube
+        self.suggest = suggest
+        self.metrics_address = metrics_address
+        self.max_backoff = max_backoff
+        self.queue = WorkQueue()
+        self.ready = asyncio.Event()  # set once kopf has listed everything (indexes are ready)
+        self._backoff: dict[Key, float] = {}
+        self._posting: set[asyncio.Task[None]] = set()
+
+    async def run(self, workers: int) -> None:
+        await self.ready.wait()
+        await asyncio.gather(*(self._worker() for _ in range(workers)))
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.reconcile(key)  # type: ignore[arg-type]
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = self._next_backoff(key)  # type: ignore[arg-type]
+                log.exception("reconciling %s failed; again in %.1f s", key, delay)
+                self.queue.add(key, delay)
+            finally:
+                self.queue.done(key)
+
+    def _next_backoff(self, key: Key) -> float:
+        delay = min(self._backoff.get(key, 0.5) * 2, self.max_backoff)
+        self._backoff[key] = delay
+        return delay
+
+    def event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Post a Kubernetes Event in the background; losing one never blocks a reconcile."""
+        body = build_event(obj, type_, reason, message, now(), secrets.token_hex(6))
+
+        async def post() -> None:
+            try:
+                await self.kube.create(body, "events")
+            except Exception as exc:
+                log.warning("could not post event %s: %s", reason, exc)
+
+        task = asyncio.get_running_loop().create_task(post())
+        self._posting.add(task)
+        task.add_done_callback(self._posting.discard)
+
+    # -- one pass -----------------------------------------------------------------------------
+    async def reconcile(self, key: Key) -> None:
+        job = self.cache.get("tuningjobs", key)
+        if job is None:
+            return
+        status = job.get("status") or {}
+        trials = self.cache.of_job("trials", key)
+        pods = self.cache.of_job("pods", key)
+        if status.get("phase") in FINISHED:
+            await self._release_pods(job, trials, pods)
+            return
+        if not status.get("phase") or status["phase"] == "Pending":
+            validating = condition([], "Validated", False, "Validating", "checking the spec", now())
+            validating["status"] = "Unknown"
+            job = await self._write_job_status(job, {"phase": "Validating", "conditions": [validating]})
+            status = job.get("status") or {}
+        try:
+            spec = TuningJob.parse(job).spec
+        except SpecError as exc:
+            await self._invalid(job, str(exc))
+            return
+
+        views: list[TrialView] = []
+        for name, trial in sorted(trials.items(), key=lambda kv: int(kv[1]["spec"]["index"])):
+            seen = observe_trial(trial, pods.get(name), now())
+            if seen.status_patch is not None:
+                trial = await self._write_trial_status(trial, seen.status_patch)
+                if seen.state == "failed":
+                    self.event(job, "Warning", "TrialFailed", f"{name}: {seen.status_patch.get('message')}")
+                elif seen.state == "succeeded":
+                    self.event(job, "Normal", "TrialSucceeded", f"{name} finished")
+            if seen.needs_pod:
+                await self._create_pod(job, trial)
+            views.append(trial_view(trial, seen.state))
+
+        try:
+            decision = await asyncio.to_thread(decide, key[1], spec, views, self.suggest)
+        except Exception as exc:  # the SuggestionService is out: say so, retry with backoff
+            delay = self._next_backoff(key)
+            message = f"suggestion service unavailable ({_short(exc)}); retrying in {delay:.0f} s"
+            log.warning("%s/%s: %s", *key, message)
+            conditions = [
+                c for c in status.get("conditions", []) if c.get("type") != "SuggestionsAvailable"
+            ]
+            conditions.append(
+                condition(status.get("conditions", []), "SuggestionsAvailable", False,
+                          "SuggestionServiceUnavailable", message, now())
+            )
+            await self._write_job_status(job, {"conditions": conditions})
+            self.queue.add(key, delay)
+            return
+        self._backoff.pop(key, None)
+        await self._carry_out(job, decision, trials)
+        trials = self.cache.of_job("trials", key)
+        await self._release_pods(job, trials, self.cache.of_job("pods", key))
+
+        new_status = build_job_status(spec, views, decision, status, now())
+        new_status["conditions"].append(
+            condition(status.get("conditions", []), "SuggestionsAvailable", True,
+                      "SuggestionServiceAvailable", "", now())
+        )
+        new_status["observedGeneration"] = job["metadata"].get("generation")
+        if decision.finish is not None:
+            kind = "Normal" if decision.finish.succeeded else "Warning"
+            self.event(job, kind, decision.finish.reason.value, decision.finish.message)
+        if any(status.get(k) != v for k, v in new_status.items()):
+            await self._write_job_status(job, new_status)
+
+    async def _carry_out(
+        self, job: dict[str, Any], decision: Decision, trials: Mapping[str, dict[str, Any]]
+    ) -> None:
+        ns = job["metadata"].get("namespace", "default")
+        for stop in decision.stop:
+            trial = trials.get(stop.name)
+            if trial is None:
+                continue
+            await self._write_trial_status(
+                trial, {"phase": "Stopped", "reason": "Stopped", "message": stop.reason,
+                        "completionTime": now()}
+            )
+            await self._delete_pod(ns, stop.name)
+            self.event(job, "Normal", "TrialStopped", f"{stop.name}: {stop.reason}")
+        for launch in decision.start:
+            trial = build_trial(job, launch, token=secrets.token_hex(16))
+            created = await self.kube.create(trial, "trials")
+            if created is None:  # already there (a stale cache, or a restart): nothing to do
+                continue
+            self.cache.put("trials", created)
+            await self._create_pod(job, created)
+            self.event(job, "Normal", "TrialCreated", f"{launch.name}: {dict(launch.params)}")
+
+    async def _create_pod(self, job: dict[str, Any], trial: dict[str, Any]) -> None:
+        token = (trial["metadata"].get("annotations") or {}).get("kubetune.dev/token", "")
+        pod = build_trial_pod(job, trial, self.metrics_address, token)
+        created = await self.kube.create(pod, "pods")
+        if created is not None:
+            self.cache.put("pods", created)
+
+    async def _delete_pod(self, ns: str, name: str) -> None:
+        if await self.kube.delete("v1", "pods", ns, name):
+            pod = self.cache.get("pods", (ns, name))
+            if pod is not None:
+                self.cache.drop("pods", pod)
+
+    async def _release_pods(
+        self,
+        job: dict[str, Any],
+        trials: Mapping[str, dict[str, Any]],
+        pods: Mapping[str, dict[str, Any]],
+    ) -> None:
+        """Delete the pods of trials whose result is recorded, unless spec.retainPods is set.
+
+        Pods of stopped trials are deleted even then, since they may still be running."""
+        retain = bool((job.get("spec") or {}).get("retainPods"))
+        ns = job["metadata"].get("namespace", "default")
+        for name, pod in pods.items():
+            phase = ((trials.get(name) or {}).get("status") or {}).get("phase")
+            pod_done = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            if phase == "Stopped" and not pod_done or phase in ("Succeeded", "Failed", "Stopped") and not retain:
+                await self._delete_pod(ns, name)
+
+    async def _invalid(self, job: dict[str, Any], message: str) -> None:
+        old = (job.get("status") or {}).get("conditions", [])
+        t = now()
+        await self._write_job_status(job, {
+            "phase": "Failed",
+            "reason": "InvalidSpec",
+            "message": message,
+            "completionTime": t,
+            "conditions": [
+                condition(old, "Validated", False, "InvalidSpec", message, t),
+                condition(old, "Failed", True, "InvalidSpec", message, t),
+            ],
+        })
+        self.event(job, "Warning", "InvalidSpec", message)
+
+    async def _write_job_status(self, job: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+        meta = job["metadata"]
+        updated = await self.kube.patch(
+            API, "tuningjobs", meta.get("namespace", "default"), meta["name"], {"status": patch}, status=True
+        )
+        self.cache.put("tuningjobs", updated)
+        return updated
+
+    async def _write_trial_status(self, trial: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+        meta = trial["metadata"]
+        updated = await self.kube.patch(
+            API, "trials", meta.get("namespace", "default"), meta["name"], {"status": patch}, status=True
+        )
+        self.cache.put("trials", updated)
+        return updated
+
+
+def _short(exc: Exception) -> str:
+    details = getattr(exc, "details", None)
+    text = details() if callable(details) else str(exc)
+    return (text or type(exc).__name__).splitlines()[0][:200]

@@ -1,0 +1,165 @@
+"""kopf handlers of the kubetune operator: thin, they only feed the cache and wake the controller.
+
+Run with `kubetune-operator` (or `kopf run -m kubetune_operator.handlers`). On startup the
+`Runtime` logs in, starts the MetricsService (and, with no suggestion address configured, an
+in-process SuggestionService) and the controller's workers. Trials and trial Pods are indexed
+so that kopf lists them completely before any TuningJob is reconciled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from kubetune.rpc.server import Server, serve
+from kubetune.rpc.suggestion import SuggestionClient
+
+from .builders import TRIAL_LABEL
+from .cache import Cache, job_key_of, key_of
+from .controller import API, Controller
+from .kube import KubeClient
+from .metrics import TrialStatusMetrics, loop_runner
+from .settings import OperatorSettings
+
+GROUP, VERSION = API.split("/")
+
+
+class Runtime:
+    """Everything the operator runs besides kopf, started and stopped with it."""
+
+    def __init__(self, settings: OperatorSettings, kube: KubeClient) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.cache = Cache()
+        self.suggestion_server: Server | None = None
+        if settings.suggestion_address is None:
+            self.suggestion_server = serve("127.0.0.1:0", suggestions=True)
+        address = settings.suggestion_address or self.suggestion_server.address  # type: ignore[union-attr]
+        self.suggestions = SuggestionClient(address, timeout=settings.suggestion_timeout)
+        loop = asyncio.get_running_loop()
+        self.metrics = TrialStatusMetrics(
+            self.cache,
+            loop_runner(loop),
+            self._patch_trial_status,
+            lambda job: loop.call_soon_threadsafe(self.wake, job),
+            settings.status_interval,
+        )
+        self.metrics_server = serve(settings.metrics_bind, metrics=self.metrics)
+        self.controller = Controller(
+            self.cache,
+            kube,
+            self.suggestions.suggest,
+            settings.advertised_metrics_address(self.metrics_server.port),
+            settings.max_backoff,
+        )
+        self.task = asyncio.create_task(self.controller.run(settings.workers))
+
+    def wake(self, job: tuple[str, str]) -> None:
+        self.controller.queue.add(job)
+
+    async def _patch_trial_status(self, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        updated = await self.kube.patch(API, "trials", ns, name, {"status": patch}, status=True)
+        self.cache.put("trials", updated)
+        return updated
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        self.controller.queue.close()
+        await asyncio.to_thread(self.metrics_server.stop, 1.0)
+        await asyncio.to_thread(self.metrics.close)
+        self.suggestions.close()
+        if self.suggestion_server is not None:
+            await asyncio.to_thread(self.suggestion_server.stop, 0.5)
+        await self.kube.close()
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        raise kopf.TemporaryError("the operator is still starting", delay=1)
+    return _runtime
+
+
+def _login(
+    logger: logging.Logger | logging.LoggerAdapter[Any], settings: kopf.OperatorSettings
+) -> kopf.ConnectionInfo:
+    info = kopf.login_with_service_account(
+        logger=logger, settings=settings
+    ) or kopf.login_with_kubeconfig(logger=logger, settings=settings)
+    if info is None:
+        raise kopf.PermanentError("no Kubernetes credentials: neither in-cluster nor kubeconfig")
+    return info
+
+
+@kopf.on.startup()
+async def startup(
+    settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any
+) -> None:
+    global _runtime
+    settings.batching.batch_window = 0.01  # trial turnover is latency-bound
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    info = await asyncio.to_thread(_login, logger, settings)
+    _runtime = Runtime(OperatorSettings.from_env(), KubeClient(info))
+    logger.info("kubetune operator started; metrics at %s", _runtime.controller.metrics_address)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    global _runtime
+    if _runtime is not None:
+        await _runtime.stop()
+        _runtime = None
+
+
+@kopf.on.login()
+def login(
+    logger: logging.Logger, settings: kopf.OperatorSettings, **_: Any
+) -> kopf.ConnectionInfo:
+    return _login(logger, settings)
+
+
+def _observe(kind: str, event: dict[str, Any]) -> None:
+    rt = runtime()
+    obj = event["object"]
+    if event.get("type") == "DELETED":
+        rt.cache.drop(kind, obj)
+    else:
+        rt.cache.put(kind, obj)
+    job = key_of(obj) if kind == "tuningjobs" else job_key_of(obj)
+    if job is not None:
+        rt.wake(job)
+
+
+@kopf.index(GROUP, VERSION, "trials")
+def trials_listed(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    runtime().cache.put("trials", dict(body))
+    return {}
+
+
+@kopf.index("", "v1", "pods", labels={TRIAL_LABEL: kopf.PRESENT})
+def pods_listed(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    runtime().cache.put("pods", dict(body))
+    return {}
+
+
+@kopf.on.event(GROUP, VERSION, "tuningjobs")
+def tuningjob_event(event: dict[str, Any], **_: Any) -> None:
+    _observe("tuningjobs", event)
+    runtime().controller.ready.set()
+
+
+@kopf.on.event(GROUP, VERSION, "trials")
+def trial_event(event: dict[str, Any], **_: Any) -> None:
+    _observe("trials", event)
+
+
+@kopf.on.event("", "v1", "pods", labels={TRIAL_LABEL: kopf.PRESENT})
+def pod_event(event: dict[str, Any], **_: Any) -> None:
+    _observe("pods", event)

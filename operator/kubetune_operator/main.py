@@ -1,0 +1,47 @@
+"""`kubetune-operator`: the kopf operator plus its MetricsService, watching one or more
+namespaces or the whole cluster. Flags override the KUBETUNE_* environment settings."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="kubetune-operator", description=__doc__)
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch the whole cluster")
+    parser.add_argument("--suggestion-address", help="host:port of a SuggestionService (default: in-process)")
+    parser.add_argument("--metrics-bind", help="where the MetricsService listens (default 0.0.0.0:9090)")
+    parser.add_argument("--metrics-address", help="the MetricsService address trial pods dial")
+    parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    for flag, var in (
+        ("suggestion_address", "KUBETUNE_SUGGESTION_ADDRESS"),
+        ("metrics_bind", "KUBETUNE_METRICS_BIND"),
+        ("metrics_address", "KUBETUNE_METRICS_ADDRESS"),
+    ):
+        if getattr(args, flag):
+            os.environ[var] = getattr(args, flag)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    import kopf
+
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    namespaces = args.namespace or ([] if args.all_namespaces else [os.environ.get("KUBETUNE_NAMESPACE", "default")])
+    kopf.run(
+        standalone=True,
+        clusterwide=args.all_namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=args.liveness,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The operator's MetricsBackend: reports become Trial status, then early stopping judges them.
+
+A report is acknowledged only after the Trial status holding it has been written (group commit:
+all reports of one interval for a trial become one status patch), so an operator killed at any
+moment loses no acknowledged metric; a restarted one reloads the curves from the Trials. When the
+stopping rule rejects a trial, its status says Stopped before the reply tells the trainer to stop,
+and the job is woken to delete the pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from kubetune.rpc.metrics import BadToken, ReportVerdict, UnknownTrial
+from kubetune.spec import SpecError, TuningJob, TuningJobSpec
+from kubetune.stopping import BaseStopper, create_stopper
+
+from .builders import TOKEN_ANNOTATION
+from .cache import Cache, Key
+from .controller import API, now
+from .group_commit import GroupCommitter, Point
+
+
+class TrialStatusMetrics:
+    def __init__(
+        self,
+        cache: Cache,
+        run: Callable[[Coroutine[Any, Any, Any]], Any],
+        patch_status: Callable[[str, str, dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]],
+        wake: Callable[[Key], None],
+        interval: float = 0.5,
+    ) -> None:
+        self.cache = cache
+        self.run = run  # runs a coroutine on the operator's loop and returns its result
+        self.patch_status = patch_status
+        self.wake = wake
+        self.curves: dict[Key, dict[int, float]] = {}
+        self.latest: dict[Key, dict[str, float]] = {}
+        self.lock = threading.Lock()
+        self._specs: dict[tuple[Key, Any], tuple[TuningJobSpec, BaseStopper]] = {}
+        self.committer = GroupCommitter(self._write, interval)
+
+    def close(self) -> None:
+        self.committer.close()
+
+    def report(
+        self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
+    ) -> ReportVerdict:
+        body = self._authenticate(trial, token)
+        ns = body["metadata"].get("namespace", "default")
+        job: Key = (ns, body["spec"]["job"])
+        found = self._job(job)
+        if found is None:
+            raise UnknownTrial(trial)
+        spec, stopper = found
+        self.committer.submit(f"{ns}/{trial}", step, metrics)
+        self.wake(job)
+        phase = (body.get("status") or {}).get("phase")
+        if phase == "Stopped":
+            return ReportVerdict(True, "already stopping")
+        metric = spec.objective.metric
+        if phase in ("Succeeded", "Failed") or metric not in metrics:
+            return ReportVerdict(False)
+        with self.lock:
+            mine = sorted(self.curves.get((ns, trial), {}).items())
+            if not stopper.judges(mine):
+                return ReportVerdict(False)
+            others = [
+                sorted(self._curve((ns, name), other).items())
+                for name, other in self.cache.of_job("trials", job).items()
+                if name != trial
+            ]
+        verdict = stopper.should_stop(mine, [c for c in others if c])
+        if not verdict.stop:
+            return ReportVerdict(False)
+        stopped = {"phase": "Stopped", "reason": "EarlyStopped",
+                   "message": f"early stopping: {verdict.reason}", "completionTime": now()}
+        self.run(self.patch_status(ns, trial, stopped))
+        self.wake(job)
+        return ReportVerdict(True, verdict.reason)
+
+    def _authenticate(self, trial: str, token: str) -> dict[str, Any]:
+        candidates = self.cache.find_trial(trial)
+        if not candidates:
+            raise UnknownTrial(trial)
+        for body in candidates:
+            expected = (body["metadata"].get("annotations") or {}).get(TOKEN_ANNOTATION, "")
+            if expected and secrets.compare_digest(expected, token):
+                return body
+        raise BadToken(trial)
+
+    def _job(self, job: Key) -> tuple[TuningJobSpec, BaseStopper] | None:
+        body = self.cache.get("tuningjobs", job)
+        if body is None:
+            return None
+        cache_key = (job, body["metadata"].get("generation"))
+        if cache_key not in self._specs:
+            try:
+                spec = TuningJob.parse(body).spec
+            except SpecError:
+                return None
+            self._specs[cache_key] = (spec, create_stopper(spec))
+        return self._specs[cache_key]
+
+    def _curve(self, key: Key, body: dict[str, Any] | None = None) -> dict[int, float]:
+        """The objective curve of a trial: ours if we wrote it, else as stored in its status."""
+        if key not in self.curves:
+            body = body or self.cache.get("trials", key) or {}
+            stored = (body.get("status") or {}).get("curve") or []
+            return {int(p["step"]): float(p["value"]) for p in stored}
+        return self.curves[key]
+
+    def _write(self, name: str, points: list[Point]) -> None:
+        """One status write carrying every report of this interval for one trial."""
+        ns, trial = name.split("/", 1)
+        key = (ns, trial)
+        body = self.cache.get("trials", key)
+        if body is None:
+            raise UnknownTrial(trial)
+        found = self._job((ns, body["spec"]["job"]))
+        metric = found[0].objective.metric if found else None
+        with self.lock:
+            curve = dict(self._curve(key, body))
+            latest = dict(
+                self.latest.get(key) or (body.get("status") or {}).get("metrics") or {}
+            )
+        for step, values in points:
+            latest.update(values)
+            if metric in values:
+                curve[step] = values[metric]
+        patch: dict[str, Any] = {
+            "metrics": latest,
+            "curve": [{"step": s, "value": v} for s, v in sorted(curve.items())],
+        }
+        if curve and found:
+            values_ = list(curve.values())
+            patch["objective"] = max(values_) if found[0].objective.direction.value == "maximize" else min(values_)
+        self.run(self.patch_status(ns, trial, patch))
+        with self.lock:
+            self.curves[key], self.latest[key] = curve, latest
+
+
+def loop_runner(loop: asyncio.AbstractEventLoop, timeout: float = 30.0) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    """Run coroutines on `loop` from another thread, waiting for the result."""
+
+    def run(coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    return run

@@ -1,0 +1,41 @@
+"""The operator's settings, in one object, read from the environment (and CLI flags via env)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    suggestion_address: str | None = None  # None: serve the SuggestionService in-process
+    metrics_bind: str = "0.0.0.0:9090"
+    metrics_address: str | None = None  # what trial pods dial; default: this pod's address
+    status_interval: float = 0.5  # how often reported metrics are written to Trial status
+    workers: int = 4  # jobs reconciled at once
+    suggestion_timeout: float = 60.0
+    max_backoff: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> OperatorSettings:
+        env = os.environ
+        return cls(
+            suggestion_address=env.get("KUBETUNE_SUGGESTION_ADDRESS") or None,
+            metrics_bind=env.get("KUBETUNE_METRICS_BIND", cls.metrics_bind),
+            metrics_address=env.get("KUBETUNE_METRICS_ADDRESS") or None,
+            status_interval=float(env.get("KUBETUNE_STATUS_INTERVAL", cls.status_interval)),
+            workers=int(env.get("KUBETUNE_WORKERS", cls.workers)),
+            suggestion_timeout=float(
+                env.get("KUBETUNE_SUGGESTION_TIMEOUT", cls.suggestion_timeout)
+            ),
+            max_backoff=float(env.get("KUBETUNE_MAX_BACKOFF", cls.max_backoff)),
+        )
+
+    def advertised_metrics_address(self, bound_port: int) -> str:
+        if self.metrics_address:
+            return self.metrics_address
+        host = self.metrics_bind.rsplit(":", 1)[0]
+        if host in ("", "0.0.0.0", "[::]"):
+            host = os.environ.get("POD_IP") or socket.gethostbyname(socket.gethostname())
+        return f"{host}:{bound_port}"

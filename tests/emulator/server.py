@@ -1,0 +1,586 @@
+"""A Kubernetes API server emulator for the end-to-end tests, built on kmock's KubernetesEmulator.
+
+kmock 0.8 serves discovery, errors and the HTTP plumbing; as shipped its object handling stalls
+kopf and kubectl (no resourceVersions, no selectors, no resumable watches, no subresources).
+`ApiServerEmulator` keeps kmock's server, request parsing and discovery documents and routes
+every resource request to a faithful implementation over `Store`: 201 on create, 409 on conflicts,
+merge/JSON/apply patches, the /status subresource, label and field selectors, resumable watches
+with bookmarks and timeouts, ownerReference GC, namespaces, server-side tables from printer
+columns, a minimal OpenAPI v3 document, and discovery of CRDs applied to it.
+`EmulatorThread` serves it from its own thread and event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import threading
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp.web
+import attrs
+import yaml
+from kmock import KubernetesEmulator, ResourceInfo, Server, resource
+from kmock._internal import rendering
+
+from .store import ApiError, Kind, Store, merge_patch, now
+
+CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+CORE_KINDS = [
+    Kind("", "v1", "namespaces", "Namespace", namespaced=False, status=True, short_names=["ns"]),
+    Kind("", "v1", "pods", "Pod", status=True, short_names=["po"],
+         printer_columns=[{"name": "Status", "type": "string", "jsonPath": ".status.phase"},
+                          {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]),
+    Kind("", "v1", "events", "Event", short_names=["ev"]),
+    Kind("", "v1", "services", "Service", status=True, short_names=["svc"]),
+    Kind("", "v1", "serviceaccounts", "ServiceAccount", short_names=["sa"]),
+    Kind("", "v1", "secrets", "Secret"),
+    Kind("", "v1", "configmaps", "ConfigMap", short_names=["cm"]),
+    Kind("apps", "v1", "deployments", "Deployment", status=True, short_names=["deploy"]),
+    Kind("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
+    Kind("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
+    Kind("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    Kind("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
+         namespaced=False, status=True, short_names=["crd"]),
+]
+NAMESPACE_PATH = re.compile(r"/api/v1/namespaces(/[^/]+(/status|/finalize)?)?/?")
+SERVER_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.1-kubetune-emulator",
+                  "platform": "linux/amd64"}
+CUSTOM_CATEGORIES: dict[tuple[str, str], list[str]] = {}
+VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+
+
+@dataclass(frozen=True)
+class Route:
+    group: str
+    version: str
+    plural: str | None
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+def parse_route(path: str) -> Route | None:
+    """Split an API path; None for non-resource paths (discovery, /version, /openapi)."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    if not rest:
+        return None
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    plural, name = rest[0], rest[1] if len(rest) > 1 else None
+    subresource = "/".join(rest[2:]) or None
+    return Route(group, version, plural, namespace, name, subresource)
+
+
+def jsonpath(obj: Any, path: str) -> Any:
+    for part in path.strip("{}").strip(".").split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
+def age(timestamp: str | None) -> str:
+    if not timestamp:
+        return "<unknown>"
+    import datetime
+
+    then = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    s = int((datetime.datetime.now(datetime.UTC) - then).total_seconds())
+    if s < 120:
+        return f"{s}s"
+    if s < 600:
+        return f"{s // 60}m{s % 60}s"
+    return f"{s // 60}m" if s < 10800 else f"{s // 3600}h"
+
+
+@attrs.define(kw_only=True)
+class ApiServerEmulator(KubernetesEmulator):
+    store: Store = attrs.field(factory=Store)
+    bookmark_interval: float = 1.0
+    _changed: asyncio.Condition | None = attrs.field(default=None, init=False)
+    listeners: list[Callable[[str, dict[str, Any]], Awaitable[None]]] = attrs.field(
+        factory=list, init=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for kind in CORE_KINDS:
+            self.add_kind(kind)
+        for ns in ("default", "kube-system"):
+            self.store.create(self.store.kind("", "namespaces"), "", {"metadata": {"name": ns}})
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if NAMESPACE_PATH.fullmatch(raw_request.path):
+            # kmock's path parser fails on /api/v1/namespaces[/NAME]: build the request here.
+            request = rendering.Request(
+                method=raw_request.method,
+                url=raw_request.url,
+                params=dict(raw_request.query),
+                headers=dict(raw_request.headers),
+                body=await raw_request.read(),
+                raw_request=raw_request,
+            )
+            self._requests.append(request)
+            return await self._handle(request)
+        return await super().__call__(raw_request)
+
+    def add_kind(self, kind: Kind) -> None:
+        self.store.add_kind(kind)
+        self.resources[resource(group=kind.group, version=kind.version, plural=kind.plural)] = (
+            ResourceInfo(
+                kind=kind.kind,
+                namespaced=kind.namespaced,
+                singular=kind.singular or kind.kind.lower(),
+                shortnames=set(kind.short_names),
+                verbs=VERBS,
+                subresources={"status"} if kind.status else set(),
+            )
+        )
+
+    @property
+    def changed(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    # -- routing ----------------------------------------------------------------------------
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        path = request.url.path
+        if path.startswith("/openapi/v3"):
+            return aiohttp.web.json_response(self._openapi(path))
+        if path == "/version":
+            return aiohttp.web.json_response(SERVER_VERSION)
+        discovery = self._discovery(path)
+        if discovery is not None:
+            return aiohttp.web.json_response(discovery)
+        route = parse_route(path)
+        if route is None:
+            return await super(KubernetesEmulator, self)._handle(request)  # kmock's fallbacks
+        try:
+            return await self._serve(request, route)
+        except ApiError as exc:
+            return self._status(exc)
+
+    def _status(self, exc: ApiError) -> aiohttp.web.Response:
+        return aiohttp.web.json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": exc.message,
+                "reason": exc.reason,
+                "code": exc.code,
+            },
+            status=exc.code,
+        )
+
+    async def _serve(self, request: rendering.Request, route: Route) -> aiohttp.web.StreamResponse:
+        assert route.plural is not None
+        kind = self.store.kind(route.group, route.plural)
+        if kind.version != route.version:
+            raise ApiError(404, "NotFound", f"{route.group}/{route.version} is not served")
+        params = dict(request.params)
+        method = request.method.value.upper()
+        ns = route.namespace
+        if kind.namespaced and ns is not None:
+            self.store.get(self.store.kind("", "namespaces"), "", ns)
+        if method == "GET" and params.get("watch") in ("true", "1"):
+            return await self._watch(request, kind, ns, route.name, params)
+        if method == "GET" and route.name is None:
+            items = self.store.list(
+                kind, ns, params.get("labelSelector"), params.get("fieldSelector")
+            )
+            return self._respond(request, kind, items, listing=True)
+        if method == "GET":
+            return self._respond(request, kind, [self.store.get(kind, ns or "", route.name)])
+        if method == "POST" and route.name is None:
+            obj = self.store.create(kind, ns or "", self._body(request))
+            await self._written(kind, "ADDED", obj)
+            return aiohttp.web.json_response(obj, status=201)
+        if method == "DELETE" and route.name is None:
+            objs = self.store.list(kind, ns, params.get("labelSelector"), params.get("fieldSelector"))
+            gone = [await self._delete(kind, o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objs]
+            return aiohttp.web.json_response({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": {}, "items": gone})
+        if route.name is None:
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
+        if method == "DELETE":
+            return aiohttp.web.json_response(await self._delete(kind, ns or "", route.name))
+        if method == "PUT":
+            body = self._body(request)
+            obj = self.store.update(kind, ns or "", route.name, lambda old: body, route.subresource)
+        elif method == "PATCH":
+            obj = await self._patch(request, kind, ns or "", route)
+            if obj is None:
+                obj = self.store.create(kind, ns or "", self._body(request))
+                await self._written(kind, "ADDED", obj)
+                return aiohttp.web.json_response(obj, status=201)
+        else:
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
+        await self._written(kind, "MODIFIED", obj)
+        return aiohttp.web.json_response(obj)
+
+    def _body(self, request: rendering.Request) -> Any:
+        ctype = request.headers.get("Content-Type", "")
+        try:
+            if "yaml" in ctype:
+                return yaml.safe_load(request.body)
+            return json.loads(request.body or b"null")
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ApiError(400, "BadRequest", f"cannot decode the request body: {exc}") from exc
+
+    async def _patch(
+        self, request: rendering.Request, kind: Kind, ns: str, route: Route
+    ) -> dict[str, Any] | None:
+        assert route.name is not None
+        ctype = request.headers.get("Content-Type", "")
+        body = self._body(request)
+        if ctype.startswith("application/apply-patch"):
+            # Server-side apply, simplified: create if missing, else merge the applied fields.
+            try:
+                self.store.get(kind, ns if kind.namespaced else "", route.name)
+            except ApiError:
+                return None
+            return self.store.update(
+                kind, ns, route.name, lambda old: _apply(old, body), route.subresource
+            )
+        return self.store.patch(kind, ns, route.name, ctype, body, route.subresource)
+
+    async def _delete(self, kind: Kind, ns: str, name: str) -> dict[str, Any]:
+        before = self.store.rv
+        obj = self.store.delete(kind, ns, name)
+        for event in self.store.events_since(before) or []:
+            await self._written(self.store.kinds[event.key], event.type, event.obj)
+        return obj
+
+    async def _written(self, kind: Kind, type_: str, obj: dict[str, Any]) -> None:
+        """After every committed write: CRD side effects, listeners, then wake the watches."""
+        if (kind.group, kind.plural) == CRD_KEY:
+            self._crd_changed(type_, obj)
+        for listener in self.listeners:
+            await listener(type_, obj)
+        async with self.changed:
+            self.changed.notify_all()
+
+    def _crd_changed(self, type_: str, crd: dict[str, Any]) -> None:
+        spec = crd.get("spec", {})
+        names = spec.get("names", {})
+        version = next(
+            (v for v in spec.get("versions", []) if v.get("storage")), spec.get("versions", [{}])[0]
+        )
+        key = (spec.get("group", ""), names.get("plural", ""))
+        if type_ == "DELETED":
+            self.store.kinds.pop(key, None)
+            return
+        kind = Kind(
+            group=key[0],
+            version=version.get("name", "v1"),
+            plural=key[1],
+            kind=names.get("kind", ""),
+            namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+            status="status" in (version.get("subresources") or {}),
+            singular=names.get("singular", ""),
+            short_names=list(names.get("shortNames", [])),
+            printer_columns=list(version.get("additionalPrinterColumns", [])),
+        )
+        self.add_kind(kind)
+        if type_ == "ADDED":
+            established = {
+                "conditions": [
+                    {"type": t, "status": "True", "reason": t, "lastTransitionTime": now()}
+                    for t in ("NamesAccepted", "Established")
+                ],
+                "acceptedNames": names,
+            }
+            crd_kind = self.store.kinds[CRD_KEY]
+            self.store.update(
+                crd_kind, "", crd["metadata"]["name"], lambda o: {**o, "status": established}, "status"
+            )
+
+    # -- responses --------------------------------------------------------------------------
+    def _wants_table(self, request: rendering.Request, kind: Kind) -> bool:
+        return "as=Table" in request.headers.get("Accept", "") and bool(kind.printer_columns)
+
+    def _table(self, kind: Kind, objs: list[dict[str, Any]]) -> dict[str, Any]:
+        columns = [{"name": "Name", "type": "string", "format": "name"}] + [
+            {"name": c["name"], "type": c.get("type", "string"), "format": c.get("format", ""),
+             "description": c.get("description", "")}
+            for c in kind.printer_columns
+        ]
+        rows = []
+        for obj in objs:
+            cells: list[Any] = [obj["metadata"]["name"]]
+            for c in kind.printer_columns:
+                value = jsonpath(obj, c["jsonPath"])
+                cells.append(age(value) if c.get("type") == "date" else value)
+            meta = {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                    "metadata": obj["metadata"]}
+            rows.append({"cells": cells, "object": meta})
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+                "metadata": {"resourceVersion": str(self.store.rv)},
+                "columnDefinitions": columns, "rows": rows}
+
+    def _respond(
+        self, request: rendering.Request, kind: Kind, objs: list[dict[str, Any]], listing: bool = False
+    ) -> aiohttp.web.Response:
+        if self._wants_table(request, kind):
+            return aiohttp.web.json_response(self._table(kind, objs))
+        if not listing:
+            return aiohttp.web.json_response(objs[0])
+        return aiohttp.web.json_response({
+            "kind": f"{kind.kind}List",
+            "apiVersion": kind.api_version,
+            "metadata": {"resourceVersion": str(self.store.rv)},
+            "items": objs,
+        })
+
+    async def _watch(
+        self, request: rendering.Request, kind: Kind, ns: str | None, name: str | None,
+        params: dict[str, str],
+    ) -> aiohttp.web.StreamResponse:
+        from .store import matches_fields, matches_labels
+
+        raw = request._raw_request
+        assert raw is not None
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(raw)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(params.get("timeoutSeconds") or 1800)
+        bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
+        labels, fields = params.get("labelSelector"), params.get("fieldSelector")
+        table = self._wants_table(request, kind)
+
+        def wanted(obj: dict[str, Any]) -> bool:
+            meta = obj["metadata"]
+            return (
+                (ns is None or meta.get("namespace", "") == ns)
+                and (name is None or meta["name"] == name)
+                and matches_labels(obj, labels)
+                and matches_fields(obj, fields)
+            )
+
+        async def send(type_: str, obj: dict[str, Any]) -> None:
+            shown = self._table(kind, [obj]) if table and type_ != "BOOKMARK" else obj
+            await response.write(json.dumps({"type": type_, "object": shown}).encode() + b"\n")
+
+        start = params.get("resourceVersion")
+        initial = params.get("sendInitialEvents") == "true"
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            if not start or start == "0" or initial:
+                last = self.store.rv
+                for obj in self.store.list(kind, ns, labels, fields):
+                    if wanted(obj):
+                        await send("ADDED", obj)
+                if initial:  # the watch-list protocol: a bookmark marks the end of the listing
+                    end = {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": {
+                        "resourceVersion": str(last),
+                        "annotations": {"k8s.io/initial-events-end": "true"}}}
+                    await send("BOOKMARK", end)
+            else:
+                last = int(start)
+            while True:
+                events = self.store.events_since(last)
+                if events is None:
+                    gone = {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "Expired", "code": 410,
+                            "message": f"too old resource version: {last}"}
+                    await response.write(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
+                    break
+                for event in events:
+                    if event.key == (kind.group, kind.plural) and wanted(event.obj):
+                        await send(event.type, event.obj)
+                    last = event.rv
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                async with self.changed:
+                    if self.store.rv == last:
+                        try:
+                            await asyncio.wait_for(
+                                self.changed.wait(), min(remaining, self.bookmark_interval)
+                            )
+                        except TimeoutError:
+                            if bookmarks and self.store.rv == last:
+                                mark = {"kind": kind.kind, "apiVersion": kind.api_version,
+                                        "metadata": {"resourceVersion": str(last)}}
+                                await send("BOOKMARK", mark)
+            await response.write_eof()
+        return response
+
+    def _discovery(self, path: str) -> dict[str, Any] | None:
+        """Legacy discovery documents (/api, /apis, /api/v1, /apis/G, /apis/G/V) from the kinds."""
+        kinds = list(self.store.kinds.values())
+        versions: dict[str, list[str]] = {}
+        for k in kinds:
+            if k.group and k.version not in versions.setdefault(k.group, []):
+                versions[k.group].append(k.version)
+
+        def group_doc(group: str) -> dict[str, Any]:
+            vs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions[group]]
+            return {"name": group, "versions": vs, "preferredVersion": vs[0]}
+
+        parts = [p for p in path.split("/") if p]
+        if parts == ["api"]:
+            return {"kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+        if parts == ["apis"]:
+            return {"kind": "APIGroupList", "apiVersion": "v1",
+                    "groups": [group_doc(g) for g in sorted(versions)]}
+        if len(parts) == 2 and parts[0] == "apis" and parts[1] in versions:
+            return {"kind": "APIGroup", "apiVersion": "v1", **group_doc(parts[1])}
+        if parts[:1] == ["api"] and len(parts) == 2:
+            group, version = "", parts[1]
+        elif parts[:1] == ["apis"] and len(parts) == 3:
+            group, version = parts[1], parts[2]
+        else:
+            return None
+        resources = []
+        for k in kinds:
+            if (k.group, k.version) != (group, version):
+                continue
+            entry = {"name": k.plural, "singularName": k.singular or k.kind.lower(),
+                     "namespaced": k.namespaced, "kind": k.kind, "verbs": sorted(VERBS),
+                     "shortNames": k.short_names}
+            if (k.group, k.plural) in CUSTOM_CATEGORIES:
+                entry["categories"] = CUSTOM_CATEGORIES[(k.group, k.plural)]
+            resources.append(entry)
+            if k.status:
+                resources.append({"name": f"{k.plural}/status", "singularName": "",
+                                  "namespaced": k.namespaced, "kind": k.kind,
+                                  "verbs": ["get", "patch", "update"]})
+        if not resources:
+            return None
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+
+    def _openapi(self, path: str) -> dict[str, Any]:
+        """A minimal OpenAPI v3: an index of group-versions and, per group-version, each kind's
+        schema (the CRD's own where there is one) and PATCH operations that accept
+        fieldValidation, so kubectl validates on the server side instead of asking for v2."""
+        gvs = {(k.group, k.version) for k in self.store.kinds.values()}
+        if path.rstrip("/") == "/openapi/v3":
+            return {"paths": {_gv_path(g, v): {"serverRelativeURL": f"/openapi/v3/{_gv_path(g, v)}"}
+                              for g, v in sorted(gvs)}}
+        wanted = path[len("/openapi/v3/"):].strip("/")
+        crd_schemas = {
+            (c["spec"]["group"], v["name"], c["spec"]["names"]["kind"]):
+                v.get("schema", {}).get("openAPIV3Schema", {})
+            for c in self.store.objects[CRD_KEY].values()
+            for v in c["spec"].get("versions", [])
+        }
+        schemas: dict[str, Any] = {}
+        paths: dict[str, Any] = {}
+        for k in self.store.kinds.values():
+            if _gv_path(k.group, k.version) != wanted:
+                continue
+            gvk = {"group": k.group, "version": k.version, "kind": k.kind}
+            schema = dict(crd_schemas.get((k.group, k.version, k.kind))
+                          or {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+            schema["x-kubernetes-group-version-kind"] = [gvk]
+            reverse = ".".join(reversed(k.group.split("."))) if k.group else "io.k8s.api.core"
+            schemas[f"{reverse}.{k.version}.{k.kind}"] = schema
+            scope = "/namespaces/{namespace}" if k.namespaced else ""
+            paths[f"/{wanted}{scope}/{k.plural}/{{name}}"] = {"patch": {
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
+                               for n in ("dryRun", "fieldManager", "fieldValidation", "force")],
+            }}
+        return {"openapi": "3.0.0", "info": {"title": "kubetune API emulator", "version": "v1"},
+                "paths": paths, "components": {"schemas": schemas}}
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def _apply(old: dict[str, Any], applied: dict[str, Any]) -> dict[str, Any]:
+    applied = {k: v for k, v in applied.items() if k != "metadata"} | {
+        "metadata": {k: v for k, v in applied.get("metadata", {}).items() if k != "resourceVersion"}
+    }
+    result: dict[str, Any] = merge_patch(old, applied)
+    return result
+
+
+class EmulatorThread:
+    """Serve an `ApiServerEmulator` on 127.0.0.1 from its own thread and event loop."""
+
+    def __init__(self) -> None:
+        self.emulator = ApiServerEmulator()
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.url = ""
+        self._thread = threading.Thread(target=self._run, name="api-emulator", daemon=True)
+
+    def __enter__(self) -> EmulatorThread:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the API emulator did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        async with self.emulator, Server(self.emulator) as server:
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the emulator's loop (where the store lives) and return its result."""
+
+        async def run() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    def submit(self, coro: Awaitable[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)  # type: ignore[arg-type]
+
+    def objects(self, plural: str, group: str = "kubetune.dev", namespace: str | None = None) -> list[dict[str, Any]]:
+        """A snapshot of the stored objects of one resource."""
+        import copy
+
+        def snapshot() -> list[dict[str, Any]]:
+            kind = self.emulator.store.kinds.get((group, plural))
+            return copy.deepcopy(self.emulator.store.list(kind, namespace)) if kind else []
+
+        result: list[dict[str, Any]] = self.call(snapshot)
+        return result
+
+    def kubeconfig(self, path: str) -> str:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "tester", "user": {"token": "emulator"}}],
+            "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester", "namespace": "default"}}],
+            "current-context": "emulator",
+        }
+        with open(path, "w") as f:
+            yaml.safe_dump(config, f)
+        return path
+
+
+def quote(value: str) -> str:
+    return urllib.parse.quote(value, safe="")

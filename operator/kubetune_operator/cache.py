@@ -48,15 +48,15 @@ class Cache:
         }
 
     def put(self, kind: str, obj: Mapping[str, Any]) -> None:
-        obj = copy.deepcopy(dict(obj))
-        key = key_of(obj)
+        copied: dict[str, Any] = copy.deepcopy(dict(obj))
+        key = key_of(copied)
         with self._lock:
-            if not _newer(self._objects[kind].get(key), obj):
+            if not _newer(self._objects[kind].get(key), copied):
                 return
-            self._objects[kind][key] = obj
-            job = job_key_of(obj)
+            self._objects[kind][key] = copied
+            job = job_key_of(copied)
             if job is not None:
-                self._by_job[kind][job][key[1]] = obj
+                self._by_job[kind][job][key[1]] = copied
 
     def drop(self, kind: str, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)

@@ -117,7 +117,9 @@ class Controller:
         if not status.get("phase") or status["phase"] == "Pending":
             validating = condition([], "Validated", False, "Validating", "checking the spec", now())
             validating["status"] = "Unknown"
-            job = await self._write_job_status(job, {"phase": "Validating", "conditions": [validating]})
+            job = await self._write_job_status(
+                job, {"phase": "Validating", "conditions": [validating]}
+            )
             status = job.get("status") or {}
         try:
             spec = TuningJob.parse(job).spec
@@ -131,7 +133,9 @@ class Controller:
             if seen.status_patch is not None:
                 trial = await self._write_trial_status(trial, seen.status_patch)
                 if seen.state == "failed":
-                    self.event(job, "Warning", "TrialFailed", f"{name}: {seen.status_patch.get('message')}")
+                    self.event(
+                        job, "Warning", "TrialFailed", f"{name}: {seen.status_patch.get('message')}"
+                    )
                 elif seen.state == "succeeded":
                     self.event(job, "Normal", "TrialSucceeded", f"{name} finished")
             if seen.needs_pod:
@@ -148,8 +152,14 @@ class Controller:
                 c for c in status.get("conditions", []) if c.get("type") != "SuggestionsAvailable"
             ]
             conditions.append(
-                condition(status.get("conditions", []), "SuggestionsAvailable", False,
-                          "SuggestionServiceUnavailable", message, now())
+                condition(
+                    status.get("conditions", []),
+                    "SuggestionsAvailable",
+                    False,
+                    "SuggestionServiceUnavailable",
+                    message,
+                    now(),
+                )
             )
             await self._write_job_status(job, {"conditions": conditions})
             self.queue.add(key, delay)
@@ -161,8 +171,14 @@ class Controller:
 
         new_status = build_job_status(spec, views, decision, status, now())
         new_status["conditions"].append(
-            condition(status.get("conditions", []), "SuggestionsAvailable", True,
-                      "SuggestionServiceAvailable", "", now())
+            condition(
+                status.get("conditions", []),
+                "SuggestionsAvailable",
+                True,
+                "SuggestionServiceAvailable",
+                "",
+                now(),
+            )
         )
         new_status["observedGeneration"] = job["metadata"].get("generation")
         if decision.finish is not None:
@@ -180,8 +196,13 @@ class Controller:
             if trial is None:
                 continue
             await self._write_trial_status(
-                trial, {"phase": "Stopped", "reason": "Stopped", "message": stop.reason,
-                        "completionTime": now()}
+                trial,
+                {
+                    "phase": "Stopped",
+                    "reason": "Stopped",
+                    "message": stop.reason,
+                    "completionTime": now(),
+                },
             )
             await self._delete_pod(ns, stop.name)
             self.event(job, "Normal", "TrialStopped", f"{stop.name}: {stop.reason}")
@@ -221,36 +242,53 @@ class Controller:
         for name, pod in pods.items():
             phase = ((trials.get(name) or {}).get("status") or {}).get("phase")
             pod_done = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-            if phase == "Stopped" and not pod_done or phase in ("Succeeded", "Failed", "Stopped") and not retain:
+            if (phase == "Stopped" and not pod_done) or (
+                phase in ("Succeeded", "Failed", "Stopped") and not retain
+            ):
                 await self._delete_pod(ns, name)
 
     async def _invalid(self, job: dict[str, Any], message: str) -> None:
         old = (job.get("status") or {}).get("conditions", [])
         t = now()
-        await self._write_job_status(job, {
-            "phase": "Failed",
-            "reason": "InvalidSpec",
-            "message": message,
-            "completionTime": t,
-            "conditions": [
-                condition(old, "Validated", False, "InvalidSpec", message, t),
-                condition(old, "Failed", True, "InvalidSpec", message, t),
-            ],
-        })
+        await self._write_job_status(
+            job,
+            {
+                "phase": "Failed",
+                "reason": "InvalidSpec",
+                "message": message,
+                "completionTime": t,
+                "conditions": [
+                    condition(old, "Validated", False, "InvalidSpec", message, t),
+                    condition(old, "Failed", True, "InvalidSpec", message, t),
+                ],
+            },
+        )
         self.event(job, "Warning", "InvalidSpec", message)
 
     async def _write_job_status(self, job: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         meta = job["metadata"]
         updated = await self.kube.patch(
-            API, "tuningjobs", meta.get("namespace", "default"), meta["name"], {"status": patch}, status=True
+            API,
+            "tuningjobs",
+            meta.get("namespace", "default"),
+            meta["name"],
+            {"status": patch},
+            status=True,
         )
         self.cache.put("tuningjobs", updated)
         return updated
 
-    async def _write_trial_status(self, trial: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    async def _write_trial_status(
+        self, trial: dict[str, Any], patch: dict[str, Any]
+    ) -> dict[str, Any]:
         meta = trial["metadata"]
         updated = await self.kube.patch(
-            API, "trials", meta.get("namespace", "default"), meta["name"], {"status": patch}, status=True
+            API,
+            "trials",
+            meta.get("namespace", "default"),
+            meta["name"],
+            {"status": patch},
+            status=True,
         )
         self.cache.put("trials", updated)
         return updated

@@ -13,7 +13,6 @@ import logging
 from typing import Any
 
 import kopf
-
 from kubetune.rpc.server import Server, serve
 from kubetune.rpc.suggestion import SuggestionClient
 
@@ -44,7 +43,7 @@ class Runtime:
             self.cache,
             loop_runner(loop),
             self._patch_trial_status,
-            lambda job: loop.call_soon_threadsafe(self.wake, job),
+            lambda job: self._wake_threadsafe(loop, job),
             settings.status_interval,
         )
         self.metrics_server = serve(settings.metrics_bind, metrics=self.metrics)
@@ -57,10 +56,15 @@ class Runtime:
         )
         self.task = asyncio.create_task(self.controller.run(settings.workers))
 
+    def _wake_threadsafe(self, loop: asyncio.AbstractEventLoop, job: tuple[str, str]) -> None:
+        loop.call_soon_threadsafe(self.wake, job)
+
     def wake(self, job: tuple[str, str]) -> None:
         self.controller.queue.add(job)
 
-    async def _patch_trial_status(self, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    async def _patch_trial_status(
+        self, ns: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
         updated = await self.kube.patch(API, "trials", ns, name, {"status": patch}, status=True)
         self.cache.put("trials", updated)
         return updated
@@ -98,11 +102,10 @@ def _login(
 
 
 @kopf.on.startup()
-async def startup(
-    settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any
-) -> None:
+async def startup(**kwargs: Any) -> None:
     global _runtime
-    settings.batching.batch_window = 0.01  # trial turnover is latency-bound
+    settings: kopf.OperatorSettings = kwargs["settings"]
+    logger: logging.Logger = kwargs["logger"]
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     info = await asyncio.to_thread(_login, logger, settings)
@@ -119,10 +122,8 @@ async def cleanup(**_: Any) -> None:
 
 
 @kopf.on.login()
-def login(
-    logger: logging.Logger, settings: kopf.OperatorSettings, **_: Any
-) -> kopf.ConnectionInfo:
-    return _login(logger, settings)
+def login(**kwargs: Any) -> kopf.ConnectionInfo:
+    return _login(kwargs["logger"], kwargs["settings"])
 
 
 def _observe(kind: str, event: dict[str, Any]) -> None:
@@ -150,16 +151,19 @@ def pods_listed(body: kopf.Body, **_: Any) -> dict[str, Any]:
 
 
 @kopf.on.event(GROUP, VERSION, "tuningjobs")
-def tuningjob_event(event: dict[str, Any], **_: Any) -> None:
+def tuningjob_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     _observe("tuningjobs", event)
     runtime().controller.ready.set()
 
 
 @kopf.on.event(GROUP, VERSION, "trials")
-def trial_event(event: dict[str, Any], **_: Any) -> None:
+def trial_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     _observe("trials", event)
 
 
 @kopf.on.event("", "v1", "pods", labels={TRIAL_LABEL: kopf.PRESENT})
-def pod_event(event: dict[str, Any], **_: Any) -> None:
+def pod_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     _observe("pods", event)

@@ -11,10 +11,18 @@ import os
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="kubetune-operator", description=__doc__)
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeatable)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch the whole cluster")
-    parser.add_argument("--suggestion-address", help="host:port of a SuggestionService (default: in-process)")
-    parser.add_argument("--metrics-bind", help="where the MetricsService listens (default 0.0.0.0:9090)")
+    scope.add_argument(
+        "-n", "--namespace", action="append", help="watch this namespace (repeatable)"
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch the whole cluster"
+    )
+    parser.add_argument(
+        "--suggestion-address", help="host:port of a SuggestionService (default: in-process)"
+    )
+    parser.add_argument(
+        "--metrics-bind", help="where the MetricsService listens (default 0.0.0.0:9090)"
+    )
     parser.add_argument("--metrics-address", help="the MetricsService address trial pods dial")
     parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -34,7 +42,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from . import handlers  # noqa: F401  (registers the handlers)
 
-    namespaces = args.namespace or ([] if args.all_namespaces else [os.environ.get("KUBETUNE_NAMESPACE", "default")])
+    namespaces = args.namespace or (
+        [] if args.all_namespaces else [os.environ.get("KUBETUNE_NAMESPACE", "default")]
+    )
     kopf.run(
         standalone=True,
         clusterwide=args.all_namespaces,

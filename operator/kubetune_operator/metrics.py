@@ -21,7 +21,7 @@ from kubetune.stopping import BaseStopper, create_stopper
 
 from .builders import TOKEN_ANNOTATION
 from .cache import Cache, Key
-from .controller import API, now
+from .controller import now
 from .group_commit import GroupCommitter, Point
 
 
@@ -77,8 +77,12 @@ class TrialStatusMetrics:
         verdict = stopper.should_stop(mine, [c for c in others if c])
         if not verdict.stop:
             return ReportVerdict(False)
-        stopped = {"phase": "Stopped", "reason": "EarlyStopped",
-                   "message": f"early stopping: {verdict.reason}", "completionTime": now()}
+        stopped = {
+            "phase": "Stopped",
+            "reason": "EarlyStopped",
+            "message": f"early stopping: {verdict.reason}",
+            "completionTime": now(),
+        }
         self.run(self.patch_status(ns, trial, stopped))
         self.wake(job)
         return ReportVerdict(True, verdict.reason)
@@ -125,9 +129,7 @@ class TrialStatusMetrics:
         metric = found[0].objective.metric if found else None
         with self.lock:
             curve = dict(self._curve(key, body))
-            latest = dict(
-                self.latest.get(key) or (body.get("status") or {}).get("metrics") or {}
-            )
+            latest = dict(self.latest.get(key) or (body.get("status") or {}).get("metrics") or {})
         for step, values in points:
             latest.update(values)
             if metric in values:
@@ -138,13 +140,17 @@ class TrialStatusMetrics:
         }
         if curve and found:
             values_ = list(curve.values())
-            patch["objective"] = max(values_) if found[0].objective.direction.value == "maximize" else min(values_)
+            patch["objective"] = (
+                max(values_) if found[0].objective.direction.value == "maximize" else min(values_)
+            )
         self.run(self.patch_status(ns, trial, patch))
         with self.lock:
             self.curves[key], self.latest[key] = curve, latest
 
 
-def loop_runner(loop: asyncio.AbstractEventLoop, timeout: float = 30.0) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+def loop_runner(
+    loop: asyncio.AbstractEventLoop, timeout: float = 30.0
+) -> Callable[[Coroutine[Any, Any, Any]], Any]:
     """Run coroutines on `loop` from another thread, waiting for the result."""
 
     def run(coro: Coroutine[Any, Any, Any]) -> Any:

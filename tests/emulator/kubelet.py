@@ -32,7 +32,7 @@ class Kubelet:
         if obj.get("kind") != "Pod":
             return
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-        if type_ == "ADDED":
+        if type_ == "ADDED" and key in self.emulator.store.objects[("", "pods")]:
             asyncio.get_running_loop().create_task(self._run(key, obj))
         elif type_ == "DELETED" and key in self.processes:
             _kill(self.processes.pop(key))
@@ -48,8 +48,12 @@ class Kubelet:
         log = open(self.logs / f"{key[1]}.log", "wb")  # noqa: SIM115
         try:
             process = await asyncio.create_subprocess_exec(
-                *argv, cwd=container.get("workingDir", self.workdir), env=env,
-                stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                *argv,
+                cwd=container.get("workingDir", self.workdir),
+                env=env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
             )
         except OSError as exc:
             await self._set_status(key, "Failed", container["name"], 127, str(exc))
@@ -65,24 +69,38 @@ class Kubelet:
         await self._set_status(key, "Succeeded" if code == 0 else "Failed", container["name"], code)
 
     async def _set_status(
-        self, key: tuple[str, str], phase: str, container: str, code: int | None = None,
+        self,
+        key: tuple[str, str],
+        phase: str,
+        container: str,
+        code: int | None = None,
         message: str = "",
     ) -> None:
         if code is None:
             state: dict[str, Any] = {"running": {"startedAt": now()}}
         else:
             reason = "Completed" if code == 0 else "Error"
-            state = {"terminated": {"exitCode": code, "reason": reason, "message": message,
-                                    "finishedAt": now()}}
-        status = {"phase": phase, "startTime": now(),
-                  "containerStatuses": [{"name": container, "state": state, "ready": code is None}]}
+            state = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": reason,
+                    "message": message,
+                    "finishedAt": now(),
+                }
+            }
+        status = {
+            "phase": phase,
+            "startTime": now(),
+            "containerStatuses": [{"name": container, "state": state, "ready": code is None}],
+        }
         store = self.emulator.store
         kind = store.kind("", "pods")
+        before = store.rv
         try:
-            obj = store.update(kind, key[0], key[1], lambda o: {**o, "status": status}, "status")
+            store.update(kind, key[0], key[1], lambda o: {**o, "status": status}, "status")
         except Exception:
             return  # the pod is gone
-        await self.emulator._written(kind, "MODIFIED", obj)
+        await self.emulator._publish(before)
 
     def stop(self) -> None:
         for process in self.processes.values():

@@ -33,9 +33,18 @@ from .store import ApiError, Kind, Store, merge_patch, now
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 CORE_KINDS = [
     Kind("", "v1", "namespaces", "Namespace", namespaced=False, status=True, short_names=["ns"]),
-    Kind("", "v1", "pods", "Pod", status=True, short_names=["po"],
-         printer_columns=[{"name": "Status", "type": "string", "jsonPath": ".status.phase"},
-                          {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]),
+    Kind(
+        "",
+        "v1",
+        "pods",
+        "Pod",
+        status=True,
+        short_names=["po"],
+        printer_columns=[
+            {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    ),
     Kind("", "v1", "events", "Event", short_names=["ev"]),
     Kind("", "v1", "services", "Service", status=True, short_names=["svc"]),
     Kind("", "v1", "serviceaccounts", "ServiceAccount", short_names=["sa"]),
@@ -43,15 +52,32 @@ CORE_KINDS = [
     Kind("", "v1", "configmaps", "ConfigMap", short_names=["cm"]),
     Kind("apps", "v1", "deployments", "Deployment", status=True, short_names=["deploy"]),
     Kind("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
-    Kind("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
+    Kind(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        namespaced=False,
+    ),
     Kind("rbac.authorization.k8s.io", "v1", "roles", "Role"),
     Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
-    Kind("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
-         namespaced=False, status=True, short_names=["crd"]),
+    Kind(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+        status=True,
+        short_names=["crd"],
+    ),
 ]
 NAMESPACE_PATH = re.compile(r"/api/v1/namespaces(/[^/]+(/status|/finalize)?)?/?")
-SERVER_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.1-kubetune-emulator",
-                  "platform": "linux/amd64"}
+SERVER_VERSION = {
+    "major": "1",
+    "minor": "37",
+    "gitVersion": "v1.37.1-kubetune-emulator",
+    "platform": "linux/amd64",
+}
 CUSTOM_CATEGORIES: dict[tuple[str, str], list[str]] = {}
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 
@@ -206,18 +232,34 @@ class ApiServerEmulator(KubernetesEmulator):
             return self._respond(request, kind, items, listing=True)
         if method == "GET":
             return self._respond(request, kind, [self.store.get(kind, ns or "", route.name)])
+        before = self.store.rv
         if method == "POST" and route.name is None:
             obj = self.store.create(kind, ns or "", self._body(request))
-            await self._written(kind, "ADDED", obj)
+            await self._publish(before)
             return aiohttp.web.json_response(obj, status=201)
         if method == "DELETE" and route.name is None:
-            objs = self.store.list(kind, ns, params.get("labelSelector"), params.get("fieldSelector"))
-            gone = [await self._delete(kind, o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objs]
-            return aiohttp.web.json_response({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": {}, "items": gone})
+            objs = self.store.list(
+                kind, ns, params.get("labelSelector"), params.get("fieldSelector")
+            )
+            gone = [
+                self.store.delete(kind, o["metadata"].get("namespace", ""), o["metadata"]["name"])
+                for o in objs
+            ]
+            await self._publish(before)
+            return aiohttp.web.json_response(
+                {
+                    "kind": f"{kind.kind}List",
+                    "apiVersion": kind.api_version,
+                    "metadata": {},
+                    "items": gone,
+                }
+            )
         if route.name is None:
             raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
         if method == "DELETE":
-            return aiohttp.web.json_response(await self._delete(kind, ns or "", route.name))
+            gone_one = self.store.delete(kind, ns or "", route.name)
+            await self._publish(before)
+            return aiohttp.web.json_response(gone_one)
         if method == "PUT":
             body = self._body(request)
             obj = self.store.update(kind, ns or "", route.name, lambda old: body, route.subresource)
@@ -225,11 +267,11 @@ class ApiServerEmulator(KubernetesEmulator):
             obj = await self._patch(request, kind, ns or "", route)
             if obj is None:
                 obj = self.store.create(kind, ns or "", self._body(request))
-                await self._written(kind, "ADDED", obj)
+                await self._publish(before)
                 return aiohttp.web.json_response(obj, status=201)
         else:
             raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
-        await self._written(kind, "MODIFIED", obj)
+        await self._publish(before)
         return aiohttp.web.json_response(obj)
 
     def _body(self, request: rendering.Request) -> Any:
@@ -258,19 +300,14 @@ class ApiServerEmulator(KubernetesEmulator):
             )
         return self.store.patch(kind, ns, route.name, ctype, body, route.subresource)
 
-    async def _delete(self, kind: Kind, ns: str, name: str) -> dict[str, Any]:
-        before = self.store.rv
-        obj = self.store.delete(kind, ns, name)
+    async def _publish(self, before: int) -> None:
+        """After every write: CRD side effects and listeners for each event since `before`
+        (a write may cascade: GC, orphans), then wake the watches."""
         for event in self.store.events_since(before) or []:
-            await self._written(self.store.kinds[event.key], event.type, event.obj)
-        return obj
-
-    async def _written(self, kind: Kind, type_: str, obj: dict[str, Any]) -> None:
-        """After every committed write: CRD side effects, listeners, then wake the watches."""
-        if (kind.group, kind.plural) == CRD_KEY:
-            self._crd_changed(type_, obj)
-        for listener in self.listeners:
-            await listener(type_, obj)
+            if event.key == CRD_KEY:
+                self._crd_changed(event.type, event.obj)
+            for listener in self.listeners:
+                await listener(event.type, event.obj)
         async with self.changed:
             self.changed.notify_all()
 
@@ -306,7 +343,11 @@ class ApiServerEmulator(KubernetesEmulator):
             }
             crd_kind = self.store.kinds[CRD_KEY]
             self.store.update(
-                crd_kind, "", crd["metadata"]["name"], lambda o: {**o, "status": established}, "status"
+                crd_kind,
+                "",
+                crd["metadata"]["name"],
+                lambda o: {**o, "status": established},
+                "status",
             )
 
     # -- responses --------------------------------------------------------------------------
@@ -315,8 +356,12 @@ class ApiServerEmulator(KubernetesEmulator):
 
     def _table(self, kind: Kind, objs: list[dict[str, Any]]) -> dict[str, Any]:
         columns = [{"name": "Name", "type": "string", "format": "name"}] + [
-            {"name": c["name"], "type": c.get("type", "string"), "format": c.get("format", ""),
-             "description": c.get("description", "")}
+            {
+                "name": c["name"],
+                "type": c.get("type", "string"),
+                "format": c.get("format", ""),
+                "description": c.get("description", ""),
+            }
             for c in kind.printer_columns
         ]
         rows = []
@@ -325,29 +370,46 @@ class ApiServerEmulator(KubernetesEmulator):
             for c in kind.printer_columns:
                 value = jsonpath(obj, c["jsonPath"])
                 cells.append(age(value) if c.get("type") == "date" else value)
-            meta = {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                    "metadata": obj["metadata"]}
+            meta = {
+                "apiVersion": "meta.k8s.io/v1",
+                "kind": "PartialObjectMetadata",
+                "metadata": obj["metadata"],
+            }
             rows.append({"cells": cells, "object": meta})
-        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
-                "metadata": {"resourceVersion": str(self.store.rv)},
-                "columnDefinitions": columns, "rows": rows}
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": str(self.store.rv)},
+            "columnDefinitions": columns,
+            "rows": rows,
+        }
 
     def _respond(
-        self, request: rendering.Request, kind: Kind, objs: list[dict[str, Any]], listing: bool = False
+        self,
+        request: rendering.Request,
+        kind: Kind,
+        objs: list[dict[str, Any]],
+        listing: bool = False,
     ) -> aiohttp.web.Response:
         if self._wants_table(request, kind):
             return aiohttp.web.json_response(self._table(kind, objs))
         if not listing:
             return aiohttp.web.json_response(objs[0])
-        return aiohttp.web.json_response({
-            "kind": f"{kind.kind}List",
-            "apiVersion": kind.api_version,
-            "metadata": {"resourceVersion": str(self.store.rv)},
-            "items": objs,
-        })
+        return aiohttp.web.json_response(
+            {
+                "kind": f"{kind.kind}List",
+                "apiVersion": kind.api_version,
+                "metadata": {"resourceVersion": str(self.store.rv)},
+                "items": objs,
+            }
+        )
 
     async def _watch(
-        self, request: rendering.Request, kind: Kind, ns: str | None, name: str | None,
+        self,
+        request: rendering.Request,
+        kind: Kind,
+        ns: str | None,
+        name: str | None,
         params: dict[str, str],
     ) -> aiohttp.web.StreamResponse:
         from .store import matches_fields, matches_labels
@@ -384,19 +446,31 @@ class ApiServerEmulator(KubernetesEmulator):
                     if wanted(obj):
                         await send("ADDED", obj)
                 if initial:  # the watch-list protocol: a bookmark marks the end of the listing
-                    end = {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": {
-                        "resourceVersion": str(last),
-                        "annotations": {"k8s.io/initial-events-end": "true"}}}
+                    end = {
+                        "kind": kind.kind,
+                        "apiVersion": kind.api_version,
+                        "metadata": {
+                            "resourceVersion": str(last),
+                            "annotations": {"k8s.io/initial-events-end": "true"},
+                        },
+                    }
                     await send("BOOKMARK", end)
             else:
                 last = int(start)
             while True:
                 events = self.store.events_since(last)
                 if events is None:
-                    gone = {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                            "reason": "Expired", "code": 410,
-                            "message": f"too old resource version: {last}"}
-                    await response.write(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
+                    gone = {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "reason": "Expired",
+                        "code": 410,
+                        "message": f"too old resource version: {last}",
+                    }
+                    await response.write(
+                        json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n"
+                    )
                     break
                 for event in events:
                     if event.key == (kind.group, kind.plural) and wanted(event.obj):
@@ -413,8 +487,11 @@ class ApiServerEmulator(KubernetesEmulator):
                             )
                         except TimeoutError:
                             if bookmarks and self.store.rv == last:
-                                mark = {"kind": kind.kind, "apiVersion": kind.api_version,
-                                        "metadata": {"resourceVersion": str(last)}}
+                                mark = {
+                                    "kind": kind.kind,
+                                    "apiVersion": kind.api_version,
+                                    "metadata": {"resourceVersion": str(last)},
+                                }
                                 await send("BOOKMARK", mark)
             await response.write_eof()
         return response
@@ -433,11 +510,19 @@ class ApiServerEmulator(KubernetesEmulator):
 
         parts = [p for p in path.split("/") if p]
         if parts == ["api"]:
-            return {"kind": "APIVersions", "versions": ["v1"],
-                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+            return {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}
+                ],
+            }
         if parts == ["apis"]:
-            return {"kind": "APIGroupList", "apiVersion": "v1",
-                    "groups": [group_doc(g) for g in sorted(versions)]}
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [group_doc(g) for g in sorted(versions)],
+            }
         if len(parts) == 2 and parts[0] == "apis" and parts[1] in versions:
             return {"kind": "APIGroup", "apiVersion": "v1", **group_doc(parts[1])}
         if parts[:1] == ["api"] and len(parts) == 2:
@@ -450,20 +535,35 @@ class ApiServerEmulator(KubernetesEmulator):
         for k in kinds:
             if (k.group, k.version) != (group, version):
                 continue
-            entry = {"name": k.plural, "singularName": k.singular or k.kind.lower(),
-                     "namespaced": k.namespaced, "kind": k.kind, "verbs": sorted(VERBS),
-                     "shortNames": k.short_names}
+            entry = {
+                "name": k.plural,
+                "singularName": k.singular or k.kind.lower(),
+                "namespaced": k.namespaced,
+                "kind": k.kind,
+                "verbs": sorted(VERBS),
+                "shortNames": k.short_names,
+            }
             if (k.group, k.plural) in CUSTOM_CATEGORIES:
                 entry["categories"] = CUSTOM_CATEGORIES[(k.group, k.plural)]
             resources.append(entry)
             if k.status:
-                resources.append({"name": f"{k.plural}/status", "singularName": "",
-                                  "namespaced": k.namespaced, "kind": k.kind,
-                                  "verbs": ["get", "patch", "update"]})
+                resources.append(
+                    {
+                        "name": f"{k.plural}/status",
+                        "singularName": "",
+                        "namespaced": k.namespaced,
+                        "kind": k.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
         if not resources:
             return None
-        return {"kind": "APIResourceList", "apiVersion": "v1",
-                "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources,
+        }
 
     def _openapi(self, path: str) -> dict[str, Any]:
         """A minimal OpenAPI v3: an index of group-versions and, per group-version, each kind's
@@ -471,12 +571,17 @@ class ApiServerEmulator(KubernetesEmulator):
         fieldValidation, so kubectl validates on the server side instead of asking for v2."""
         gvs = {(k.group, k.version) for k in self.store.kinds.values()}
         if path.rstrip("/") == "/openapi/v3":
-            return {"paths": {_gv_path(g, v): {"serverRelativeURL": f"/openapi/v3/{_gv_path(g, v)}"}
-                              for g, v in sorted(gvs)}}
-        wanted = path[len("/openapi/v3/"):].strip("/")
+            return {
+                "paths": {
+                    _gv_path(g, v): {"serverRelativeURL": f"/openapi/v3/{_gv_path(g, v)}"}
+                    for g, v in sorted(gvs)
+                }
+            }
+        wanted = path[len("/openapi/v3/") :].strip("/")
         crd_schemas = {
-            (c["spec"]["group"], v["name"], c["spec"]["names"]["kind"]):
-                v.get("schema", {}).get("openAPIV3Schema", {})
+            (c["spec"]["group"], v["name"], c["spec"]["names"]["kind"]): v.get("schema", {}).get(
+                "openAPIV3Schema", {}
+            )
             for c in self.store.objects[CRD_KEY].values()
             for v in c["spec"].get("versions", [])
         }
@@ -486,19 +591,29 @@ class ApiServerEmulator(KubernetesEmulator):
             if _gv_path(k.group, k.version) != wanted:
                 continue
             gvk = {"group": k.group, "version": k.version, "kind": k.kind}
-            schema = dict(crd_schemas.get((k.group, k.version, k.kind))
-                          or {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+            schema = dict(
+                crd_schemas.get((k.group, k.version, k.kind))
+                or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            )
             schema["x-kubernetes-group-version-kind"] = [gvk]
             reverse = ".".join(reversed(k.group.split("."))) if k.group else "io.k8s.api.core"
             schemas[f"{reverse}.{k.version}.{k.kind}"] = schema
             scope = "/namespaces/{namespace}" if k.namespaced else ""
-            paths[f"/{wanted}{scope}/{k.plural}/{{name}}"] = {"patch": {
-                "x-kubernetes-group-version-kind": gvk,
-                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
-                               for n in ("dryRun", "fieldManager", "fieldValidation", "force")],
-            }}
-        return {"openapi": "3.0.0", "info": {"title": "kubetune API emulator", "version": "v1"},
-                "paths": paths, "components": {"schemas": schemas}}
+            paths[f"/{wanted}{scope}/{k.plural}/{{name}}"] = {
+                "patch": {
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": [
+                        {"name": n, "in": "query", "schema": {"type": "string"}}
+                        for n in ("dryRun", "fieldManager", "fieldValidation", "force")
+                    ],
+                }
+            }
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "kubetune API emulator", "version": "v1"},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }
 
 
 def _gv_path(group: str, version: str) -> str:
@@ -557,7 +672,9 @@ class EmulatorThread:
     def submit(self, coro: Awaitable[Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)  # type: ignore[arg-type]
 
-    def objects(self, plural: str, group: str = "kubetune.dev", namespace: str | None = None) -> list[dict[str, Any]]:
+    def objects(
+        self, plural: str, group: str = "kubetune.dev", namespace: str | None = None
+    ) -> list[dict[str, Any]]:
         """A snapshot of the stored objects of one resource."""
         import copy
 
@@ -574,7 +691,12 @@ class EmulatorThread:
             "kind": "Config",
             "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
             "users": [{"name": "tester", "user": {"token": "emulator"}}],
-            "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester", "namespace": "default"}}],
+            "contexts": [
+                {
+                    "name": "emulator",
+                    "context": {"cluster": "emulator", "user": "tester", "namespace": "default"},
+                }
+            ],
             "current-context": "emulator",
         }
         with open(path, "w") as f:

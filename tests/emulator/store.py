@@ -78,7 +78,9 @@ def matches_labels(obj: dict[str, Any], selector: str | None) -> bool:
     for term in _split_terms(selector):
         term = term.strip()
         if " notin " in term or " in " in term:
-            name, op, rest = term.partition(" notin ") if " notin " in term else term.partition(" in ")
+            name, op, rest = (
+                term.partition(" notin ") if " notin " in term else term.partition(" in ")
+            )
             values = {v.strip() for v in rest.strip().strip("()").split(",")}
             inside = labels.get(name.strip()) in values
             if inside != (op.strip() == "in"):
@@ -135,6 +137,7 @@ class Store:
         self._rv = itertools.count(1)
         self.rv = 0
         self.writes = 0
+        self.uids: set[str] = set()
 
     # -- kinds ------------------------------------------------------------------------------
     def add_kind(self, kind: Kind) -> None:
@@ -144,7 +147,9 @@ class Store:
     def kind(self, group: str, plural: str) -> Kind:
         found = self.kinds.get((group, plural))
         if found is None:
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({plural})")
+            raise ApiError(
+                404, "NotFound", f"the server could not find the requested resource ({plural})"
+            )
         return found
 
     # -- reads ------------------------------------------------------------------------------
@@ -177,11 +182,17 @@ class Store:
         meta = obj.setdefault("metadata", {})
         if not meta.get("name"):
             if not meta.get("generateName"):
-                raise ApiError(422, "Invalid", "metadata.name: Required value: name or generateName is required")
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    "metadata.name: Required value: name or generateName is required",
+                )
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         ns = namespace if kind.namespaced else ""
         if kind.namespaced and meta.get("namespace", ns) != ns:
-            raise ApiError(400, "BadRequest", "the namespace of the object does not match the request")
+            raise ApiError(
+                400, "BadRequest", "the namespace of the object does not match the request"
+            )
         if (ns, meta["name"]) in self.objects[(kind.group, kind.plural)]:
             raise ApiError(
                 409, "AlreadyExists", f'{kind.plural}.{kind.group} "{meta["name"]}" already exists'
@@ -194,7 +205,11 @@ class Store:
             meta.pop(key, None)
         if kind.status:
             obj.pop("status", None)
-        return self._commit(kind, ns, obj, "ADDED")
+        created = self._commit(kind, ns, obj, "ADDED")
+        owners = [r.get("uid") for r in meta.get("ownerReferences") or []]
+        if owners and not any(uid in self.uids for uid in owners):
+            self._remove(kind, ns, created)  # the garbage collector removes orphans at once
+        return created
 
     def update(
         self,
@@ -257,7 +272,9 @@ class Store:
                 try:
                     return jsonpatch.apply_patch(old, patch)  # type: ignore[no-any-return]
                 except jsonpatch.JsonPatchTestFailed as exc:
-                    raise ApiError(422, "Invalid", f"the server rejected our request: {exc}") from exc
+                    raise ApiError(
+                        422, "Invalid", f"the server rejected our request: {exc}"
+                    ) from exc
                 except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
                     raise ApiError(422, "Invalid", str(exc)) from exc
 
@@ -283,11 +300,13 @@ class Store:
         self.writes += 1
         obj["metadata"]["resourceVersion"] = str(self.rv)
         self.objects[(kind.group, kind.plural)][(ns, obj["metadata"]["name"])] = obj
+        self.uids.add(obj["metadata"]["uid"])
         self._log(Event(self.rv, (kind.group, kind.plural), type_, obj))
         return obj
 
     def _remove(self, kind: Kind, ns: str, obj: dict[str, Any]) -> dict[str, Any]:
         self.objects[(kind.group, kind.plural)].pop((ns, obj["metadata"]["name"]), None)
+        self.uids.discard(obj["metadata"]["uid"])
         self.rv = next(self._rv)
         self.writes += 1
         gone = copy.deepcopy(obj)

@@ -181,6 +181,9 @@ class TuningJobSpec(SpecModel):
         None, ge=0, description="The job fails once more trials than this have failed."
     )
     trial_template: TrialTemplate | None = Field(None, description="Pod template of a trial.")
+    retain_pods: bool = Field(
+        False, description="Keep the pods of finished trials (by default they are deleted)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TuningJobSpec:

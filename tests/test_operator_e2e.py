@@ -1,0 +1,357 @@
+"""The operator end to end: kopf (KopfRunner, or the real `kubetune-operator` process) against the
+emulated API server, real kubectl, the real trainer run by the tests' kubelet, real gRPC."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+
+from .conftest import EXAMPLES, ROOT
+from .emulator.kubelet import Kubelet
+from .emulator.server import EmulatorThread
+from .tools import ensure_tools
+
+pytestmark = pytest.mark.slow
+OPERATOR = ["run", "--standalone", "-n", "default", "-m", "kubetune_operator.handlers"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    """An emulated cluster: API server, kubelet, kubeconfig and real kubectl."""
+
+    def __init__(self, emulator: EmulatorThread, kubelet: Kubelet, tmp: Path) -> None:
+        self.emulator, self.kubelet, self.tmp = emulator, kubelet, tmp
+        self.kubeconfig = emulator.kubeconfig(str(tmp / "kubeconfig"))
+        self.kubectl_bin = str(ensure_tools()["kubectl"])
+
+    def kubectl(self, *args: str, check: bool = True) -> str:
+        result = subprocess.run(
+            [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check:
+            assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def apply(self, doc: dict[str, Any]) -> None:
+        path = self.tmp / f"{doc['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        self.kubectl("apply", "-f", str(path))
+
+    def objects(self, plural: str, group: str = "kubetune.dev") -> dict[str, dict[str, Any]]:
+        return {o["metadata"]["name"]: o for o in self.emulator.objects(plural, group)}
+
+    def job(self, name: str) -> dict[str, Any]:
+        return self.objects("tuningjobs")[name]
+
+    def wait_phase(self, name: str, phase: str, timeout: int = 180) -> dict[str, Any]:
+        self.kubectl(
+            "wait",
+            f"--for=jsonpath={{.status.phase}}={phase}",
+            f"tuningjob/{name}",
+            f"--timeout={timeout}s",
+        )
+        return self.job(name)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 120, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    with EmulatorThread() as emulator:
+        kubelet: Kubelet = emulator.call(
+            lambda: Kubelet(emulator.emulator, ROOT / "trainer-image", tmp_path / "logs")
+        )
+        c = Cluster(emulator, kubelet, tmp_path)
+        monkeypatch.setenv("KUBECONFIG", c.kubeconfig)
+        monkeypatch.setenv("KUBETUNE_METRICS_BIND", f"127.0.0.1:{free_port()}")
+        monkeypatch.setenv("KUBETUNE_STATUS_INTERVAL", "0.2")
+        monkeypatch.setenv("KUBETUNE_MAX_BACKOFF", "2")
+        c.kubectl("apply", "-f", str(ROOT / "manifests" / "crds"))
+        try:
+            yield c
+        finally:
+            emulator.call(kubelet.stop)
+
+
+def tuning_job(name: str, spec: dict[str, Any], args: list[str]) -> dict[str, Any]:
+    container = {
+        "name": "trainer",
+        "image": "kubetune/trainer:latest",
+        "command": ["python", "train.py"],
+        "args": ["--units=32", "--hidden-layers=1", *args],
+        "resources": {"limits": {"nvidia.com/gpu": 1}},
+    }
+    return {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "TuningJob",
+        "metadata": {"name": name},
+        "spec": {**spec, "trialTemplate": {"spec": {"containers": [container]}}},
+    }
+
+
+OBJECTIVE = {"metric": "val_accuracy", "direction": "maximize"}
+
+
+def test_example_job_runs_to_the_end_with_kubectl(cluster: Cluster) -> None:
+    doc = yaml.safe_load((EXAMPLES / "digits-bayesian.yaml").read_text())
+    doc["spec"].update(maxTrials=3, parallelism=2, resource={"name": "epochs", "min": 1, "max": 3})
+    with KopfRunner(OPERATOR) as runner:
+        cluster.apply(doc)
+        job = cluster.wait_phase("digits-bayesian", "Succeeded")
+        table = cluster.kubectl("get", "tj")
+        trials_table = cluster.kubectl("get", "trials")
+    assert runner.exception is None, runner.output[-3000:]
+    status = job["status"]
+    assert status["reason"] == "MaxTrialsReached" and status["progress"] == "3/3"
+    assert "Succeeded" in table and "3/3" in table
+    trials = cluster.objects("trials")
+    assert sorted(trials) == [f"digits-bayesian-{i}" for i in range(3)]
+    assert all(f"digits-bayesian-{i}" in trials_table for i in range(3))
+    finished = {n: t["status"] for n, t in trials.items()}
+    assert all(s["phase"] in ("Succeeded", "Stopped") for s in finished.values())
+    best = max(finished.items(), key=lambda kv: kv[1].get("objective", -1))
+    assert status["bestTrial"]["name"] == best[0]
+    assert status["bestTrial"]["objective"] == best[1]["objective"]
+    assert status["bestTrial"]["params"] == trials[best[0]]["spec"]["params"]
+    for name, s in finished.items():  # every epoch's report is in the status
+        if s["phase"] == "Succeeded":
+            assert [p["step"] for p in s["curve"]] == [1, 2, 3], name
+    assert cluster.objects("pods", "") == {}  # pods of finished trials are deleted
+    reasons = [e["reason"] for e in cluster.objects("events", "").values()]
+    assert reasons.count("TrialCreated") == 3 and "MaxTrialsReached" in reasons
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Succeeded"]["status"] == "True"
+    assert conditions["Running"]["status"] == "False"
+
+
+def test_early_stopping_stops_the_bad_trial_and_deletes_its_pod(cluster: Cluster) -> None:
+    doc = tuning_job(
+        "asha",
+        {
+            "objective": OBJECTIVE,
+            "parameters": [{"name": "lr", "type": "categorical", "values": [0.05, 0.00001]}],
+            "algorithm": {"name": "grid"},
+            "earlyStopping": {"name": "asha", "settings": {"reductionFactor": 3}},
+            "resource": {"name": "epochs", "min": 1, "max": 9},
+            "maxTrials": 2,
+            "parallelism": 1,
+            "retainPods": True,
+        },
+        ["--lr=${params.lr}", "--epochs=${params.epochs}"],
+    )
+    with KopfRunner(OPERATOR):
+        cluster.apply(doc)
+        cluster.wait_phase("asha", "Succeeded")
+    trials = cluster.objects("trials")
+    good, bad = trials["asha-0"]["status"], trials["asha-1"]["status"]
+    assert good["phase"] == "Succeeded" and len(good["curve"]) == 9
+    assert bad["phase"] == "Stopped" and len(bad["curve"]) < 3
+    assert bad["message"].startswith("early stopping: value")
+    assert "kubetune asked to stop" in (cluster.tmp / "logs" / "asha-1.log").read_text()
+    pods = cluster.objects("pods", "")
+    assert "asha-0" in pods and "asha-1" not in pods  # retainPods keeps finished, not stopped
+
+
+def test_failed_pod_is_a_failed_trial_and_max_failed_trials_fails_the_job(
+    cluster: Cluster,
+) -> None:
+    doc = tuning_job(
+        "crash",
+        {
+            "objective": OBJECTIVE,
+            "parameters": [{"name": "fail", "type": "categorical", "values": [2, -1, 3]}],
+            "algorithm": {"name": "grid"},
+            "maxTrials": 3,
+            "maxFailedTrials": 0,
+        },
+        ["--fail-at-epoch=${params.fail}", "--epochs=3"],
+    )
+    with KopfRunner(OPERATOR):
+        cluster.apply(doc)
+        job = cluster.wait_phase("crash", "Failed")
+    assert job["status"]["reason"] == "TooManyFailedTrials"
+    (trial,) = cluster.objects("trials").values()
+    assert trial["status"]["phase"] == "Failed" and trial["status"]["reason"] == "PodFailed"
+    assert "exited with code 1" in trial["status"]["message"]
+    assert len(trial["status"]["curve"]) == 1  # the epoch before the crash was kept
+    warnings = [e for e in cluster.objects("events", "").values() if e["type"] == "Warning"]
+    assert {"TrialFailed", "TooManyFailedTrials"} <= {e["reason"] for e in warnings}
+
+
+def test_invalid_spec_fails_the_job_with_the_field_path(cluster: Cluster) -> None:
+    doc = tuning_job(
+        "bad",
+        {
+            "objective": OBJECTIVE,
+            "parameters": [{"name": "lr", "type": "float", "min": 0.5, "max": 0.1}],
+            "algorithm": {"name": "random"},
+        },
+        ["--lr=${params.lr}"],
+    )
+    with KopfRunner(OPERATOR) as runner:
+        cluster.apply(doc)
+        job = cluster.wait_phase("bad", "Failed", timeout=30)
+        time.sleep(1)  # the operator stays up and does not retry
+    assert runner.exception is None
+    assert job["status"]["reason"] == "InvalidSpec"
+    assert "spec.parameters[0].max" in job["status"]["message"]
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["status"] == "True" and "spec.parameters[0].max" in failed["message"]
+    assert cluster.objects("trials") == {}
+    assert runner.output.count("Traceback") == 0
+
+
+def test_deleting_the_job_removes_trials_and_pods(cluster: Cluster) -> None:
+    doc = tuning_job(
+        "gone",
+        {
+            "objective": OBJECTIVE,
+            "parameters": [{"name": "lr", "type": "float", "min": 0.001, "max": 0.1}],
+            "algorithm": {"name": "random"},
+            "maxTrials": 4,
+            "parallelism": 2,
+        },
+        ["--lr=${params.lr}", "--epochs=500"],
+    )
+    with KopfRunner(OPERATOR):
+        cluster.apply(doc)
+        wait_for(lambda: len(cluster.kubelet.processes) == 2, what="two running pods")
+        cluster.kubectl("delete", "tuningjob", "gone")
+        wait_for(
+            lambda: not cluster.objects("trials") and not cluster.objects("pods", ""),
+            timeout=30,
+            what="garbage collection",
+        )
+        wait_for(lambda: not cluster.kubelet.processes, timeout=10, what="processes killed")
+        time.sleep(1)
+        assert cluster.objects("trials") == {}  # and the operator did not recreate anything
+
+
+def _start_operator(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kubetune_operator.main", "-n", "default"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_operator_killed_mid_job_resumes_without_duplicates_or_lost_metrics(
+    cluster: Cluster,
+) -> None:
+    doc = tuning_job(
+        "restart",
+        {
+            "objective": OBJECTIVE,
+            "parameters": [
+                {"name": "lr", "type": "float", "min": 0.001, "max": 0.1, "scale": "log"}
+            ],
+            "algorithm": {"name": "bayesian", "seed": 3},
+            "resource": {"name": "epochs", "min": 1, "max": 6},
+            "maxTrials": 4,
+            "parallelism": 2,
+        },
+        ["--lr=${params.lr}", "--epochs=${params.epochs}"],
+    )
+    env = {**os.environ}
+    log = cluster.tmp / "operator.log"
+    operator = _start_operator(env, log)
+    try:
+        cluster.apply(doc)
+
+        def reported() -> bool:
+            return any(t.get("status", {}).get("curve") for t in cluster.objects("trials").values())
+
+        wait_for(reported, what="a first acknowledged report")
+        operator.send_signal(signal.SIGKILL)  # no cleanup, no flush
+        operator.wait(10)
+        before = {
+            n: len(t["status"].get("curve", [])) for n, t in cluster.objects("trials").items()
+        }
+        time.sleep(2)
+        operator = _start_operator(env, log)
+        job = cluster.wait_phase("restart", "Succeeded")
+    finally:
+        operator.terminate()
+        operator.wait(20)
+    trials = cluster.objects("trials")
+    assert sorted(trials) == [f"restart-{i}" for i in range(4)], log.read_text()[-3000:]
+    assert sorted(cluster.kubelet.started) == sorted(trials)  # each trial's pod ran once
+    for name, trial in trials.items():
+        steps = [p["step"] for p in trial["status"]["curve"]]
+        assert trial["status"]["phase"] == "Succeeded", name
+        assert steps == [1, 2, 3, 4, 5, 6], name  # nothing acknowledged was lost
+        assert len(steps) >= before.get(name, 0)
+    assert job["status"]["progress"] == "4/4"
+    params = [json.dumps(t["spec"]["params"], sort_keys=True) for t in trials.values()]
+    assert len(set(params)) == 4
+
+
+def test_suggestion_service_outage_is_reported_and_retried(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("KUBETUNE_SUGGESTION_ADDRESS", address)
+    doc = tuning_job(
+        "outage",
+        {
+            "objective": OBJECTIVE,
+            "parameters": [{"name": "lr", "type": "float", "min": 0.001, "max": 0.1}],
+            "algorithm": {"name": "random"},
+            "maxTrials": 2,
+            "parallelism": 2,
+        },
+        ["--lr=${params.lr}", "--epochs=1"],
+    )
+    service = None
+    with KopfRunner(OPERATOR) as runner:
+        cluster.apply(doc)
+
+        def unavailable() -> bool:
+            conditions = cluster.job("outage").get("status", {}).get("conditions", [])
+            return any(
+                c["type"] == "SuggestionsAvailable" and c["status"] == "False" for c in conditions
+            )
+
+        wait_for(unavailable, timeout=30, what="the SuggestionsAvailable=False condition")
+        assert cluster.objects("trials") == {}
+        service = subprocess.Popen(
+            [sys.executable, "-m", "kubetune_operator.suggestion_main", "--address", address]
+        )
+        try:
+            job = cluster.wait_phase("outage", "Succeeded")
+        finally:
+            service.terminate()
+            service.wait(10)
+    assert runner.exception is None
+    conditions = {c["type"]: c for c in job["status"]["conditions"]}
+    assert conditions["SuggestionsAvailable"]["status"] == "True"
+    assert len(cluster.objects("trials")) == 2

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from kubetune.engine import TrialLaunch
-from kubetune_operator.builders import build_trial, build_trial_pod
+from kubetune_operator.builders import build_event, build_trial, build_trial_pod
 
 JOB: dict[str, Any] = {
     "apiVersion": "kubetune.dev/v1alpha1",
@@ -140,3 +140,42 @@ def test_build_trial_pod() -> None:
         },
     }
     assert JOB["spec"]["trialTemplate"]["spec"]["containers"][1]["args"][0] == "--lr=${params.lr}"
+
+
+def test_build_trial_with_a_token_annotates_it() -> None:
+    job = {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "TuningJob",
+        "metadata": {"name": "j", "namespace": "ns", "uid": "u1"},
+    }
+    trial = build_trial(job, TrialLaunch("j-0", 0, {"lr": 0.1}, None), token="s3cret")
+    assert trial["metadata"]["annotations"] == {"kubetune.dev/token": "s3cret"}
+
+
+def test_build_event() -> None:
+    job = {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "TuningJob",
+        "metadata": {"name": "j", "namespace": "ns", "uid": "u1"},
+    }
+    event = build_event(job, "Warning", "TrialFailed", "j-0: exit 1", "T", "abc")
+    assert event == {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "j.abc", "namespace": "ns"},
+        "involvedObject": {
+            "apiVersion": "kubetune.dev/v1alpha1",
+            "kind": "TuningJob",
+            "name": "j",
+            "namespace": "ns",
+            "uid": "u1",
+        },
+        "type": "Warning",
+        "reason": "TrialFailed",
+        "message": "j-0: exit 1",
+        "source": {"component": "kubetune-operator"},
+        "reportingComponent": "kubetune-operator",
+        "firstTimestamp": "T",
+        "lastTimestamp": "T",
+        "count": 1,
+    }

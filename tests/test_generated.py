@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from .conftest import ROOT
 
 GENERATED = ["kubetune_pb2.py", "kubetune_pb2.pyi", "kubetune_pb2_grpc.py"]
@@ -29,6 +31,23 @@ def test_grpc_stubs_are_fresh(tmp_path: Path) -> None:
         fresh = (tmp_path / "kubetune" / "rpc" / name).read_text()
         committed = (ROOT / "sdk" / "kubetune" / "rpc" / name).read_text()
         assert committed == fresh, f"sdk/kubetune/rpc/{name} is stale: run `make proto`"
+
+
+def test_install_yaml_is_fresh_and_holds_everything() -> None:
+    from kubetune_operator.crds import render_install
+
+    text = render_install(ROOT / "manifests" / "operator")
+    assert (ROOT / "manifests" / "install.yaml").read_text() == text, "run `make crds`"
+    kinds = [d["kind"] for d in yaml.safe_load_all(text)]
+    assert kinds.count("CustomResourceDefinition") == 2
+    assert {
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Service",
+        "Deployment",
+    } <= set(kinds)
 
 
 def test_crds_are_fresh() -> None:

@@ -257,7 +257,7 @@ def test_deleting_the_job_removes_trials_and_pods(cluster: Cluster) -> None:
 
 def _start_operator(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "kubetune_operator.main", "-n", "default"],
+        [sys.executable, "-m", "kubetune_operator.main", "--all-namespaces"],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
@@ -355,3 +355,10 @@ def test_suggestion_service_outage_is_reported_and_retried(
     conditions = {c["type"]: c for c in job["status"]["conditions"]}
     assert conditions["SuggestionsAvailable"]["status"] == "True"
     assert len(cluster.objects("trials")) == 2
+
+
+def test_install_yaml_applies_with_kubectl(cluster: Cluster) -> None:
+    out = cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "install.yaml"))
+    assert "deployment.apps/kubetune-operator created" in out
+    assert "clusterrole.rbac.authorization.k8s.io/kubetune-operator created" in out
+    assert "service/kubetune-metrics created" in out

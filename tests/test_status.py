@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kubetune.engine import TrialView, decide
-from kubetune_operator.status import build_job_status, build_trial_status
+from kubetune_operator.status import (
+    TrialObservation,
+    build_job_status,
+    build_trial_status,
+    observe_trial,
+)
 
 from .conftest import make_spec
 
@@ -91,3 +98,44 @@ def test_trial_status() -> None:
         "objective": 0.2,
         "reason": "early stopping: ...",
     }
+
+
+def _trial(phase: str | None = None) -> dict[str, Any]:
+    trial: dict[str, Any] = {"metadata": {"name": "j-0"}, "spec": {"params": {"lr": 0.1}}}
+    if phase:
+        trial["status"] = {"phase": phase}
+    return trial
+
+
+def _pod(phase: str, code: int | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase}
+    if code is not None:
+        terminated = {"exitCode": code, "reason": "Error"}
+        status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": terminated}}]
+    return {"status": status}
+
+
+def test_observe_trial_maps_pod_phases_and_keeps_terminal_phases() -> None:
+    t = "2026-01-01T00:00:00Z"
+    assert observe_trial(_trial(), None, t) == TrialObservation("pending", needs_pod=True)
+    assert observe_trial(_trial(), _pod("Pending"), t) == TrialObservation("pending")
+    running = observe_trial(_trial(), _pod("Running"), t)
+    assert running.state == "running"
+    assert running.status_patch == {"phase": "Running", "startTime": t, "paramsSummary": "lr=0.1"}
+    assert observe_trial(_trial("Running"), _pod("Running"), t) == TrialObservation("running")
+    done = observe_trial(_trial("Running"), _pod("Succeeded", 0), t)
+    assert done.state == "succeeded" and done.status_patch is not None
+    assert done.status_patch["phase"] == "Succeeded"
+    failed = observe_trial(_trial("Running"), _pod("Failed", 3), t)
+    assert failed.status_patch == {
+        "phase": "Failed",
+        "reason": "PodFailed",
+        "message": "container trainer exited with code 3 (Error)",
+        "completionTime": t,
+        "paramsSummary": "lr=0.1",
+    }
+    lost = observe_trial(_trial("Running"), None, t)
+    assert lost.state == "failed" and lost.status_patch is not None
+    assert lost.status_patch["reason"] == "PodLost"
+    for phase, state in (("Stopped", "stopped"), ("Succeeded", "succeeded")):
+        assert observe_trial(_trial(phase), _pod("Running"), t) == TrialObservation(state)

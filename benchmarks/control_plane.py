@@ -1,0 +1,161 @@
+"""Control-plane turnover of the operator against the emulated API server.
+
+N TuningJobs x parallelism P x T trials each; every trial is a process that reports 3 steps over
+gRPC and exits at once. Measured from the API server's side: for each job, the k-th pod to reach
+Succeeded frees the slot that the (P+k)-th pod fills; the turnover latency is the time between
+the two. Also: total wall time against the ideal (T/P trial durations back to back), and a check
+that no trial is lost or duplicated. The operator runs as its own process (`kubetune-operator`).
+
+    python benchmarks/control_plane.py [--jobs 10] [--parallelism 5] [--trials 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.emulator.kubelet import Kubelet  # noqa: E402
+from tests.emulator.server import EmulatorThread  # noqa: E402
+from tests.tools import ensure_tools  # noqa: E402
+
+TRAINER = (
+    "import kubetune\n"
+    "for step in (1, 2, 3):\n"
+    "    kubetune.report(step=step, score=step * float(kubetune.trial_params()['x']))\n"
+)
+
+
+def job(name: str, parallelism: int, trials: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "TuningJob",
+        "metadata": {"name": name},
+        "spec": {
+            "objective": {"metric": "score", "direction": "maximize"},
+            "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
+            "algorithm": {"name": "random", "seed": 1},
+            "maxTrials": trials,
+            "parallelism": parallelism,
+            "trialTemplate": {"spec": {"containers": [
+                {"name": "t", "image": "kubetune/trainer", "command": ["python", "-c", TRAINER]}
+            ]}},
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=10)
+    parser.add_argument("--parallelism", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "control_plane.json"))
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    created: dict[str, list[float]] = defaultdict(list)
+    succeeded: dict[str, list[float]] = defaultdict(list)
+    running: dict[str, float] = {}
+    durations: list[float] = []
+
+    with EmulatorThread() as emu:
+        kubelet: Kubelet = emu.call(lambda: Kubelet(emu.emulator, tmp, tmp / "logs"))
+
+        async def record(type_: str, obj: dict[str, Any]) -> None:
+            if obj.get("kind") != "Pod":
+                return
+            t = time.monotonic()
+            name = obj["metadata"]["name"]
+            job_name = obj["metadata"]["labels"]["kubetune.dev/job"]
+            phase = (obj.get("status") or {}).get("phase")
+            if type_ == "ADDED":
+                created[job_name].append(t)
+            elif phase == "Running" and name not in running:
+                running[name] = t
+            elif phase == "Succeeded" and name in running and type_ == "MODIFIED":
+                succeeded[job_name].append(t)
+                durations.append(t - running.pop(name))
+
+        emu.call(lambda: emu.emulator.listeners.insert(0, record))
+        kubeconfig = emu.kubeconfig(str(tmp / "kubeconfig"))
+        kubectl = [str(ensure_tools()["kubectl"]), "--kubeconfig", kubeconfig]
+        subprocess.run([*kubectl, "apply", "-f", str(ROOT / "manifests" / "crds")], check=True,
+                       capture_output=True)
+        env = {**os.environ, "KUBECONFIG": kubeconfig, "KUBETUNE_METRICS_BIND": "127.0.0.1:0",
+               "KUBETUNE_STATUS_INTERVAL": "0.2", "OMP_NUM_THREADS": "1"}
+        log = (tmp / "operator.log").open("wb")
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "kubetune_operator.main", "--all-namespaces"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            time.sleep(3)
+            docs = [job(f"cp{i}", args.parallelism, args.trials) for i in range(args.jobs)]
+            (tmp / "jobs.yaml").write_text(yaml.safe_dump_all(docs))
+            start = time.monotonic()
+            subprocess.run([*kubectl, "apply", "-f", str(tmp / "jobs.yaml")], check=True,
+                           capture_output=True)
+            deadline = start + 1800
+            while time.monotonic() < deadline:
+                jobs = emu.objects("tuningjobs")
+                if all((j.get("status") or {}).get("phase") in ("Succeeded", "Failed") for j in jobs):
+                    break
+                time.sleep(0.5)
+            wall = time.monotonic() - start
+        finally:
+            operator.terminate()
+            operator.wait(30)
+            emu.call(kubelet.stop)
+        jobs = emu.objects("tuningjobs")
+        trials = emu.objects("trials")
+
+    latencies = []
+    for name, done in succeeded.items():
+        births = sorted(created[name])[args.parallelism:]
+        for finish, birth in zip(sorted(done), births, strict=False):
+            latencies.append(birth - finish)
+    latencies.sort()
+    by_job: dict[str, list[str]] = defaultdict(list)
+    for t in trials:
+        by_job[t["spec"]["job"]].append(t["metadata"]["name"])
+    expected = {f"cp{i}": sorted(f"cp{i}-{k}" for k in range(args.trials)) for i in range(args.jobs)}
+    lost_or_extra = sum(
+        len(set(expected[j]) ^ set(by_job.get(j, []))) for j in expected
+    )
+    duplicates = len(kubelet.started) - len(set(kubelet.started))
+    ideal = math.ceil(args.trials / args.parallelism) * statistics.mean(durations)
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+    result = {
+        "jobs": args.jobs, "parallelism": args.parallelism, "trials_per_job": args.trials,
+        "succeeded_jobs": sum(1 for j in jobs if j["status"]["phase"] == "Succeeded"),
+        "trials": len(trials), "pods_started": len(kubelet.started),
+        "lost_or_extra_trials": lost_or_extra, "duplicate_pods": duplicates,
+        "turnover_p50_s": round(pct(0.5), 3), "turnover_p95_s": round(pct(0.95), 3),
+        "turnover_max_s": round(latencies[-1], 3), "turnover_samples": len(latencies),
+        "mean_trial_s": round(statistics.mean(durations), 2),
+        "wall_s": round(wall, 1), "ideal_s": round(ideal, 1), "wall_over_ideal": round(wall / ideal, 2),
+    }
+    print(json.dumps(result, indent=2))
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    assert lost_or_extra == 0 and duplicates == 0, "lost or duplicate trials"
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import datetime
 import json
 import re
 import threading
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ import yaml
 from kmock import KubernetesEmulator, ResourceInfo, Server, resource
 from kmock._internal import rendering
 
-from .store import ApiError, Kind, Store, merge_patch, now
+from .store import ApiError, Kind, Store, matches_fields, matches_labels, merge_patch, now
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 CORE_KINDS = [
@@ -120,8 +121,6 @@ def jsonpath(obj: Any, path: str) -> Any:
 def age(timestamp: str | None) -> str:
     if not timestamp:
         return "<unknown>"
-    import datetime
-
     then = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     s = int((datetime.datetime.now(datetime.UTC) - then).total_seconds())
     if s < 120:
@@ -412,8 +411,6 @@ class ApiServerEmulator(KubernetesEmulator):
         name: str | None,
         params: dict[str, str],
     ) -> aiohttp.web.StreamResponse:
-        from .store import matches_fields, matches_labels
-
         raw = request._raw_request
         assert raw is not None
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -669,14 +666,10 @@ class EmulatorThread:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
 
-    def submit(self, coro: Awaitable[Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)  # type: ignore[arg-type]
-
     def objects(
         self, plural: str, group: str = "kubetune.dev", namespace: str | None = None
     ) -> list[dict[str, Any]]:
         """A snapshot of the stored objects of one resource."""
-        import copy
 
         def snapshot() -> list[dict[str, Any]]:
             kind = self.emulator.store.kinds.get((group, plural))
@@ -702,7 +695,3 @@ class EmulatorThread:
         with open(path, "w") as f:
             yaml.safe_dump(config, f)
         return path
-
-
-def quote(value: str) -> str:
-    return urllib.parse.quote(value, safe="")

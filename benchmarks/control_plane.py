@@ -51,9 +51,17 @@ def job(name: str, parallelism: int, trials: int) -> dict[str, Any]:
             "algorithm": {"name": "random", "seed": 1},
             "maxTrials": trials,
             "parallelism": parallelism,
-            "trialTemplate": {"spec": {"containers": [
-                {"name": "t", "image": "kubetune/trainer", "command": ["python", "-c", TRAINER]}
-            ]}},
+            "trialTemplate": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "t",
+                            "image": "kubetune/trainer",
+                            "command": ["python", "-c", TRAINER],
+                        }
+                    ]
+                }
+            },
         },
     }
 
@@ -63,7 +71,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--parallelism", type=int, default=5)
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "control_plane.json"))
+    parser.add_argument(
+        "--out", default=str(ROOT / "benchmarks" / "results" / "control_plane.json")
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     created: dict[str, list[float]] = defaultdict(list)
@@ -92,26 +102,39 @@ def main() -> int:
         emu.call(lambda: emu.emulator.listeners.insert(0, record))
         kubeconfig = emu.kubeconfig(str(tmp / "kubeconfig"))
         kubectl = [str(ensure_tools()["kubectl"]), "--kubeconfig", kubeconfig]
-        subprocess.run([*kubectl, "apply", "-f", str(ROOT / "manifests" / "crds")], check=True,
-                       capture_output=True)
-        env = {**os.environ, "KUBECONFIG": kubeconfig, "KUBETUNE_METRICS_BIND": "127.0.0.1:0",
-               "KUBETUNE_STATUS_INTERVAL": "0.2", "OMP_NUM_THREADS": "1"}
+        subprocess.run(
+            [*kubectl, "apply", "-f", str(ROOT / "manifests" / "crds")],
+            check=True,
+            capture_output=True,
+        )
+        env = {
+            **os.environ,
+            "KUBECONFIG": kubeconfig,
+            "KUBETUNE_METRICS_BIND": "127.0.0.1:0",
+            "KUBETUNE_STATUS_INTERVAL": "0.2",
+            "OMP_NUM_THREADS": "1",
+        }
         log = (tmp / "operator.log").open("wb")
         operator = subprocess.Popen(
             [sys.executable, "-m", "kubetune_operator.main", "--all-namespaces"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             time.sleep(3)
             docs = [job(f"cp{i}", args.parallelism, args.trials) for i in range(args.jobs)]
             (tmp / "jobs.yaml").write_text(yaml.safe_dump_all(docs))
             start = time.monotonic()
-            subprocess.run([*kubectl, "apply", "-f", str(tmp / "jobs.yaml")], check=True,
-                           capture_output=True)
+            subprocess.run(
+                [*kubectl, "apply", "-f", str(tmp / "jobs.yaml")], check=True, capture_output=True
+            )
             deadline = start + 1800
             while time.monotonic() < deadline:
                 jobs = emu.objects("tuningjobs")
-                if all((j.get("status") or {}).get("phase") in ("Succeeded", "Failed") for j in jobs):
+                if all(
+                    (j.get("status") or {}).get("phase") in ("Succeeded", "Failed") for j in jobs
+                ):
                     break
                 time.sleep(0.5)
             wall = time.monotonic() - start
@@ -124,17 +147,17 @@ def main() -> int:
 
     latencies = []
     for name, done in succeeded.items():
-        births = sorted(created[name])[args.parallelism:]
+        births = sorted(created[name])[args.parallelism :]
         for finish, birth in zip(sorted(done), births, strict=False):
             latencies.append(birth - finish)
     latencies.sort()
     by_job: dict[str, list[str]] = defaultdict(list)
     for t in trials:
         by_job[t["spec"]["job"]].append(t["metadata"]["name"])
-    expected = {f"cp{i}": sorted(f"cp{i}-{k}" for k in range(args.trials)) for i in range(args.jobs)}
-    lost_or_extra = sum(
-        len(set(expected[j]) ^ set(by_job.get(j, []))) for j in expected
-    )
+    expected = {
+        f"cp{i}": sorted(f"cp{i}-{k}" for k in range(args.trials)) for i in range(args.jobs)
+    }
+    lost_or_extra = sum(len(set(expected[j]) ^ set(by_job.get(j, []))) for j in expected)
     duplicates = len(kubelet.started) - len(set(kubelet.started))
     ideal = math.ceil(args.trials / args.parallelism) * statistics.mean(durations)
 
@@ -142,14 +165,22 @@ def main() -> int:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
 
     result = {
-        "jobs": args.jobs, "parallelism": args.parallelism, "trials_per_job": args.trials,
+        "jobs": args.jobs,
+        "parallelism": args.parallelism,
+        "trials_per_job": args.trials,
         "succeeded_jobs": sum(1 for j in jobs if j["status"]["phase"] == "Succeeded"),
-        "trials": len(trials), "pods_started": len(kubelet.started),
-        "lost_or_extra_trials": lost_or_extra, "duplicate_pods": duplicates,
-        "turnover_p50_s": round(pct(0.5), 3), "turnover_p95_s": round(pct(0.95), 3),
-        "turnover_max_s": round(latencies[-1], 3), "turnover_samples": len(latencies),
+        "trials": len(trials),
+        "pods_started": len(kubelet.started),
+        "lost_or_extra_trials": lost_or_extra,
+        "duplicate_pods": duplicates,
+        "turnover_p50_s": round(pct(0.5), 3),
+        "turnover_p95_s": round(pct(0.95), 3),
+        "turnover_max_s": round(latencies[-1], 3),
+        "turnover_samples": len(latencies),
         "mean_trial_s": round(statistics.mean(durations), 2),
-        "wall_s": round(wall, 1), "ideal_s": round(ideal, 1), "wall_over_ideal": round(wall / ideal, 2),
+        "wall_s": round(wall, 1),
+        "ideal_s": round(ideal, 1),
+        "wall_over_ideal": round(wall / ideal, 2),
     }
     print(json.dumps(result, indent=2))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

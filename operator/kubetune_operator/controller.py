@@ -20,7 +20,7 @@ from kubetune.engine import Decision, SuggestFn, TrialView, decide
 from kubetune.spec import SpecError, TuningJob
 
 from .builders import build_event, build_trial, build_trial_pod
-from .cache import Cache, Key
+from .cache import Cache, Key, key_of
 from .kube import KubeClient
 from .status import build_job_status, condition, observe_trial
 from .workqueue import WorkQueue
@@ -265,33 +265,23 @@ class Controller:
         )
         self.event(job, "Warning", "InvalidSpec", message)
 
-    async def _write_job_status(self, job: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-        meta = job["metadata"]
+    async def write_status(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch the status of a TuningJob or Trial and keep the result in the cache."""
         updated = await self.kube.patch(
-            API,
-            "tuningjobs",
-            meta.get("namespace", "default"),
-            meta["name"],
-            {"status": patch},
-            status=True,
+            API, plural, namespace, name, {"status": patch}, status=True
         )
-        self.cache.put("tuningjobs", updated)
+        self.cache.put(plural, updated)
         return updated
+
+    async def _write_job_status(self, job: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+        return await self.write_status("tuningjobs", *key_of(job), patch)
 
     async def _write_trial_status(
         self, trial: dict[str, Any], patch: dict[str, Any]
     ) -> dict[str, Any]:
-        meta = trial["metadata"]
-        updated = await self.kube.patch(
-            API,
-            "trials",
-            meta.get("namespace", "default"),
-            meta["name"],
-            {"status": patch},
-            status=True,
-        )
-        self.cache.put("trials", updated)
-        return updated
+        return await self.write_status("trials", *key_of(trial), patch)
 
 
 def _short(exc: Exception) -> str:

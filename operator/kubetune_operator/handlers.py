@@ -42,9 +42,10 @@ class Runtime:
         self.metrics = TrialStatusMetrics(
             self.cache,
             loop_runner(loop),
-            self._patch_trial_status,
+            lambda ns, name, patch: self.controller.write_status("trials", ns, name, patch),
             lambda job: self._wake_threadsafe(loop, job),
             settings.status_interval,
+            ready=lambda: self.controller.ready.is_set(),
         )
         self.metrics_server = serve(settings.metrics_bind, metrics=self.metrics)
         self.controller = Controller(
@@ -61,13 +62,6 @@ class Runtime:
 
     def wake(self, job: tuple[str, str]) -> None:
         self.controller.queue.add(job)
-
-    async def _patch_trial_status(
-        self, ns: str, name: str, patch: dict[str, Any]
-    ) -> dict[str, Any]:
-        updated = await self.kube.patch(API, "trials", ns, name, {"status": patch}, status=True)
-        self.cache.put("trials", updated)
-        return updated
 
     async def stop(self) -> None:
         self.task.cancel()

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from kubetune.rpc.metrics import BadToken, ReportVerdict, UnknownTrial
+from kubetune.rpc.metrics import BadToken, NotReady, ReportVerdict, UnknownTrial
 from kubetune.spec import SpecError, TuningJob, TuningJobSpec
 from kubetune.stopping import BaseStopper, create_stopper
 
@@ -33,8 +33,10 @@ class TrialStatusMetrics:
         patch_status: Callable[[str, str, dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]],
         wake: Callable[[Key], None],
         interval: float = 0.5,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.cache = cache
+        self.ready = ready  # false until kopf has listed every Trial and TuningJob
         self.run = run  # runs a coroutine on the operator's loop and returns its result
         self.patch_status = patch_status
         self.wake = wake
@@ -50,6 +52,8 @@ class TrialStatusMetrics:
     def report(
         self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
     ) -> ReportVerdict:
+        if not self.ready():  # "unknown" now may only mean "not listed yet": never drop a report
+            raise NotReady("the operator is starting")
         body = self._authenticate(trial, token)
         ns = body["metadata"].get("namespace", "default")
         job: Key = (ns, body["spec"]["job"])

@@ -26,6 +26,10 @@ class BadToken(PermissionError):
     """The trial exists but the token does not match."""
 
 
+class NotReady(RuntimeError):
+    """The backend cannot judge yet (e.g. a restarted operator still listing): retry later."""
+
+
 @dataclass(frozen=True)
 class ReportVerdict:
     should_stop: bool
@@ -60,6 +64,8 @@ class MetricsServicer(pb_grpc.MetricsServiceServicer):
             )
         except UnknownTrial:
             context.abort(grpc.StatusCode.NOT_FOUND, f"trial {request.trial!r} is not known")
+        except NotReady as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"not ready, retry: {exc}")
         except BadToken:
             context.abort(
                 grpc.StatusCode.UNAUTHENTICATED, f"wrong token for trial {request.trial!r}"

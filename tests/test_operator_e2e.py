@@ -128,6 +128,7 @@ def test_example_job_runs_to_the_end_with_kubectl(cluster: Cluster) -> None:
         job = cluster.wait_phase("digits-bayesian", "Succeeded")
         table = cluster.kubectl("get", "tj")
         trials_table = cluster.kubectl("get", "trials")
+        by_category = cluster.kubectl("get", "kubetune")  # both CRDs are in that category
     assert runner.exception is None, runner.output[-3000:]
     status = job["status"]
     assert status["reason"] == "MaxTrialsReached" and status["progress"] == "3/3"
@@ -135,6 +136,8 @@ def test_example_job_runs_to_the_end_with_kubectl(cluster: Cluster) -> None:
     trials = cluster.objects("trials")
     assert sorted(trials) == [f"digits-bayesian-{i}" for i in range(3)]
     assert all(f"digits-bayesian-{i}" in trials_table for i in range(3))
+    assert "tuningjob.kubetune.dev/digits-bayesian" in by_category
+    assert "trial.kubetune.dev/digits-bayesian-0" in by_category
     finished = {n: t["status"] for n, t in trials.items()}
     assert all(s["phase"] in ("Succeeded", "Stopped") for s in finished.values())
     best = max(finished.items(), key=lambda kv: kv[1].get("objective", -1))
@@ -293,9 +296,6 @@ def test_operator_killed_mid_job_resumes_without_duplicates_or_lost_metrics(
         wait_for(reported, what="a first acknowledged report")
         operator.send_signal(signal.SIGKILL)  # no cleanup, no flush
         operator.wait(10)
-        before = {
-            n: len(t["status"].get("curve", [])) for n, t in cluster.objects("trials").items()
-        }
         time.sleep(2)
         operator = _start_operator(env, log)
         job = cluster.wait_phase("restart", "Succeeded")
@@ -309,7 +309,6 @@ def test_operator_killed_mid_job_resumes_without_duplicates_or_lost_metrics(
         steps = [p["step"] for p in trial["status"]["curve"]]
         assert trial["status"]["phase"] == "Succeeded", name
         assert steps == [1, 2, 3, 4, 5, 6], name  # nothing acknowledged was lost
-        assert len(steps) >= before.get(name, 0)
     assert job["status"]["progress"] == "4/4"
     params = [json.dumps(t["spec"]["params"], sort_keys=True) for t in trials.values()]
     assert len(set(params)) == 4

@@ -16,16 +16,16 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+import grpc
 from kubetune.engine import Decision, SuggestFn, TrialView, decide
 from kubetune.spec import SpecError, TuningJob
 
-from .builders import build_event, build_trial, build_trial_pod
+from .builders import API_VERSION, TOKEN_ANNOTATION, build_event, build_trial, build_trial_pod
 from .cache import Cache, Key, key_of
 from .kube import KubeClient
-from .status import build_job_status, condition, observe_trial
+from .status import build_job_status, condition, observe_trial, stored_curve
 from .workqueue import WorkQueue
 
-API = "kubetune.dev/v1alpha1"
 FINISHED = ("Succeeded", "Failed")
 log = logging.getLogger("kubetune.operator")
 
@@ -36,7 +36,7 @@ def now() -> str:
 
 def trial_view(trial: Mapping[str, Any], state: str) -> TrialView:
     status = trial.get("status") or {}
-    curve = tuple((int(p["step"]), float(p["value"])) for p in status.get("curve") or [])
+    curve = tuple(sorted(stored_curve(trial).items()))
     return TrialView(
         name=trial["metadata"]["name"],
         index=int(trial["spec"]["index"]),
@@ -144,7 +144,7 @@ class Controller:
 
         try:
             decision = await asyncio.to_thread(decide, key[1], spec, views, self.suggest)
-        except Exception as exc:  # the SuggestionService is out: say so, retry with backoff
+        except grpc.RpcError as exc:  # the SuggestionService is out: say so, retry with backoff
             delay = self._next_backoff(key)
             message = f"suggestion service unavailable ({_short(exc)}); retrying in {delay:.0f} s"
             log.warning("%s/%s: %s", *key, message)
@@ -216,7 +216,7 @@ class Controller:
             self.event(job, "Normal", "TrialCreated", f"{launch.name}: {dict(launch.params)}")
 
     async def _create_pod(self, job: dict[str, Any], trial: dict[str, Any]) -> None:
-        token = (trial["metadata"].get("annotations") or {}).get("kubetune.dev/token", "")
+        token = (trial["metadata"].get("annotations") or {}).get(TOKEN_ANNOTATION, "")
         pod = build_trial_pod(job, trial, self.metrics_address, token)
         created = await self.kube.create(pod, "pods")
         if created is not None:
@@ -270,7 +270,7 @@ class Controller:
     ) -> dict[str, Any]:
         """Merge-patch the status of a TuningJob or Trial and keep the result in the cache."""
         updated = await self.kube.patch(
-            API, plural, namespace, name, {"status": patch}, status=True
+            API_VERSION, plural, namespace, name, {"status": patch}, status=True
         )
         self.cache.put(plural, updated)
         return updated

@@ -16,14 +16,14 @@ import kopf
 from kubetune.rpc.server import Server, serve
 from kubetune.rpc.suggestion import SuggestionClient
 
-from .builders import TRIAL_LABEL
+from .builders import API_VERSION, TRIAL_LABEL
 from .cache import Cache, job_key_of, key_of
-from .controller import API, Controller
+from .controller import Controller
 from .kube import KubeClient
 from .metrics import TrialStatusMetrics, loop_runner
 from .settings import OperatorSettings
 
-GROUP, VERSION = API.split("/")
+GROUP, VERSION = API_VERSION.split("/")
 
 
 class Runtime:

@@ -23,6 +23,7 @@ from .builders import TOKEN_ANNOTATION
 from .cache import Cache, Key
 from .controller import now
 from .group_commit import GroupCommitter, Point
+from .status import build_metrics_status, stored_curve
 
 
 class TrialStatusMetrics:
@@ -117,9 +118,7 @@ class TrialStatusMetrics:
     def _curve(self, key: Key, body: dict[str, Any] | None = None) -> dict[int, float]:
         """The objective curve of a trial: ours if we wrote it, else as stored in its status."""
         if key not in self.curves:
-            body = body or self.cache.get("trials", key) or {}
-            stored = (body.get("status") or {}).get("curve") or []
-            return {int(p["step"]): float(p["value"]) for p in stored}
+            return stored_curve(body or self.cache.get("trials", key) or {})
         return self.curves[key]
 
     def _write(self, name: str, points: list[Point]) -> None:
@@ -130,23 +129,18 @@ class TrialStatusMetrics:
         if body is None:
             raise UnknownTrial(trial)
         found = self._job((ns, body["spec"]["job"]))
-        metric = found[0].objective.metric if found else None
+        if found is None:
+            raise UnknownTrial(trial)
+        objective = found[0].objective
         with self.lock:
             curve = dict(self._curve(key, body))
             latest = dict(self.latest.get(key) or (body.get("status") or {}).get("metrics") or {})
         for step, values in points:
             latest.update(values)
-            if metric in values:
-                curve[step] = values[metric]
-        patch: dict[str, Any] = {
-            "metrics": latest,
-            "curve": [{"step": s, "value": v} for s, v in sorted(curve.items())],
-        }
-        if curve and found:
-            values_ = list(curve.values())
-            patch["objective"] = (
-                max(values_) if found[0].objective.direction.value == "maximize" else min(values_)
-            )
+            if objective.metric in values:
+                curve[step] = values[objective.metric]
+        maximize = objective.direction.value == "maximize"
+        patch = build_metrics_status(sorted(curve.items()), maximize, latest)
         self.run(self.patch_status(ns, trial, patch))
         with self.lock:
             self.curves[key], self.latest[key] = curve, latest

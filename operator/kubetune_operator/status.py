@@ -108,18 +108,34 @@ def build_trial_status(
     reason: str | None = None,
 ) -> dict[str, Any]:
     """A Trial's status: phase, best objective, the compact curve the stoppers need."""
-    values = [v for _, v in curve]
     status: dict[str, Any] = {
         "phase": PHASES[state],
         "paramsSummary": params_summary(params),
-        "metrics": dict(latest),
-        "curve": [{"step": s, "value": v} for s, v in curve],
+        **build_metrics_status(curve, maximize, latest),
     }
-    if values:
-        status["objective"] = max(values) if maximize else min(values)
     if reason:
         status["reason"] = reason
     return status
+
+
+def build_metrics_status(
+    curve: Sequence[tuple[int, float]], maximize: bool, latest: Mapping[str, float]
+) -> dict[str, Any]:
+    """The part of a Trial's status that reports write: latest metrics, curve, best objective."""
+    status: dict[str, Any] = {
+        "metrics": dict(latest),
+        "curve": [{"step": s, "value": v} for s, v in curve],
+    }
+    values = [v for _, v in curve]
+    if values:
+        status["objective"] = max(values) if maximize else min(values)
+    return status
+
+
+def stored_curve(trial: Mapping[str, Any]) -> dict[int, float]:
+    """A Trial's objective curve as recorded in its status, by step."""
+    points = (trial.get("status") or {}).get("curve") or []
+    return {int(p["step"]): float(p["value"]) for p in points}
 
 
 TERMINAL = {"Succeeded": "succeeded", "Failed": "failed", "Stopped": "stopped"}

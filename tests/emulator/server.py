@@ -79,7 +79,6 @@ SERVER_VERSION = {
     "gitVersion": "v1.37.1-kubetune-emulator",
     "platform": "linux/amd64",
 }
-CUSTOM_CATEGORIES: dict[tuple[str, str], list[str]] = {}
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 
 
@@ -329,6 +328,7 @@ class ApiServerEmulator(KubernetesEmulator):
             status="status" in (version.get("subresources") or {}),
             singular=names.get("singular", ""),
             short_names=list(names.get("shortNames", [])),
+            categories=list(names.get("categories", [])),
             printer_columns=list(version.get("additionalPrinterColumns", [])),
         )
         self.add_kind(kind)
@@ -540,8 +540,8 @@ class ApiServerEmulator(KubernetesEmulator):
                 "verbs": sorted(VERBS),
                 "shortNames": k.short_names,
             }
-            if (k.group, k.plural) in CUSTOM_CATEGORIES:
-                entry["categories"] = CUSTOM_CATEGORIES[(k.group, k.plural)]
+            if k.categories:
+                entry["categories"] = k.categories
             resources.append(entry)
             if k.status:
                 resources.append(

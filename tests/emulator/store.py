@@ -38,6 +38,7 @@ class Kind:
     status: bool = False  # has a /status subresource
     singular: str = ""
     short_names: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
     printer_columns: list[dict[str, Any]] = field(default_factory=list)
 
     @property

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .emulator.kubelet import Kubelet
 from .emulator.server import EmulatorThread
 
 PODS = "/api/v1/namespaces/default/pods"
@@ -110,3 +113,49 @@ def test_watch_resumes_from_a_resource_version_and_times_out(emu: EmulatorThread
     with urllib.request.urlopen(again, timeout=10) as r:
         types = [json.loads(line)["type"] for line in r.read().splitlines()]
     assert "ADDED" in types and "BOOKMARK" in types
+
+
+def test_running_pod_is_deleted_gracefully_sigterm_then_sigkill(tmp_path: Path) -> None:
+    # each writes a file named after itself once its signal handling is in place
+    ignores_term = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        "open('stubborn', 'w').close(); time.sleep(60)"
+    )
+    obeys_term = "import sys, time; open(sys.argv[1], 'w').close(); time.sleep(60)"
+    with EmulatorThread() as emu:
+        kubelet: Kubelet = emu.call(lambda: Kubelet(emu.emulator, tmp_path, tmp_path / "logs"))
+        try:
+            for name, code, grace in (("stubborn", ignores_term, 1), ("polite", obeys_term, 30)):
+                body = pod(name)
+                body["spec"]["terminationGracePeriodSeconds"] = grace
+                body["spec"]["containers"][0]["command"] = ["python", "-c", code, name]
+                assert call(emu, "POST", PODS, body)[0] == 201
+                wait_until(lambda n=name: (tmp_path / n).exists() and phase(emu, n) == "Running")
+                code_, marked = call(emu, "DELETE", f"{PODS}/{name}")
+                assert code_ == 200 and marked["metadata"]["deletionTimestamp"]
+                assert marked["metadata"]["deletionGracePeriodSeconds"] == grace
+                assert call(emu, "GET", f"{PODS}/{name}")[0] == 200  # still there, terminating
+                wait_until(lambda n=name: call(emu, "GET", f"{PODS}/{n}")[0] == 404)
+            assert kubelet.signalled == {"stubborn": ["SIGTERM", "SIGKILL"], "polite": ["SIGTERM"]}
+            # a finished pod, and a forced deletion, go at once
+            body = pod("quick")
+            body["spec"]["containers"][0]["command"] = ["python", "-c", obeys_term, "quick"]
+            call(emu, "POST", PODS, body)
+            wait_until(lambda: phase(emu, "quick") == "Running")
+            assert call(emu, "DELETE", f"{PODS}/quick?gracePeriodSeconds=0")[0] == 200
+            assert call(emu, "GET", f"{PODS}/quick")[0] == 404
+            wait_until(lambda: "quick" in kubelet.signalled)
+            assert kubelet.signalled["quick"] == ["SIGKILL"]
+        finally:
+            emu.call(kubelet.stop)
+
+
+def phase(emu: EmulatorThread, name: str) -> str | None:
+    return call(emu, "GET", f"{PODS}/{name}")[1].get("status", {}).get("phase")
+
+
+def wait_until(check: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

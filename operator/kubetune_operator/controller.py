@@ -240,6 +240,8 @@ class Controller:
         retain = bool((job.get("spec") or {}).get("retainPods"))
         ns = job["metadata"].get("namespace", "default")
         for name, pod in pods.items():
+            if pod["metadata"].get("deletionTimestamp"):
+                continue  # already terminating
             phase = ((trials.get(name) or {}).get("status") or {}).get("phase")
             pod_done = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
             if (phase == "Stopped" and not pod_done) or (

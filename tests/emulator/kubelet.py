@@ -1,17 +1,22 @@
 """The tests' kubelet: run each new Pod's primary container as a local process.
 
 Listens to the emulator's writes. A new Pod starts its first container's command + args with the
-pod's env (plain `value`s) in `workdir`, goes Running, then Succeeded or Failed by exit code with
-a terminated container status. Deleting the Pod kills the process group.
+pod's env (plain `value`s and `secretKeyRef`s) in `workdir`, goes Running, then Succeeded or
+Failed by exit code with a terminated container status. Deletion is graceful, as on a real node:
+once the API server marks a running Pod (deletionTimestamp), the process group gets SIGTERM, then
+SIGKILL when deletionGracePeriodSeconds have passed, and only then does the object go. A forced
+deletion (grace 0) kills at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +31,30 @@ class Kubelet:
         self.logs = logs
         self.processes: dict[tuple[str, str], asyncio.subprocess.Process] = {}
         self.started: list[str] = []
+        self.signalled: dict[str, list[str]] = {}  # pod name -> signals sent, in order
+        self._terminating: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         emulator.listeners.append(self.on_write)
 
     async def on_write(self, type_: str, obj: dict[str, Any]) -> None:
         if obj.get("kind") != "Pod":
             return
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        loop = asyncio.get_running_loop()
         if type_ == "ADDED" and key in self.emulator.store.objects[("", "pods")]:
-            asyncio.get_running_loop().create_task(self._run(key, obj))
-        elif type_ == "DELETED" and key in self.processes:
-            _kill(self.processes.pop(key))
+            self._spawn(loop, self._run(key, obj))
+        elif type_ == "MODIFIED" and obj["metadata"].get("deletionTimestamp"):
+            grace = obj["metadata"].get("deletionGracePeriodSeconds", 0)
+            if key not in self._terminating and grace:
+                self._terminating.add(key)
+                self._spawn(loop, self._terminate(key, grace))
+        elif type_ == "DELETED" and key in self.processes:  # forced: no grace
+            self._signal(key, self.processes.pop(key), signal.SIGKILL)
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> None:
+        task = loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run(self, key: tuple[str, str], pod: dict[str, Any]) -> None:
         container = pod["spec"]["containers"][0]
@@ -43,7 +62,7 @@ class Kubelet:
         if argv and argv[0] in ("python", "python3"):
             argv[0] = sys.executable
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+        env.update(self._env(pod["metadata"]["namespace"], container.get("env", [])))
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{key[1]}.log", "wb")  # noqa: SIM115
         try:
@@ -65,8 +84,54 @@ class Kubelet:
         await self._set_status(key, "Running", container["name"])
         code = await process.wait()
         if self.processes.pop(key, None) is None:
-            return  # deleted meanwhile
+            return  # force-deleted meanwhile
+        code = 128 - code if code < 0 else code  # killed by a signal: 128 + its number
         await self._set_status(key, "Succeeded" if code == 0 else "Failed", container["name"], code)
+        if key in self._terminating:
+            await self._finish_termination(key)
+
+    def _env(self, namespace: str, env: list[dict[str, Any]]) -> dict[str, str]:
+        """Plain values and values from Secrets, as the kubelet resolves them at start."""
+        resolved = {}
+        secrets = self.emulator.store.objects[("", "secrets")]
+        for e in env:
+            if "value" in e:
+                resolved[e["name"]] = e["value"]
+                continue
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
+            secret = secrets.get((namespace, ref.get("name", "")))
+            data = (secret or {}).get("data") or {}
+            if ref.get("key") in data:
+                resolved[e["name"]] = base64.b64decode(data[ref["key"]]).decode()
+        return resolved
+
+    async def _terminate(self, key: tuple[str, str], grace: float) -> None:
+        """SIGTERM, the grace period, then SIGKILL; the pod goes once its process has exited."""
+        process = self.processes.get(key)
+        if process is None or process.returncode is not None:
+            await self._finish_termination(key)
+            return
+        self._signal(key, process, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(process.wait()), grace)
+        except TimeoutError:
+            self._signal(key, process, signal.SIGKILL)
+        # `_run` sees the exit, records it and finishes the termination.
+
+    async def _finish_termination(self, key: tuple[str, str]) -> None:
+        self._terminating.discard(key)
+        store = self.emulator.store
+        before = store.rv
+        with contextlib.suppress(Exception):  # already gone
+            store.terminated(store.kind("", "pods"), *key)
+        await self.emulator._publish(before)
+
+    def _signal(
+        self, key: tuple[str, str], process: asyncio.subprocess.Process, sig: signal.Signals
+    ) -> None:
+        self.signalled.setdefault(key[1], []).append(sig.name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
 
     async def _set_status(
         self,
@@ -103,11 +168,6 @@ class Kubelet:
         await self.emulator._publish(before)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            _kill(process)
+        for key, process in self.processes.items():
+            self._signal(key, process, signal.SIGKILL)
         self.processes.clear()
-
-
-def _kill(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)

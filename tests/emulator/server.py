@@ -239,8 +239,11 @@ class ApiServerEmulator(KubernetesEmulator):
             objs = self.store.list(
                 kind, ns, params.get("labelSelector"), params.get("fieldSelector")
             )
+            grace = self._grace(request, params)
             gone = [
-                self.store.delete(kind, o["metadata"].get("namespace", ""), o["metadata"]["name"])
+                self.store.delete(
+                    kind, o["metadata"].get("namespace", ""), o["metadata"]["name"], grace
+                )
                 for o in objs
             ]
             await self._publish(before)
@@ -255,7 +258,7 @@ class ApiServerEmulator(KubernetesEmulator):
         if route.name is None:
             raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
         if method == "DELETE":
-            gone_one = self.store.delete(kind, ns or "", route.name)
+            gone_one = self.store.delete(kind, ns or "", route.name, self._grace(request, params))
             await self._publish(before)
             return aiohttp.web.json_response(gone_one)
         if method == "PUT":
@@ -271,6 +274,14 @@ class ApiServerEmulator(KubernetesEmulator):
             raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
         await self._publish(before)
         return aiohttp.web.json_response(obj)
+
+    def _grace(self, request: rendering.Request, params: dict[str, str]) -> int | None:
+        """gracePeriodSeconds from the query or the DeleteOptions body; None if not given."""
+        if "gracePeriodSeconds" in params:
+            return int(params["gracePeriodSeconds"])
+        options = self._body(request) if request.body else None
+        value = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+        return None if value is None else int(value)
 
     def _body(self, request: rendering.Request) -> Any:
         ctype = request.headers.get("Content-Type", "")

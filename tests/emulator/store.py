@@ -18,6 +18,15 @@ import jsonpatch
 
 Key = tuple[str, str]  # (group, plural)
 EVENT_LOG = 20000
+PROTECTED_METADATA = (
+    "uid",
+    "creationTimestamp",
+    "namespace",
+    "name",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+DEFAULT_GRACE = 30  # a pod's terminationGracePeriodSeconds when its spec gives none
 
 
 class ApiError(Exception):
@@ -115,6 +124,33 @@ def matches_fields(obj: dict[str, Any], selector: str | None) -> bool:
         if (str(actual if actual is not None else "") == value.strip()) == negate:
             return False
     return True
+
+
+def _grace_seconds(kind: Kind, obj: dict[str, Any], requested: int | None) -> int:
+    """How long a deleted object may take to terminate: only running pods get a grace period
+    (the request's, else their terminationGracePeriodSeconds); everything else goes at once."""
+    if (kind.group, kind.plural) != ("", "pods"):
+        return 0
+    if (obj.get("status") or {}).get("phase") != "Running":
+        return 0
+    if requested is not None:
+        return max(0, requested)
+    return int(obj.get("spec", {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE))
+
+
+def _with_grace(obj: dict[str, Any], seconds: int) -> dict[str, Any]:
+    obj["metadata"]["deletionGracePeriodSeconds"] = seconds
+    return obj
+
+
+def _removable(obj: dict[str, Any]) -> bool:
+    """Marked for deletion, no finalizers left and no grace period still running."""
+    meta = obj["metadata"]
+    return bool(
+        meta.get("deletionTimestamp")
+        and not meta.get("finalizers")
+        and not meta.get("deletionGracePeriodSeconds")
+    )
 
 
 def _split_terms(selector: str) -> list[str]:
@@ -219,8 +255,10 @@ class Store:
         name: str,
         change: Any,
         subresource: str | None = None,
+        force: bool = False,
     ) -> dict[str, Any]:
-        """Apply `change(old) -> new` to the object, honouring the status subresource rules."""
+        """Apply `change(old) -> new` to the object, honouring the status subresource rules;
+        `force` (the store's own changes) may also change the protected metadata."""
         ns = namespace if kind.namespaced else ""
         old = self.get(kind, ns, name)
         new = change(copy.deepcopy(old))
@@ -241,7 +279,7 @@ class Store:
             if not old.get("status"):
                 new.pop("status", None)
         meta = new.setdefault("metadata", {})
-        for key in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp"):
+        for key in () if force else PROTECTED_METADATA:
             if key in old["metadata"]:
                 meta[key] = old["metadata"][key]
             else:
@@ -254,7 +292,7 @@ class Store:
         meta["resourceVersion"] = old["metadata"]["resourceVersion"]
         if new == old:
             return old  # a no-op write does not bump the resourceVersion
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if _removable(new):
             return self._remove(kind, ns, new)
         return self._commit(kind, ns, new, "MODIFIED")
 
@@ -284,16 +322,30 @@ class Store:
             raise ApiError(400, "BadRequest", "the patch must be a JSON object")
         return self.update(kind, namespace, name, lambda old: merge_patch(old, patch), subresource)
 
-    def delete(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+    def delete(
+        self, kind: Kind, namespace: str, name: str, grace: int | None = None
+    ) -> dict[str, Any]:
+        """Delete as the API server does: at once, or only marked (deletionTimestamp) while
+        finalizers remain or a running pod is given `grace` seconds to terminate."""
         ns = namespace if kind.namespaced else ""
         obj = self.get(kind, ns, name)
-        if obj["metadata"].get("finalizers"):
-            if obj["metadata"].get("deletionTimestamp"):
-                return obj
-            marked = copy.deepcopy(obj)
-            marked["metadata"]["deletionTimestamp"] = now()
-            return self._commit(kind, ns, marked, "MODIFIED")
-        return self._remove(kind, ns, obj)
+        seconds = _grace_seconds(kind, obj, grace)
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            if seconds < meta.get("deletionGracePeriodSeconds", 0):  # a shorter grace wins
+                return self.update(kind, ns, name, lambda o: _with_grace(o, seconds), force=True)
+            return obj
+        if not meta.get("finalizers") and seconds == 0:
+            return self._remove(kind, ns, obj)
+        marked = copy.deepcopy(obj)
+        marked["metadata"]["deletionTimestamp"] = now()
+        if seconds:
+            marked["metadata"]["deletionGracePeriodSeconds"] = seconds
+        return self._commit(kind, ns, marked, "MODIFIED")
+
+    def terminated(self, kind: Kind, namespace: str, name: str) -> None:
+        """The kubelet has stopped a deleted pod's containers: the grace period is over."""
+        self.update(kind, namespace, name, lambda o: _with_grace(o, 0), force=True)
 
     # -- internals --------------------------------------------------------------------------
     def _commit(self, kind: Kind, ns: str, obj: dict[str, Any], type_: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def client(address: str, trial: str, reports: int, start: mp.Event) -> None:  # 
     for step in range(reports):
         stub.Report(
             pb.ReportRequest(
-                trial=trial, token=trial, step=step, metrics={"acc": 0.5, "loss": 1.0}
+                trial=trial, token=trial.encode(), step=step, metrics={"acc": 0.5, "loss": 1.0}
             ),
             timeout=30,
         )

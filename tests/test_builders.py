@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from typing import Any
 
 from kubetune.engine import TrialLaunch
-from kubetune_operator.builders import build_event, build_trial, build_trial_pod
+from kubetune.rpc.tokens import digest
+from kubetune_operator.builders import (
+    build_event,
+    build_token_secret,
+    build_trial,
+    build_trial_pod,
+    harden,
+)
 
 JOB: dict[str, Any] = {
     "apiVersion": "kubetune.dev/v1alpha1",
@@ -48,6 +57,7 @@ JOB: dict[str, Any] = {
         },
     },
 }
+HARDENED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 LAUNCH = TrialLaunch(
     name="mnist-3", index=3, params={"lr": 0.01, "opt": "adam", "epochs": 9}, budget=9.0
 )
@@ -84,13 +94,16 @@ def test_build_trial() -> None:
 def test_build_trial_pod() -> None:
     trial = build_trial(JOB, LAUNCH)
     trial["metadata"]["uid"] = "trial-uid"
-    pod = build_trial_pod(JOB, trial, "kubetune-operator.kubetune:50051", "secret-token")
+    pod = build_trial_pod(JOB, trial, "kubetune-operator.kubetune:50051")
     env = [
         {"name": "MODE", "value": "lr-0.01"},
         {"name": "KUBETUNE_JOB", "value": "mnist"},
         {"name": "KUBETUNE_TRIAL", "value": "mnist-3"},
         {"name": "KUBETUNE_METRICS_ADDR", "value": "kubetune-operator.kubetune:50051"},
-        {"name": "KUBETUNE_TRIAL_TOKEN", "value": "secret-token"},
+        {
+            "name": "KUBETUNE_TRIAL_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "mnist-3-token", "key": "token"}},
+        },
         {
             "name": "KUBETUNE_PARAMS",
             "value": json.dumps({"epochs": 9, "lr": 0.01, "opt": "adam"}, sort_keys=True),
@@ -126,15 +139,23 @@ def test_build_trial_pod() -> None:
             "nodeSelector": {"gpu": "a100"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
             "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [
-                {"name": "sidecar", "image": "busybox", "args": ["${params.lr}"]},
+                {
+                    "name": "sidecar",
+                    "image": "busybox",
+                    "args": ["${params.lr}"],
+                    "securityContext": HARDENED,
+                },
                 {
                     "name": "trainer",
                     "image": "kubetune/trainer:latest",
                     "command": ["python", "train.py"],
                     "args": ["--lr=0.01", "--opt=adam", "--epochs=9"],
                     "env": env,
-                    "resources": {"limits": {"nvidia.com/gpu": 1}},
+                    "resources": {"limits": {"nvidia.com/gpu": "1"}},  # a quantity is a string
+                    "securityContext": HARDENED,
                 },
             ],
         },
@@ -142,14 +163,74 @@ def test_build_trial_pod() -> None:
     assert JOB["spec"]["trialTemplate"]["spec"]["containers"][1]["args"][0] == "--lr=${params.lr}"
 
 
-def test_build_trial_with_a_token_annotates_it() -> None:
+def test_build_trial_carries_the_token_digest_and_the_secret_the_token() -> None:
     job = {
         "apiVersion": "kubetune.dev/v1alpha1",
         "kind": "TuningJob",
         "metadata": {"name": "j", "namespace": "ns", "uid": "u1"},
     }
-    trial = build_trial(job, TrialLaunch("j-0", 0, {"lr": 0.1}, None), token="s3cret")
-    assert trial["metadata"]["annotations"] == {"kubetune.dev/token": "s3cret"}
+    launch = TrialLaunch("j-0", 0, {"lr": 0.1}, None)
+    trial = build_trial(job, launch, token_digest=digest("s3cret"))
+    assert trial["metadata"]["annotations"] == {
+        "kubetune.dev/token-sha256": hashlib.sha256(b"s3cret").hexdigest()
+    }
+    assert "s3cret" not in json.dumps(trial)
+    trial["metadata"]["uid"] = "t-uid"
+    assert build_token_secret(trial, "s3cret") == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "j-0-token",
+            "namespace": "ns",
+            "labels": {"kubetune.dev/job": "j", "kubetune.dev/trial": "j-0"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "kubetune.dev/v1alpha1",
+                    "kind": "Trial",
+                    "name": "j-0",
+                    "uid": "t-uid",
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "data": {"token": base64.b64encode(b"s3cret").decode()},
+    }
+
+
+def test_hardening_defaults_yield_to_what_the_template_sets() -> None:
+    spec = {
+        "automountServiceAccountToken": True,
+        "securityContext": {"seccompProfile": {"type": "Localhost"}, "runAsUser": 5},
+        "initContainers": [{"name": "init", "securityContext": {"privileged": True}}],
+        "containers": [
+            {
+                "name": "c",
+                "securityContext": {
+                    "allowPrivilegeEscalation": True,
+                    "capabilities": {"add": ["SYS_PTRACE"]},
+                },
+                "resources": {"requests": {"cpu": 0.5, "memory": "1Gi"}},
+            }
+        ],
+    }
+    assert harden(spec) == {
+        "automountServiceAccountToken": True,
+        "securityContext": {"seccompProfile": {"type": "Localhost"}, "runAsUser": 5},
+        "initContainers": [{"name": "init", "securityContext": {"privileged": True, **HARDENED}}],
+        "containers": [
+            {
+                "name": "c",
+                "securityContext": {
+                    "allowPrivilegeEscalation": True,
+                    "capabilities": {"add": ["SYS_PTRACE"]},
+                },
+                "resources": {"requests": {"cpu": "0.5", "memory": "1Gi"}},
+            }
+        ],
+    }
 
 
 def test_build_event() -> None:

@@ -118,11 +118,11 @@ def report_stub(server: Any) -> Any:
 def test_report_round_trip_persists_before_replying(metrics_store: tuple[Store, Any]) -> None:
     store, server = metrics_store
     stub = report_stub(server)
-    reply = stub.Report(pb.ReportRequest(trial="job-0", token="t0", step=1, metrics={"acc": 0.9}))
+    reply = stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=1, metrics={"acc": 0.9}))
     assert not reply.should_stop
     assert store.curves("acc") == {"job-0": [(1, 0.9)]}
     # job-1 reaches rung 1 second and worse: ASHA (eta 3, two trials) keeps only the best
-    reply = stub.Report(pb.ReportRequest(trial="job-1", token="t1", step=1, metrics={"acc": 0.2}))
+    reply = stub.Report(pb.ReportRequest(trial="job-1", token=b"t1", step=1, metrics={"acc": 0.2}))
     assert reply.should_stop and "rung 1" in reply.reason
     assert store.trial("job-1") == ("t1", "stopping")
 
@@ -130,11 +130,12 @@ def test_report_round_trip_persists_before_replying(metrics_store: tuple[Store, 
 def test_wrong_token_and_unknown_trial_are_rejected(metrics_store: tuple[Store, Any]) -> None:
     store, server = metrics_store
     stub = report_stub(server)
+    for wrong in (b"t1", "t\u00f6".encode(), b"\xff\xfe", b""):  # non-ASCII, not UTF-8, none
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Report(pb.ReportRequest(trial="job-0", token=wrong, step=1, metrics={"acc": 1.0}))
+        assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED, wrong
     with pytest.raises(grpc.RpcError) as info:
-        stub.Report(pb.ReportRequest(trial="job-0", token="t1", step=1, metrics={"acc": 1.0}))
-    assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
-    with pytest.raises(grpc.RpcError) as info:
-        stub.Report(pb.ReportRequest(trial="nope", token="t0", step=1, metrics={"acc": 1.0}))
+        stub.Report(pb.ReportRequest(trial="nope", token=b"t0", step=1, metrics={"acc": 1.0}))
     assert info.value.code() is grpc.StatusCode.NOT_FOUND
     assert store.metric_count() == 0
 
@@ -143,9 +144,9 @@ def test_non_finite_values_are_failed_measurements(metrics_store: tuple[Store, A
     store, server = metrics_store
     stub = report_stub(server)
     stub.Report(
-        pb.ReportRequest(trial="job-0", token="t0", step=1, metrics={"acc": math.nan, "loss": 1.0})
+        pb.ReportRequest(trial="job-0", token=b"t0", step=1, metrics={"acc": math.nan, "loss": 1.0})
     )
-    stub.Report(pb.ReportRequest(trial="job-0", token="t0", step=2, metrics={"acc": math.inf}))
+    stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=2, metrics={"acc": math.inf}))
     assert store.curves("acc") == {}
     assert store.metric_count() == 3  # recorded (as NULL), never part of a curve
     assert store.trials("acc")[0].latest == {"loss": 1.0}

@@ -1,11 +1,18 @@
-"""Pure builders of the objects the operator creates: Trial custom resources and trial Pods.
+"""Pure builders of the objects the operator creates: Trials, their token Secrets, trial Pods.
 
-`build_trial(job, launch)` and `build_trial_pod(job, trial, ...)` return plain dicts; the kopf
-handlers only send them to the API server. Everything here is a function of its inputs.
+`build_trial(job, launch)`, `build_token_secret(trial, token)` and `build_trial_pod(job, trial,
+...)` return plain dicts; the controller only sends them to the API server. Everything here is a
+function of its inputs.
+
+A trial's metrics token lives only in its Secret (the pod reads it through `secretKeyRef`); the
+Trial carries its SHA-256 digest, which is all the operator needs to check reports. Trial pods are
+hardened by default (no service-account token, no privilege escalation, no capabilities, the
+runtime's seccomp profile); whatever the template sets explicitly wins.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +24,9 @@ from kubetune.trialenv import short_value, substitute, trial_env
 API_VERSION = "kubetune.dev/v1alpha1"
 JOB_LABEL = "kubetune.dev/job"
 TRIAL_LABEL = "kubetune.dev/trial"
-TOKEN_ANNOTATION = "kubetune.dev/token"
+TOKEN_DIGEST_ANNOTATION = "kubetune.dev/token-sha256"
+TOKEN_KEY = "token"  # the key of the token in a trial's Secret
+TOKEN_ENV = "KUBETUNE_TRIAL_TOKEN"
 
 
 def owner_reference(obj: Mapping[str, Any], controller: bool = True) -> dict[str, Any]:
@@ -39,11 +48,11 @@ def params_summary(params: Mapping[str, Any], limit: int = 60) -> str:
 
 
 def build_trial(
-    job: Mapping[str, Any], launch: TrialLaunch, token: str | None = None
+    job: Mapping[str, Any], launch: TrialLaunch, token_digest: str | None = None
 ) -> dict[str, Any]:
     """The Trial resource for one launch decision, owned by its TuningJob.
 
-    `token` (the secret its pod reports metrics with) goes into an annotation."""
+    `token_digest` (of the secret its pod reports metrics with) goes into an annotation."""
     meta = job["metadata"]
     trial: dict[str, Any] = {
         "apiVersion": API_VERSION,
@@ -61,13 +70,35 @@ def build_trial(
             "budget": launch.budget,
         },
     }
-    if token is not None:
-        trial["metadata"]["annotations"] = {TOKEN_ANNOTATION: token}
+    if token_digest is not None:
+        trial["metadata"]["annotations"] = {TOKEN_DIGEST_ANNOTATION: token_digest}
     return trial
 
 
+def token_secret_name(trial: str) -> str:
+    return f"{trial}-token"
+
+
+def build_token_secret(trial: Mapping[str, Any], token: str) -> dict[str, Any]:
+    """The Secret holding a trial's metrics token, owned by (and collected with) the Trial."""
+    meta = trial["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": token_secret_name(meta["name"]),
+            "namespace": meta.get("namespace", "default"),
+            "labels": dict(meta.get("labels") or {}),
+            "ownerReferences": [owner_reference(trial)],
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+    }
+
+
 def build_trial_pod(
-    job: Mapping[str, Any], trial: Mapping[str, Any], metrics_address: str, token: str
+    job: Mapping[str, Any], trial: Mapping[str, Any], metrics_address: str
 ) -> dict[str, Any]:
     """The Pod that runs `trial`, from the job's trial template, owned by the Trial."""
     spec = TuningJob.parse(dict(job)).spec
@@ -79,7 +110,7 @@ def build_trial_pod(
     job_name = job["metadata"]["name"]
     pod_meta = copy.deepcopy(template.metadata or {})
     labels = {**pod_meta.get("labels", {}), JOB_LABEL: job_name, TRIAL_LABEL: name}
-    pod_spec = copy.deepcopy(template.spec)
+    pod_spec = harden(copy.deepcopy(template.spec))
     pod_spec["restartPolicy"] = "Never"
     primary_name = template.primary()["name"]
     for container in pod_spec["containers"]:
@@ -92,9 +123,12 @@ def build_trial_pod(
             {**e, "value": substitute(e["value"], params)} if isinstance(e.get("value"), str) else e
             for e in container.get("env", [])
         ]
-        contract = trial_env(job_name, name, params, metrics_address, token)
+        contract = trial_env(job_name, name, params, metrics_address, token="")
         env = [e for e in env if e.get("name") not in contract]
-        container["env"] = env + [{"name": k, "value": v} for k, v in contract.items()]
+        container["env"] = env + [
+            {"name": k, "value": v} if k != TOKEN_ENV else _token_from_secret(name)
+            for k, v in contract.items()
+        ]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -107,6 +141,41 @@ def build_trial_pod(
         },
         "spec": pod_spec,
     }
+
+
+def _token_from_secret(trial: str) -> dict[str, Any]:
+    ref = {"name": token_secret_name(trial), "key": TOKEN_KEY}
+    return {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": ref}}
+
+
+CONTAINER_DEFAULTS: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def harden(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """Secure defaults for a trial pod's spec; every key the template sets keeps its value.
+
+    Quantities in resources become strings, as the Kubernetes API types them."""
+    pod_spec.setdefault("automountServiceAccountToken", False)
+    pod_security = pod_spec.setdefault("securityContext", {})
+    pod_security.setdefault("seccompProfile", {"type": "RuntimeDefault"})
+    for container in [*pod_spec.get("initContainers", []), *pod_spec.get("containers", [])]:
+        security = container.setdefault("securityContext", {})
+        for key, value in CONTAINER_DEFAULTS.items():
+            security.setdefault(key, copy.deepcopy(value))
+        resources = container.get("resources") or {}
+        for kind in ("limits", "requests"):
+            if isinstance(resources.get(kind), dict):
+                resources[kind] = {k: _quantity(v) for k, v in resources[kind].items()}
+    return pod_spec
+
+
+def _quantity(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return str(value)
 
 
 def build_event(

@@ -18,11 +18,19 @@ from typing import Any
 
 import grpc
 from kubetune.engine import Decision, SuggestFn, TrialView, decide
-from kubetune.spec import SpecError, TuningJob
+from kubetune.rpc.tokens import digest, new_token
+from kubetune.spec import SpecError, TuningJob, TuningJobSpec
 
-from .builders import API_VERSION, TOKEN_ANNOTATION, build_event, build_trial, build_trial_pod
+from .builders import (
+    API_VERSION,
+    TOKEN_DIGEST_ANNOTATION,
+    build_event,
+    build_token_secret,
+    build_trial,
+    build_trial_pod,
+)
 from .cache import Cache, Key, key_of
-from .kube import KubeClient
+from .kube import KubeApi, pod_problem
 from .status import build_job_status, condition, observe_trial, stored_curve
 from .workqueue import WorkQueue
 
@@ -51,7 +59,7 @@ class Controller:
     def __init__(
         self,
         cache: Cache,
-        kube: KubeClient,
+        kube: KubeApi,
         suggest: SuggestFn,
         metrics_address: str,
         max_backoff: float = 30.0,
@@ -123,10 +131,20 @@ class Controller:
             status = job.get("status") or {}
         try:
             spec = TuningJob.parse(job).spec
-        except SpecError as exc:
+            await self._advance(key, job, spec, trials, pods)
+        except (SpecError, InvalidPod) as exc:
             await self._invalid(job, str(exc))
-            return
 
+    async def _advance(
+        self,
+        key: Key,
+        job: dict[str, Any],
+        spec: TuningJobSpec,
+        trials: dict[str, dict[str, Any]],
+        pods: dict[str, dict[str, Any]],
+    ) -> None:
+        """Record pod phases on the Trials, decide, carry the decision out, write the status."""
+        status = job.get("status") or {}
         views: list[TrialView] = []
         for name, trial in sorted(trials.items(), key=lambda kv: int(kv[1]["spec"]["index"])):
             seen = observe_trial(trial, pods.get(name), now())
@@ -207,18 +225,39 @@ class Controller:
             await self._delete_pod(ns, stop.name)
             self.event(job, "Normal", "TrialStopped", f"{stop.name}: {stop.reason}")
         for launch in decision.start:
-            trial = build_trial(job, launch, token=secrets.token_hex(16))
+            token = new_token()
+            trial = build_trial(job, launch, token_digest=digest(token))
+            self._check_pod(job, trial)  # before anything is created
             created = await self.kube.create(trial, "trials")
             if created is None:  # already there (a stale cache, or a restart): nothing to do
                 continue
             self.cache.put("trials", created)
-            await self._create_pod(job, created)
+            await self._create_pod(job, created, token)
             self.event(job, "Normal", "TrialCreated", f"{launch.name}: {dict(launch.params)}")
 
-    async def _create_pod(self, job: dict[str, Any], trial: dict[str, Any]) -> None:
-        token = (trial["metadata"].get("annotations") or {}).get(TOKEN_ANNOTATION, "")
-        pod = build_trial_pod(job, trial, self.metrics_address, token)
-        created = await self.kube.create(pod, "pods")
+    def _check_pod(self, job: dict[str, Any], trial: dict[str, Any]) -> None:
+        probe = {**trial, "metadata": {**trial["metadata"], "uid": "to-be-assigned"}}
+        problem = pod_problem(build_trial_pod(job, probe, self.metrics_address))
+        if problem is not None:
+            raise InvalidPod(f"spec.trialTemplate: not a valid pod: {problem}")
+
+    async def _create_pod(
+        self, job: dict[str, Any], trial: dict[str, Any], token: str | None = None
+    ) -> None:
+        """The trial's token Secret, then its Pod. Without `token` (a restart between the Trial
+        and its Secret), a Secret that is there already holds the token whose digest the Trial
+        has; one created now gets a new token, and the Trial its digest."""
+        fresh = token or new_token()
+        secret = await self.kube.create(build_token_secret(trial, fresh), "secrets")
+        if secret is not None and token is None:
+            ns, name = key_of(trial)
+            annotations = {TOKEN_DIGEST_ANNOTATION: digest(fresh)}
+            trial = await self.kube.patch(
+                API_VERSION, "trials", ns, name, {"metadata": {"annotations": annotations}}
+            )
+            self.cache.put("trials", trial)
+        self._check_pod(job, trial)
+        created = await self.kube.create(build_trial_pod(job, trial, self.metrics_address), "pods")
         if created is not None:
             self.cache.put("pods", created)
 
@@ -284,6 +323,10 @@ class Controller:
         self, trial: dict[str, Any], patch: dict[str, Any]
     ) -> dict[str, Any]:
         return await self.write_status("trials", *key_of(trial), patch)
+
+
+class InvalidPod(ValueError):
+    """The trial template does not make a valid Pod: a problem of the spec, not worth a retry."""
 
 
 def _short(exc: Exception) -> str:

@@ -19,7 +19,7 @@ from kubetune.rpc.suggestion import SuggestionClient
 from .builders import API_VERSION, TRIAL_LABEL
 from .cache import Cache, job_key_of, key_of
 from .controller import Controller
-from .kube import KubeClient
+from .kube import KubeApi, connection_info, load_configuration
 from .metrics import TrialStatusMetrics, loop_runner
 from .settings import OperatorSettings
 
@@ -29,7 +29,7 @@ GROUP, VERSION = API_VERSION.split("/")
 class Runtime:
     """Everything the operator runs besides kopf, started and stopped with it."""
 
-    def __init__(self, settings: OperatorSettings, kube: KubeClient) -> None:
+    def __init__(self, settings: OperatorSettings, kube: KubeApi) -> None:
         self.settings = settings
         self.kube = kube
         self.cache = Cache()
@@ -84,17 +84,6 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def _login(
-    logger: logging.Logger | logging.LoggerAdapter[Any], settings: kopf.OperatorSettings
-) -> kopf.ConnectionInfo:
-    info = kopf.login_with_service_account(
-        logger=logger, settings=settings
-    ) or kopf.login_with_kubeconfig(logger=logger, settings=settings)
-    if info is None:
-        raise kopf.PermanentError("no Kubernetes credentials: neither in-cluster nor kubeconfig")
-    return info
-
-
 @kopf.on.startup()
 async def startup(**kwargs: Any) -> None:
     global _runtime
@@ -102,8 +91,9 @@ async def startup(**kwargs: Any) -> None:
     logger: logging.Logger = kwargs["logger"]
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
-    info = await asyncio.to_thread(_login, logger, settings)
-    _runtime = Runtime(OperatorSettings.from_env(), KubeClient(info))
+    ours = OperatorSettings.from_env()
+    kube = await asyncio.to_thread(KubeApi, ours.kube_context, ours.api_workers)
+    _runtime = Runtime(ours, kube)
     logger.info("kubetune operator started; metrics at %s", _runtime.controller.metrics_address)
 
 
@@ -116,8 +106,9 @@ async def cleanup(**_: Any) -> None:
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo:
-    return _login(kwargs["logger"], kwargs["settings"])
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from the official client's config loading (again after a 401)."""
+    return connection_info(load_configuration(OperatorSettings.from_env().kube_context))
 
 
 def _observe(kind: str, event: dict[str, Any]) -> None:

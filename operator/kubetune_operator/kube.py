@@ -1,23 +1,32 @@
-"""A small asyncio client for the Kubernetes API calls the operator makes itself.
+"""The operator's own Kubernetes API calls, through the official `kubernetes` client.
 
-kopf watches and logs in; writes that kopf does not make for us (creating Trials and Pods,
-status patches, deletions) go through `KubeClient`, built from the `kopf.ConnectionInfo` that the
-login handler returned, so in-cluster service accounts and kubeconfig both work.
+kopf watches; writes that kopf does not make for us (Trials, Pods, token Secrets, status patches,
+deletions, Events) go through `KubeApi`. Credentials come from `kubernetes.config`: the in-cluster
+service account, or a kubeconfig (contexts, exec plugins, client certificates). The client
+refreshes rotating tokens itself (`refresh_api_key_hook`), and a 401 reloads the credentials and
+retries once. Key material that the library must hand to OpenSSL as a file is its own temporary
+file, removed at exit; this module writes none. The blocking client runs in a bounded thread pool,
+so the event loop never waits on the network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
-import ssl
-import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import aiohttp
 import kopf
+import pydantic
+import urllib3
+from kubernetes import client, config
 
 MERGE = "application/merge-patch+json"
+TRANSIENT = (429, 500, 502, 503, 504)
+log = logging.getLogger("kubetune.operator.kube")
 
 
 class KubeError(Exception):
@@ -26,78 +35,74 @@ class KubeError(Exception):
         self.status = status
 
 
-def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
-    if not info.server.startswith("https"):
-        return False
-    if info.insecure:
-        return False
-    ctx = ssl.create_default_context(
-        cafile=str(info.ca_path) if info.ca_path else None,
-        cadata=info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data,
+def load_configuration(context: str | None = None) -> client.Configuration:
+    """Credentials as `kubectl` would find them: in-cluster first, else the kubeconfig."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG") or None,  # as set now, not at import
+            context=context,
+            client_configuration=configuration,
+        )  # type: ignore[no-untyped-call]
+    return configuration
+
+
+def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
+    """The same credentials for kopf's watches (kopf logs in again after a 401)."""
+    header = configuration.get_api_key_with_prefix("BearerToken") or ""
+    scheme, _, token = header.rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
     )
-    cert, key = info.certificate_path, info.private_key_path
-    for data, attr in ((info.certificate_data, "cert"), (info.private_key_data, "key")):
-        if data:
-            f = tempfile.NamedTemporaryFile("wb", delete=False, suffix=".pem")  # noqa: SIM115
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.close()
-            cert, key = (f.name, key) if attr == "cert" else (cert, f.name)
-    if cert:
-        ctx.load_cert_chain(os.fspath(cert), os.fspath(key) if key else None)
-    return ctx
 
 
-def api_path(api_version: str, plural: str, namespace: str | None, name: str | None = None) -> str:
-    base = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
-    if namespace:
-        base += f"/namespaces/{namespace}"
-    base += f"/{plural}"
-    return f"{base}/{name}" if name else base
+def pod_problem(pod: dict[str, Any]) -> str | None:
+    """Why the client would refuse to send `pod` (its own model validation), or None."""
+    try:
+        client.V1Pod.from_dict(pod)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{exc.title} {where}: {first['msg']}"
+    return None
 
 
-class KubeClient:
-    def __init__(self, info: kopf.ConnectionInfo, timeout: float = 30.0) -> None:
-        self.server = info.server.rstrip("/")
-        headers = {"Accept": "application/json"}
-        if info.token:
-            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-        auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
-        self.session = aiohttp.ClientSession(
-            headers=headers,
-            auth=auth,
-            connector=aiohttp.TCPConnector(ssl=_ssl_context(info), limit=32),
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        )
+class KubeApi:
+    """Create, patch and delete objects; results are plain dicts as the API server sent them."""
 
-    async def request(
-        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
-    ) -> dict[str, Any]:
-        data = None if body is None else json.dumps(body)
-        delay = 0.1
-        for attempt in range(5):
-            try:
-                async with self.session.request(
-                    method, self.server + path, data=data, headers={"Content-Type": content_type}
-                ) as response:
-                    text = await response.text()
-                    if response.status < 400:
-                        return json.loads(text) if text else {}
-                    if response.status not in (429, 500, 502, 503, 504) or attempt == 4:
-                        raise KubeError(response.status, _message(text))
-            except (aiohttp.ClientConnectionError, TimeoutError):
-                if attempt == 4:
-                    raise
-            await asyncio.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
+    def __init__(
+        self,
+        context: str | None = None,
+        workers: int = 8,
+        attempts: int = 5,
+        load: Callable[[str | None], client.Configuration] = load_configuration,
+    ) -> None:
+        self.context, self.workers, self.attempts, self._load = context, workers, attempts, load
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
+        self._api = self._connect()
 
+    def _connect(self) -> client.ApiClient:
+        configuration = self._load(self.context)
+        configuration.connection_pool_maxsize = self.workers
+        configuration.retries = False  # retries are ours, with backoff, below
+        return client.ApiClient(configuration)
+
+    # -- the calls ------------------------------------------------------------------------------
     async def create(self, obj: dict[str, Any], plural: str) -> dict[str, Any] | None:
         """Create `obj`; None if it already exists (creating twice is harmless)."""
-        meta = obj["metadata"]
+        ns = obj["metadata"].get("namespace", "default")
         try:
-            return await self.request(
-                "POST", api_path(obj["apiVersion"], plural, meta.get("namespace")), obj
-            )
+            return await self._call(lambda api: _create(api, obj, plural, ns))
         except KubeError as exc:
             if exc.status == 409:
                 return None
@@ -112,13 +117,41 @@ class KubeClient:
         patch: dict[str, Any],
         status: bool = False,
     ) -> dict[str, Any]:
-        path = api_path(api_version, plural, namespace, name) + ("/status" if status else "")
-        return await self.request("PATCH", path, patch, MERGE)
+        """Merge-patch a custom resource (or its status)."""
+        group, version = api_version.split("/")
+
+        def call(api: client.ApiClient) -> Any:
+            custom = client.CustomObjectsApi(api)
+            method = (
+                custom.patch_namespaced_custom_object_status
+                if status
+                else custom.patch_namespaced_custom_object
+            )
+            return method(
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                patch,
+                _content_type=MERGE,
+                _preload_content=False,
+            )
+
+        return await self._call(call)
 
     async def delete(self, api_version: str, plural: str, namespace: str, name: str) -> bool:
-        """Delete; False if it was already gone."""
+        """Delete (gracefully, as the server decides); False if it was already gone."""
+        if (api_version, plural) != ("v1", "pods"):
+            raise ValueError(f"the operator deletes only pods, not {plural}")
+
+        def call(api: client.ApiClient) -> Any:
+            return client.CoreV1Api(api).delete_namespaced_pod(
+                name, namespace, _preload_content=False
+            )
+
         try:
-            await self.request("DELETE", api_path(api_version, plural, namespace, name))
+            await self._call(call)
         except KubeError as exc:
             if exc.status == 404:
                 return False
@@ -126,11 +159,55 @@ class KubeClient:
         return True
 
     async def close(self) -> None:
-        await self.session.close()
+        await asyncio.to_thread(self._pool.shutdown)
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    # -- retries --------------------------------------------------------------------------------
+    async def _call(self, request: Callable[[client.ApiClient], Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        delay, reloaded = 0.1, False
+        for attempt in range(self.attempts):
+            last = attempt == self.attempts - 1
+            try:
+                response = await loop.run_in_executor(self._pool, request, self._api)
+                data = response.data
+                return json.loads(data) if data else {}
+            except client.ApiException as exc:
+                if exc.status == 401 and not reloaded:  # a rotated token: log in again, once
+                    log.info("401 from the API server: reloading credentials")
+                    reloaded = True
+                    self._api = await loop.run_in_executor(self._pool, self._connect)
+                    continue
+                if exc.status not in TRANSIENT or last:
+                    raise KubeError(exc.status or 0, _message(exc.body)) from None
+            except urllib3.exceptions.HTTPError:
+                if last:
+                    raise
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
 
 
-def _message(text: str) -> str:
+def _create(api: client.ApiClient, obj: dict[str, Any], plural: str, namespace: str) -> Any:
+    if "/" in obj["apiVersion"]:
+        group, version = obj["apiVersion"].split("/")
+        return client.CustomObjectsApi(api).create_namespaced_custom_object(
+            group, version, namespace, plural, obj, _preload_content=False
+        )
+    core = client.CoreV1Api(api)
+    creators: dict[str, Callable[..., Any]] = {
+        "pods": core.create_namespaced_pod,
+        "secrets": core.create_namespaced_secret,
+        "events": core.create_namespaced_event,
+    }
+    if plural not in creators:
+        raise ValueError(f"the operator creates no {plural}")
+    return creators[plural](namespace, obj, _preload_content=False)
+
+
+def _message(body: Any) -> str:
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
     try:
         return str(json.loads(text).get("message", text))
-    except ValueError:
+    except (ValueError, AttributeError):
         return text[:500]

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
         "--metrics-bind", help="where the MetricsService listens (default 0.0.0.0:9090)"
     )
     parser.add_argument("--metrics-address", help="the MetricsService address trial pods dial")
+    parser.add_argument("--context", help="kubeconfig context (default: in-cluster or current)")
     parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         ("suggestion_address", "KUBETUNE_SUGGESTION_ADDRESS"),
         ("metrics_bind", "KUBETUNE_METRICS_BIND"),
         ("metrics_address", "KUBETUNE_METRICS_ADDRESS"),
+        ("context", "KUBETUNE_KUBE_CONTEXT"),
     ):
         if getattr(args, flag):
             os.environ[var] = getattr(args, flag)

@@ -10,16 +10,16 @@ and the job is woken to delete the pod.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kubetune.rpc.metrics import BadToken, NotReady, ReportVerdict, UnknownTrial
+from kubetune.rpc.tokens import matches_digest
 from kubetune.spec import SpecError, TuningJob, TuningJobSpec
 from kubetune.stopping import BaseStopper, create_stopper
 
-from .builders import TOKEN_ANNOTATION
+from .builders import TOKEN_DIGEST_ANNOTATION
 from .cache import Cache, Key
 from .controller import now
 from .group_commit import GroupCommitter, Point
@@ -97,8 +97,8 @@ class TrialStatusMetrics:
         if not candidates:
             raise UnknownTrial(trial)
         for body in candidates:
-            expected = (body["metadata"].get("annotations") or {}).get(TOKEN_ANNOTATION, "")
-            if expected and secrets.compare_digest(expected, token):
+            expected = (body["metadata"].get("annotations") or {}).get(TOKEN_DIGEST_ANNOTATION)
+            if expected and matches_digest(expected, token):
                 return body
         raise BadToken(trial)
 

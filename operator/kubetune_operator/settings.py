@@ -16,6 +16,8 @@ class OperatorSettings:
     workers: int = 4  # jobs reconciled at once
     suggestion_timeout: float = 60.0
     max_backoff: float = 30.0
+    kube_context: str | None = None  # kubeconfig context; None: in-cluster or the current one
+    api_workers: int = 8  # threads making Kubernetes API calls at once
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -30,6 +32,8 @@ class OperatorSettings:
                 env.get("KUBETUNE_SUGGESTION_TIMEOUT", cls.suggestion_timeout)
             ),
             max_backoff=float(env.get("KUBETUNE_MAX_BACKOFF", cls.max_backoff)),
+            kube_context=env.get("KUBETUNE_KUBE_CONTEXT") or None,
+            api_workers=int(env.get("KUBETUNE_API_WORKERS", cls.api_workers)),
         )
 
     def advertised_metrics_address(self, bound_port: int) -> str:

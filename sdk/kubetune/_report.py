@@ -50,7 +50,9 @@ class _Reporter:
         self.lock = threading.Lock()
 
     def report(self, step: int, metrics: dict[str, float]) -> bool:
-        request = self._pb.ReportRequest(trial=self.trial, token=self.token, step=step)
+        request = self._pb.ReportRequest(
+            trial=self.trial, token=self.token.encode("utf-8", "surrogateescape"), step=step
+        )
         for name, value in metrics.items():
             request.metrics[name] = float(value)
         with self.lock:

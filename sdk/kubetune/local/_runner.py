@@ -9,7 +9,6 @@ answers with the early-stopping verdict. Killing the runner loses nothing: rerun
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import Decision, TrialView, best_trial, decide
+from ..rpc import tokens
 from ..rpc.metrics import BadToken, ReportVerdict, UnknownTrial
 from ..rpc.server import serve
 from ..spec import BestTrial, TuningJob
@@ -90,7 +90,7 @@ class StoreMetrics:
         known = self.store.trial(trial)
         if known is None:
             raise UnknownTrial(trial)
-        if not secrets.compare_digest(known[0], token):
+        if not tokens.matches(known[0], token):
             raise BadToken(trial)
         values: dict[str, float | None] = {**metrics, **dict.fromkeys(invalid)}
         self.store.add_metrics(trial, step, values)
@@ -228,7 +228,7 @@ class LocalRunner:
                 if t.state == "interrupted":
                     self._start(t.name, t.params, t.token, t.attempts)
         for launch in decision.start:
-            token = secrets.token_hex(16)
+            token = tokens.new_token()
             self.store.add_trial(launch.name, launch.index, launch.params, launch.budget, token)
             self._start(launch.name, launch.params, token, 0)
         if decision.finish is not None:

@@ -100,10 +100,10 @@ class ReportRequest(_message.Message):
     STEP_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     trial: str
-    token: str
+    token: bytes
     step: int
     metrics: _containers.ScalarMap[str, float]
-    def __init__(self, trial: _Optional[str] = ..., token: _Optional[str] = ..., step: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    def __init__(self, trial: _Optional[str] = ..., token: _Optional[bytes] = ..., step: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ReportResponse(_message.Message):
     __slots__ = ("should_stop", "reason")

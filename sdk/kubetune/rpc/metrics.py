@@ -56,12 +56,16 @@ class MetricsServicer(pb_grpc.MetricsServiceServicer):
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"step: must be >= 0 (got {request.step})"
             )
+        try:
+            token = request.token.decode("utf-8")
+        except UnicodeDecodeError:
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, f"wrong token for trial {request.trial!r}"
+            )
         finite = {k: v for k, v in request.metrics.items() if math.isfinite(v)}
         invalid = sorted(k for k, v in request.metrics.items() if not math.isfinite(v))
         try:
-            verdict = self.backend.report(
-                request.trial, request.token, request.step, finite, invalid
-            )
+            verdict = self.backend.report(request.trial, token, request.step, finite, invalid)
         except UnknownTrial:
             context.abort(grpc.StatusCode.NOT_FOUND, f"trial {request.trial!r} is not known")
         except NotReady as exc:

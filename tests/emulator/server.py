@@ -29,6 +29,7 @@ import yaml
 from kmock import KubernetesEmulator, ResourceInfo, Server, resource
 from kmock._internal import rendering
 
+from .auth import Authorizer, verb_of
 from .store import ApiError, Kind, Store, matches_fields, matches_labels, merge_patch, now
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
@@ -132,6 +133,7 @@ def age(timestamp: str | None) -> str:
 @attrs.define(kw_only=True)
 class ApiServerEmulator(KubernetesEmulator):
     store: Store = attrs.field(factory=Store)
+    auth: Authorizer = attrs.field(factory=Authorizer)
     bookmark_interval: float = 1.0
     _changed: asyncio.Condition | None = attrs.field(default=None, init=False)
     listeners: list[Callable[[str, dict[str, Any]], Awaitable[None]]] = attrs.field(
@@ -193,6 +195,7 @@ class ApiServerEmulator(KubernetesEmulator):
         if route is None:
             return await super(KubernetesEmulator, self)._handle(request)  # kmock's fallbacks
         try:
+            self._authorize(request, route)
             return await self._serve(request, route)
         except ApiError as exc:
             return self._status(exc)
@@ -210,6 +213,14 @@ class ApiServerEmulator(KubernetesEmulator):
             },
             status=exc.code,
         )
+
+    def _authorize(self, request: rendering.Request, route: Route) -> None:
+        assert route.plural is not None
+        resource = f"{route.plural}/{route.subresource}" if route.subresource else route.plural
+        method = request.method.value.upper()
+        verb = verb_of(method, route.name, dict(request.params))
+        headers = dict(request.headers)
+        self.auth.check(self.store, headers, (route.group, resource, verb), route.namespace)
 
     async def _serve(self, request: rendering.Request, route: Route) -> aiohttp.web.StreamResponse:
         assert route.plural is not None

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from kopf.testing import KopfRunner
+from kubetune_operator.rbac import build_rbac, render_rbac
 
 from .conftest import EXAMPLES, ROOT
 from .emulator.kubelet import Kubelet
@@ -374,3 +375,56 @@ def test_install_yaml_applies_with_kubectl(cluster: Cluster) -> None:
     assert "deployment.apps/kubetune-operator created" in out
     assert "clusterrole.rbac.authorization.k8s.io/kubetune-operator created" in out
     assert "service/kubetune-metrics created" in out
+
+
+OPERATOR_USER = "system:serviceaccount:kubetune-system:kubetune-operator"
+# granted, but only used on a rare path: a restart between creating a Trial and its Secret
+RARELY_USED = {("kubetune.dev", "trials", "patch")}
+
+
+@pytest.mark.parametrize("scope", ["cluster-wide", "namespaced"])
+def test_operator_uses_exactly_the_rbac_it_is_granted(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch, scope: str
+) -> None:
+    namespaces = None if scope == "cluster-wide" else ["default"]
+    rbac = cluster.tmp / "rbac.yaml"
+    system = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubetune-system"}}
+    rbac.write_text(yaml.safe_dump(system) + "---\n" + render_rbac(namespaces))
+    cluster.kubectl("apply", "-f", str(rbac))
+    cluster.emulator.emulator.auth.users["operator-sa-token"] = OPERATOR_USER
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    config["users"][0]["user"] = {"token": "operator-sa-token"}
+    (cluster.tmp / "operator-kubeconfig").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KUBECONFIG", str(cluster.tmp / "operator-kubeconfig"))
+    scope_args = ["--all-namespaces"] if namespaces is None else ["-n", "default"]
+    doc = tuning_job(
+        "rbac",
+        {
+            "objective": OBJECTIVE,
+            "parameters": [{"name": "lr", "type": "categorical", "values": [0.05, 0.00001]}],
+            "algorithm": {"name": "grid"},
+            "earlyStopping": {"name": "asha", "settings": {"reductionFactor": 3}},
+            "resource": {"name": "epochs", "min": 1, "max": 9},
+            "maxTrials": 2,
+            "parallelism": 1,
+        },
+        ["--lr=${params.lr}", "--epochs=${params.epochs}"],
+    )
+    with KopfRunner(["run", "--standalone", *scope_args, "-m", "kubetune_operator.handlers"]):
+        cluster.apply(doc)
+        job = cluster.wait_phase("rbac", "Succeeded")
+        wait_for(lambda: not cluster.objects("pods", ""), what="pods released")
+    auth = cluster.emulator.emulator.auth
+    assert auth.denied == []
+    assert job["status"]["trials"]["stopped"] == 1  # the stop path (pod deletion) was taken
+    granted = {
+        (group, resource, verb)
+        for d in build_rbac(namespaces)
+        for rule in d.get("rules", [])
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    used = auth.used[OPERATOR_USER]
+    assert used <= granted
+    assert granted - used == RARELY_USED, "granted but never used"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,13 @@ from kubetune import _report
 from kubetune.local import Store, StoreMetrics
 from kubetune.rpc import kubetune_pb2 as pb
 from kubetune.rpc import kubetune_pb2_grpc as pb_grpc
+from kubetune.rpc.limits import (
+    MAX_METRIC_NAME,
+    MAX_NAMES_PER_REPORT,
+    MAX_NAMES_PER_TRIAL,
+    MAX_STEP,
+    SUGGESTION_MESSAGE_BYTES,
+)
 from kubetune.rpc.server import METRICS, SUGGESTION, serve
 from kubetune.rpc.suggestion import SuggestionClient
 from kubetune.search import Observation, create_suggester
@@ -33,7 +41,7 @@ def suggestion_server() -> Iterator[Any]:
 
 
 def test_suggestions_over_grpc_match_the_library(suggestion_server: Any) -> None:
-    spec = make_spec("bayesian", settings={"initialPoints": 3})
+    spec = make_spec("bayesian", settings={"initialPoints": 3}, parallelism=2)
     history = [
         Observation(params=p, value=float(i))
         for i, p in enumerate(create_suggester(spec).suggest([], 3))
@@ -54,6 +62,36 @@ def test_bad_spec_is_invalid_argument_with_the_field_path(suggestion_server: Any
     assert "spec.parameters[0].max: must be greater than min" in info.value.details()
     reply = stub.ValidateSpec(pb.ValidateSpecRequest(spec_json=json.dumps(bad)))
     assert not reply.valid and reply.errors[0].path == "spec.parameters[0].max"
+
+
+def test_count_is_capped_by_free_slots_and_budget(suggestion_server: Any) -> None:
+    stub = pb_grpc.SuggestionServiceStub(grpc.insecure_channel(suggestion_server.address))
+    spec = make_spec(max_trials=10, parallelism=4).model_dump_json(by_alias=True)
+    started = time.monotonic()
+    for count in (1_000_000, 5, -1):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetSuggestions(pb.GetSuggestionsRequest(spec_json=spec, count=count))
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details().startswith("count: must be between 0 and 4")
+    assert time.monotonic() - started < 5  # refused up front, nothing computed
+    reply = stub.GetSuggestions(pb.GetSuggestionsRequest(spec_json=spec, count=4))
+    assert len(reply.suggestions) == 4
+    spec = make_spec(max_trials=2, parallelism=4).model_dump_json(by_alias=True)
+    request = pb.GetSuggestionsRequest(spec_json=spec, count=2)
+    for name, value in reply.suggestions[0].params.items():
+        request.trials.add(state="running") if not request.trials else None
+        request.trials[0].params[name].CopyFrom(value)
+    with pytest.raises(grpc.RpcError) as info:  # one trial of two exists: one more at most
+        stub.GetSuggestions(request)
+    assert info.value.details().startswith("count: must be between 0 and 1")
+
+
+def test_a_request_larger_than_the_bound_is_refused(suggestion_server: Any) -> None:
+    stub = pb_grpc.SuggestionServiceStub(grpc.insecure_channel(suggestion_server.address))
+    huge = pb.GetSuggestionsRequest(spec_json="x" * (SUGGESTION_MESSAGE_BYTES + 1), count=1)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetSuggestions(huge)
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_trials_from_another_space_are_invalid_argument(suggestion_server: Any) -> None:
@@ -138,6 +176,32 @@ def test_wrong_token_and_unknown_trial_are_rejected(metrics_store: tuple[Store, 
         stub.Report(pb.ReportRequest(trial="nope", token=b"t0", step=1, metrics={"acc": 1.0}))
     assert info.value.code() is grpc.StatusCode.NOT_FOUND
     assert store.metric_count() == 0
+
+
+def test_reports_past_the_limits_are_invalid_argument_with_the_limit(
+    metrics_store: tuple[Store, Any],
+) -> None:
+    store, server = metrics_store
+    stub = report_stub(server)
+    too_many = {f"m{i}": 1.0 for i in range(MAX_NAMES_PER_REPORT + 1)}
+    for step, metrics, expected in (
+        (MAX_STEP + 1, {"acc": 1.0}, f"step: must be between 0 and {MAX_STEP}"),
+        (1, {"x" * (MAX_METRIC_NAME + 1): 1.0}, f"a name must have 1 to {MAX_METRIC_NAME}"),
+        (1, too_many, f"at most {MAX_NAMES_PER_REPORT} per report"),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=step, metrics=metrics))
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert expected in info.value.details()
+    assert store.metric_count() == 0
+    for first in range(0, MAX_NAMES_PER_TRIAL, MAX_NAMES_PER_REPORT):
+        names = {f"m{i}": 1.0 for i in range(first, first + MAX_NAMES_PER_REPORT)}
+        stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=1, metrics=names))
+    stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=2, metrics={"m0": 2.0}))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=2, metrics={"new": 1.0}))
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"at most {MAX_NAMES_PER_TRIAL} distinct names per trial" in info.value.details()
 
 
 def test_non_finite_values_are_failed_measurements(metrics_store: tuple[Store, Any]) -> None:

@@ -16,6 +16,8 @@ import yaml
 from kubetune.spec import TrialSpec, TrialStatus, TuningJobSpec, TuningJobStatus
 from pydantic import BaseModel
 
+from .rbac import render_rbac
+
 GROUP = "kubetune.dev"
 VERSION = "v1alpha1"
 KEEP = (
@@ -236,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in render().items():
         (target / name).write_text(text)
         print(target / name)
+    rbac = target.parent / "operator" / "rbac.yaml"
+    rbac.write_text(render_rbac())
+    print(rbac)
     install = target.parent / "install.yaml"
     install.write_text(render_install(target.parent / "operator"))
     print(install)

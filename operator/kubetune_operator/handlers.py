@@ -22,6 +22,7 @@ from .controller import Controller
 from .kube import KubeApi, connection_info, load_configuration
 from .metrics import TrialStatusMetrics, loop_runner
 from .settings import OperatorSettings
+from .suggestion_main import read_token
 
 GROUP, VERSION = API_VERSION.split("/")
 
@@ -37,7 +38,12 @@ class Runtime:
         if settings.suggestion_address is None:
             self.suggestion_server = serve("127.0.0.1:0", suggestions=True)
         address = settings.suggestion_address or self.suggestion_server.address  # type: ignore[union-attr]
-        self.suggestions = SuggestionClient(address, timeout=settings.suggestion_timeout)
+        token = (
+            read_token(settings.suggestion_token_file) if settings.suggestion_token_file else None
+        )
+        self.suggestions = SuggestionClient(
+            address, timeout=settings.suggestion_timeout, token=token
+        )
         loop = asyncio.get_running_loop()
         self.metrics = TrialStatusMetrics(
             self.cache,
@@ -91,6 +97,7 @@ async def startup(**kwargs: Any) -> None:
     logger: logging.Logger = kwargs["logger"]
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
+    settings.scanning.disabled = True  # no CRD or namespace scans: less RBAC, CRDs come first
     ours = OperatorSettings.from_env()
     kube = await asyncio.to_thread(KubeApi, ours.kube_context, ours.api_workers)
     _runtime = Runtime(ours, kube)

@@ -1,5 +1,9 @@
 """The operator's MetricsBackend: reports become Trial status, then early stopping judges them.
 
+Status stays small: a trial has at most MAX_NAMES_PER_TRIAL metric names (more is
+INVALID_ARGUMENT) and its curve is compacted to CURVE_LIMIT points that keep what the stopping
+rules and the objective need (`kubetune.stopping.compact_curve`).
+
 A report is acknowledged only after the Trial status holding it has been written (group commit:
 all reports of one interval for a trial become one status patch), so an operator killed at any
 moment loses no acknowledged metric; a restarted one reloads the curves from the Trials. When the
@@ -14,10 +18,11 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from kubetune.rpc.limits import check_trial_names
 from kubetune.rpc.metrics import BadToken, NotReady, ReportVerdict, UnknownTrial
 from kubetune.rpc.tokens import matches_digest
 from kubetune.spec import SpecError, TuningJob, TuningJobSpec
-from kubetune.stopping import BaseStopper, create_stopper
+from kubetune.stopping import BaseStopper, compact_curve, create_stopper
 
 from .builders import TOKEN_DIGEST_ANNOTATION
 from .cache import Cache, Key
@@ -43,6 +48,7 @@ class TrialStatusMetrics:
         self.wake = wake
         self.curves: dict[Key, dict[int, float]] = {}
         self.latest: dict[Key, dict[str, float]] = {}
+        self.names: dict[Key, set[str]] = {}  # distinct metric names per trial, bounded
         self.lock = threading.Lock()
         self._specs: dict[tuple[Key, Any], tuple[TuningJobSpec, BaseStopper]] = {}
         self.committer = GroupCommitter(self._write, interval)
@@ -62,6 +68,13 @@ class TrialStatusMetrics:
         if found is None:
             raise UnknownTrial(trial)
         spec, stopper = found
+        with self.lock:
+            names = self.names.get((ns, trial))
+            if names is None:
+                names = set((body.get("status") or {}).get("metrics") or {})
+                self.names[(ns, trial)] = names
+            check_trial_names(names, list(metrics))
+            names.update(metrics)
         self.committer.submit(f"{ns}/{trial}", step, metrics)
         self.wake(job)
         phase = (body.get("status") or {}).get("phase")
@@ -131,7 +144,7 @@ class TrialStatusMetrics:
         found = self._job((ns, body["spec"]["job"]))
         if found is None:
             raise UnknownTrial(trial)
-        objective = found[0].objective
+        objective, stopper = found[0].objective, found[1]
         with self.lock:
             curve = dict(self._curve(key, body))
             latest = dict(self.latest.get(key) or (body.get("status") or {}).get("metrics") or {})
@@ -140,7 +153,9 @@ class TrialStatusMetrics:
             if objective.metric in values:
                 curve[step] = values[objective.metric]
         maximize = objective.direction.value == "maximize"
-        patch = build_metrics_status(sorted(curve.items()), maximize, latest)
+        kept = compact_curve(sorted(curve.items()), stopper.anchors(), maximize)
+        curve = dict(kept)
+        patch = build_metrics_status(kept, maximize, latest)
         self.run(self.patch_status(ns, trial, patch))
         with self.lock:
             self.curves[key], self.latest[key] = curve, latest

@@ -18,6 +18,7 @@ class OperatorSettings:
     max_backoff: float = 30.0
     kube_context: str | None = None  # kubeconfig context; None: in-cluster or the current one
     api_workers: int = 8  # threads making Kubernetes API calls at once
+    suggestion_token_file: str | None = None  # the shared token of a remote SuggestionService
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -34,6 +35,7 @@ class OperatorSettings:
             max_backoff=float(env.get("KUBETUNE_MAX_BACKOFF", cls.max_backoff)),
             kube_context=env.get("KUBETUNE_KUBE_CONTEXT") or None,
             api_workers=int(env.get("KUBETUNE_API_WORKERS", cls.api_workers)),
+            suggestion_token_file=env.get("KUBETUNE_SUGGESTION_TOKEN_FILE") or None,
         )
 
     def advertised_metrics_address(self, bound_port: int) -> str:

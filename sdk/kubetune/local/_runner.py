@@ -18,6 +18,7 @@ from typing import Any
 
 from ..engine import Decision, TrialView, best_trial, decide
 from ..rpc import tokens
+from ..rpc.limits import check_trial_names
 from ..rpc.metrics import BadToken, ReportVerdict, UnknownTrial
 from ..rpc.server import serve
 from ..spec import BestTrial, TuningJob
@@ -83,6 +84,7 @@ class StoreMetrics:
         self.wake = wake
         self.lock = threading.Lock()
         self.curves: dict[str, dict[int, float]] | None = None
+        self.names: dict[str, set[str]] = {}  # distinct metric names per trial, loaded lazily
 
     def report(
         self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
@@ -93,6 +95,12 @@ class StoreMetrics:
         if not tokens.matches(known[0], token):
             raise BadToken(trial)
         values: dict[str, float | None] = {**metrics, **dict.fromkeys(invalid)}
+        with self.lock:
+            names = self.names.get(trial)
+            if names is None:
+                names = self.names[trial] = self.store.metric_names(trial)
+            check_trial_names(names, list(values))
+            names.update(values)
         self.store.add_metrics(trial, step, values)
         self.changed()
         if known[1] == "stopping":

@@ -195,6 +195,14 @@ class Store:
                 [(trial, attempt, step, k, v, now) for k, v in metrics.items()],
             )
 
+    def metric_names(self, trial: str) -> set[str]:
+        """Every metric name the trial has reported, in any attempt."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT DISTINCT name FROM metrics WHERE trial = ?", (trial,)
+            ).fetchall()
+        return {name for (name,) in rows}
+
     def curves(self, objective: str) -> dict[str, list[tuple[int, float]]]:
         with self.lock:
             rows = self.db.execute(

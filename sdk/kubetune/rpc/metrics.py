@@ -16,6 +16,7 @@ import grpc
 
 from . import kubetune_pb2 as pb
 from . import kubetune_pb2_grpc as pb_grpc
+from .limits import LimitExceeded, check_report
 
 
 class UnknownTrial(LookupError):
@@ -41,7 +42,8 @@ class MetricsBackend(Protocol):
         self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
     ) -> ReportVerdict:
         """Persist one report (finite `metrics`, names of non-finite ones in `invalid`) and decide
-        whether the trial should stop. Raises UnknownTrial or BadToken."""
+        whether the trial should stop. Raises UnknownTrial, BadToken, NotReady or LimitExceeded
+        (more distinct metric names than a trial may have)."""
         ...
 
 
@@ -52,10 +54,10 @@ class MetricsServicer(pb_grpc.MetricsServiceServicer):
     def Report(self, request: pb.ReportRequest, context: Any) -> pb.ReportResponse:
         if not request.trial:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "trial: required")
-        if request.step < 0:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"step: must be >= 0 (got {request.step})"
-            )
+        try:
+            check_report(request.step, list(request.metrics))
+        except LimitExceeded as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             token = request.token.decode("utf-8")
         except UnicodeDecodeError:
@@ -70,6 +72,8 @@ class MetricsServicer(pb_grpc.MetricsServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"trial {request.trial!r} is not known")
         except NotReady as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"not ready, retry: {exc}")
+        except LimitExceeded as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except BadToken:
             context.abort(
                 grpc.StatusCode.UNAUTHENTICATED, f"wrong token for trial {request.trial!r}"

@@ -19,6 +19,7 @@ from ..spec._errors import field_errors
 from . import kubetune_pb2 as pb
 from . import kubetune_pb2_grpc as pb_grpc
 from ._convert import from_proto_params, to_proto_params
+from .limits import MAX_SUGGESTIONS, SUGGESTION_MESSAGE_BYTES, suggestion_cap
 
 
 def parse_spec(spec_json: str) -> TuningJobSpec:
@@ -43,9 +44,14 @@ class SuggestionServicer(pb_grpc.SuggestionServiceServicer):
             spec = parse_spec(request.spec_json)
         except SpecError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if request.count < 0:
+        cap = suggestion_cap(spec.max_trials, spec.parallelism, len(request.trials))
+        if not 0 <= request.count <= cap:
             context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"count: must be >= 0 (got {request.count})"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"count: must be between 0 and {cap}, the job's free slots and remaining budget "
+                f"(parallelism {spec.parallelism}, maxTrials {spec.max_trials}, "
+                f"{len(request.trials)} trials; at most {MAX_SUGGESTIONS} a call) "
+                f"(got {request.count})",
             )
         history = []
         for i, t in enumerate(request.trials):
@@ -81,10 +87,18 @@ class SuggestionServicer(pb_grpc.SuggestionServiceServicer):
 class SuggestionClient:
     """Client of a SuggestionService; `suggest` matches `kubetune.engine.SuggestFn`."""
 
-    def __init__(self, address: str, timeout: float = 30.0) -> None:
-        self.channel = grpc.insecure_channel(address)
+    def __init__(self, address: str, timeout: float = 30.0, token: str | None = None) -> None:
+        size = SUGGESTION_MESSAGE_BYTES
+        self.channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", size),
+                ("grpc.max_send_message_length", size),
+            ],
+        )
         self.stub = pb_grpc.SuggestionServiceStub(self.channel)
         self.timeout = timeout
+        self.metadata = [("authorization", f"Bearer {token}")] if token else None
 
     def suggest(
         self, spec: TuningJobSpec, history: Sequence[Observation], count: int
@@ -97,12 +111,14 @@ class SuggestionClient:
             to_proto_params(o.params, trial.params)
             if o.value is not None:
                 trial.value = o.value
-        response = self.stub.GetSuggestions(request, timeout=self.timeout)
+        response = self.stub.GetSuggestions(request, timeout=self.timeout, metadata=self.metadata)
         return [from_proto_params(s.params) for s in response.suggestions]
 
     def validate(self, spec: dict[str, Any]) -> list[FieldError]:
         response = self.stub.ValidateSpec(
-            pb.ValidateSpecRequest(spec_json=json.dumps(spec)), timeout=self.timeout
+            pb.ValidateSpecRequest(spec_json=json.dumps(spec)),
+            timeout=self.timeout,
+            metadata=self.metadata,
         )
         return [FieldError(e.path, e.message) for e in response.errors]
 

@@ -7,6 +7,7 @@ library.
 from ..spec import AshaStopping, MedianStopping, TuningJobSpec
 from ._asha import AshaStopper, rungs
 from ._base import KEEP, BaseStopper, Curve, NoStopper, Point, StopDecision
+from ._compact import CURVE_LIMIT, compact_curve
 from ._median import MedianStopper
 
 
@@ -20,6 +21,7 @@ def create_stopper(spec: TuningJobSpec) -> BaseStopper:
 
 
 __all__ = [
+    "CURVE_LIMIT",
     "KEEP",
     "AshaStopper",
     "BaseStopper",
@@ -28,6 +30,7 @@ __all__ = [
     "NoStopper",
     "Point",
     "StopDecision",
+    "compact_curve",
     "create_stopper",
     "rungs",
 ]

@@ -39,6 +39,9 @@ class AshaStopper(BaseStopper):
         crossed = [r for r in self.rungs if latest >= r and (previous is None or previous < r)]
         return crossed[-1] if crossed else None
 
+    def anchors(self) -> list[float]:
+        return list(self.rungs)
+
     def judges(self, curve: Curve) -> bool:
         return self.crossed_rung(sorted_curve(curve)) is not None
 

@@ -50,6 +50,10 @@ class BaseStopper(abc.ABC):
         skip gathering the other curves (ASHA only judges at rung crossings)."""
         return bool(curve)
 
+    def anchors(self) -> list[float]:
+        """Steps whose first report the rule ranks trials by; a compacted curve keeps them."""
+        return []
+
     def better(self, a: float, b: float) -> bool:
         return a < b if self.minimize else a > b
 

@@ -47,6 +47,7 @@ def test_install_yaml_is_fresh_and_holds_everything() -> None:
         "ClusterRoleBinding",
         "Service",
         "Deployment",
+        "NetworkPolicy",
     } <= set(kinds)
 
 

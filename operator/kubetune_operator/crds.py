@@ -220,7 +220,13 @@ def render() -> dict[str, str]:
     }
 
 
-INSTALL_PARTS = ("namespace.yaml", "rbac.yaml", "services.yaml", "deployments.yaml")
+INSTALL_PARTS = (
+    "namespace.yaml",
+    "rbac.yaml",
+    "services.yaml",
+    "networkpolicy.yaml",
+    "deployments.yaml",
+)
 
 
 def render_install(operator_dir: Path) -> str:

@@ -53,6 +53,7 @@ CORE_KINDS = [
     Kind("", "v1", "secrets", "Secret"),
     Kind("", "v1", "configmaps", "ConfigMap", short_names=["cm"]),
     Kind("apps", "v1", "deployments", "Deployment", status=True, short_names=["deploy"]),
+    Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=["netpol"]),
     Kind("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
     Kind(
         "rbac.authorization.k8s.io",

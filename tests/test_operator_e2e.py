@@ -156,6 +156,24 @@ def test_example_job_runs_to_the_end_with_kubectl(cluster: Cluster) -> None:
     assert conditions["Running"]["status"] == "False"
 
 
+def asha_job(name: str, **extra: Any) -> dict[str, Any]:
+    """Two trials, a good and a hopeless learning rate: ASHA stops the second at its first rung."""
+    return tuning_job(
+        name,
+        {
+            "objective": OBJECTIVE,
+            "parameters": [{"name": "lr", "type": "categorical", "values": [0.05, 0.00001]}],
+            "algorithm": {"name": "grid"},
+            "earlyStopping": {"name": "asha", "settings": {"reductionFactor": 3}},
+            "resource": {"name": "epochs", "min": 1, "max": 9},
+            "maxTrials": 2,
+            "parallelism": 1,
+            **extra,
+        },
+        ["--lr=${params.lr}", "--epochs=${params.epochs}"],
+    )
+
+
 def barrier(cluster: Cluster, like: dict[str, Any]) -> None:
     """Wait until the operator has handled a later job (an invalid one, so it fails at once):
     whatever it was going to do about earlier events, it has done by then."""
@@ -166,20 +184,7 @@ def barrier(cluster: Cluster, like: dict[str, Any]) -> None:
 
 
 def test_early_stopping_stops_the_bad_trial_and_deletes_its_pod(cluster: Cluster) -> None:
-    doc = tuning_job(
-        "asha",
-        {
-            "objective": OBJECTIVE,
-            "parameters": [{"name": "lr", "type": "categorical", "values": [0.05, 0.00001]}],
-            "algorithm": {"name": "grid"},
-            "earlyStopping": {"name": "asha", "settings": {"reductionFactor": 3}},
-            "resource": {"name": "epochs", "min": 1, "max": 9},
-            "maxTrials": 2,
-            "parallelism": 1,
-            "retainPods": True,
-        },
-        ["--lr=${params.lr}", "--epochs=${params.epochs}"],
-    )
+    doc = asha_job("asha", retainPods=True)
     with KopfRunner(OPERATOR):
         cluster.apply(doc)
         cluster.wait_phase("asha", "Succeeded")
@@ -397,19 +402,7 @@ def test_operator_uses_exactly_the_rbac_it_is_granted(
     (cluster.tmp / "operator-kubeconfig").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("KUBECONFIG", str(cluster.tmp / "operator-kubeconfig"))
     scope_args = ["--all-namespaces"] if namespaces is None else ["-n", "default"]
-    doc = tuning_job(
-        "rbac",
-        {
-            "objective": OBJECTIVE,
-            "parameters": [{"name": "lr", "type": "categorical", "values": [0.05, 0.00001]}],
-            "algorithm": {"name": "grid"},
-            "earlyStopping": {"name": "asha", "settings": {"reductionFactor": 3}},
-            "resource": {"name": "epochs", "min": 1, "max": 9},
-            "maxTrials": 2,
-            "parallelism": 1,
-        },
-        ["--lr=${params.lr}", "--epochs=${params.epochs}"],
-    )
+    doc = asha_job("rbac")
     with KopfRunner(["run", "--standalone", *scope_args, "-m", "kubetune_operator.handlers"]):
         cluster.apply(doc)
         job = cluster.wait_phase("rbac", "Succeeded")

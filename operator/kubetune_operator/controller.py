@@ -235,11 +235,15 @@ class Controller:
             await self._create_pod(job, created, token)
             self.event(job, "Normal", "TrialCreated", f"{launch.name}: {dict(launch.params)}")
 
-    def _check_pod(self, job: dict[str, Any], trial: dict[str, Any]) -> None:
-        probe = {**trial, "metadata": {**trial["metadata"], "uid": "to-be-assigned"}}
-        problem = pod_problem(build_trial_pod(job, probe, self.metrics_address))
+    def _check_pod(self, job: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]:
+        """The trial's Pod, if the client would accept it; else InvalidPod."""
+        if "uid" not in trial["metadata"]:  # not created yet: check the pod it will get
+            trial = {**trial, "metadata": {**trial["metadata"], "uid": "to-be-assigned"}}
+        pod = build_trial_pod(job, trial, self.metrics_address)
+        problem = pod_problem(pod)
         if problem is not None:
             raise InvalidPod(f"spec.trialTemplate: not a valid pod: {problem}")
+        return pod
 
     async def _create_pod(
         self, job: dict[str, Any], trial: dict[str, Any], token: str | None = None
@@ -256,8 +260,7 @@ class Controller:
                 API_VERSION, "trials", ns, name, {"metadata": {"annotations": annotations}}
             )
             self.cache.put("trials", trial)
-        self._check_pod(job, trial)
-        created = await self.kube.create(build_trial_pod(job, trial, self.metrics_address), "pods")
+        created = await self.kube.create(self._check_pod(job, trial), "pods")
         if created is not None:
             self.cache.put("pods", created)
 

@@ -61,7 +61,7 @@ def main() -> None:
         }
     )
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "state.db")
+        store = Store(Path(tmp) / "state.db", "acc")
         names = [f"bench-{i}" for i in range(args.clients)]
         for i, name in enumerate(names):
             store.add_trial(name, i, {"x": 0.5}, None, name)

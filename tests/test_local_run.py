@@ -216,7 +216,9 @@ def test_killed_runner_resumes_without_rerunning_or_losing_metrics(tmp_path: Pat
     after = snapshot(db)
     assert code == 0 and [t[0] for t in after[0]] == ["t-0", "t-1", "t-2"]
     assert after[0][0] == ("t-0", "succeeded", 1)  # not run again
-    assert after[0][1] == ("t-1", "succeeded", 2)  # the interrupted trial ran once more
+    # t-1 either finished while no runner watched (kept, judged by its exit file) or was stopped
+    # by the resume and ran once more; test_runner_lifecycle pins down each case.
+    assert after[0][1][:2] == ("t-1", "succeeded") and after[0][1][2] in (1, 2)
     assert (
         set(before[1]) <= set(after[1])
         or all(  # every acknowledged report is still there

@@ -19,6 +19,7 @@ from kubetune.local import Store, StoreMetrics
 from kubetune.rpc import kubetune_pb2 as pb
 from kubetune.rpc import kubetune_pb2_grpc as pb_grpc
 from kubetune.rpc.limits import (
+    MAX_ABS_VALUE,
     MAX_METRIC_NAME,
     MAX_NAMES_PER_REPORT,
     MAX_NAMES_PER_TRIAL,
@@ -140,7 +141,7 @@ def metrics_store(tmp_path: Path) -> Iterator[tuple[Store, Any]]:
             }
         )
     )
-    store = Store(tmp_path / "state.db")
+    store = Store(tmp_path / "state.db", "acc")
     for i, token in enumerate(["t0", "t1"]):
         store.add_trial(f"job-{i}", i, {"x": 0.5}, 9, token)
         store.set_state(f"job-{i}", "running")
@@ -158,7 +159,7 @@ def test_report_round_trip_persists_before_replying(metrics_store: tuple[Store, 
     stub = report_stub(server)
     reply = stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=1, metrics={"acc": 0.9}))
     assert not reply.should_stop
-    assert store.curves("acc") == {"job-0": [(1, 0.9)]}
+    assert store.curves() == {"job-0": [(1, 0.9)]}
     # job-1 reaches rung 1 second and worse: ASHA (eta 3, two trials) keeps only the best
     reply = stub.Report(pb.ReportRequest(trial="job-1", token=b"t1", step=1, metrics={"acc": 0.2}))
     assert reply.should_stop and "rung 1" in reply.reason
@@ -204,16 +205,39 @@ def test_reports_past_the_limits_are_invalid_argument_with_the_limit(
     assert f"at most {MAX_NAMES_PER_TRIAL} distinct names per trial" in info.value.details()
 
 
-def test_non_finite_values_are_failed_measurements(metrics_store: tuple[Store, Any]) -> None:
+def test_non_finite_and_huge_values_are_failed_measurements(
+    metrics_store: tuple[Store, Any],
+) -> None:
     store, server = metrics_store
     stub = report_stub(server)
     stub.Report(
         pb.ReportRequest(trial="job-0", token=b"t0", step=1, metrics={"acc": math.nan, "loss": 1.0})
     )
     stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=2, metrics={"acc": math.inf}))
-    assert store.curves("acc") == {}
-    assert store.metric_count() == 3  # recorded (as NULL), never part of a curve
-    assert store.trials("acc")[0].latest == {"loss": 1.0}
+    stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=3, metrics={"acc": 1e308}))
+    stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=4, metrics={"loss": -2e30}))
+    assert store.curves() == {}
+    assert store.metric_count() == 5  # recorded (as NULL), never part of a curve
+    assert store.trials()[0].latest == {"loss": 1.0}
+    assert MAX_ABS_VALUE < 2e30
+
+
+def test_reports_after_the_trial_ended_are_refused_and_not_stored(
+    metrics_store: tuple[Store, Any],
+) -> None:
+    store, server = metrics_store
+    stub = report_stub(server)
+    stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=1, metrics={"acc": 0.5}))
+    store.set_state("job-0", "succeeded", exit_code=0)
+    with pytest.raises(grpc.RpcError) as info:  # a child process that outlived its trainer
+        stub.Report(pb.ReportRequest(trial="job-0", token=b"t0", step=99, metrics={"acc": 123}))
+    assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "has ended (succeeded)" in info.value.details()
+    assert store.curves() == {"job-0": [(1, 0.5)]} and store.metric_count() == 1
+    reopened = Store(store.path, "acc")  # the in-memory view is what a fresh load sees
+    assert [(t.name, t.state, t.curve) for t in reopened.trials()] == [
+        (t.name, t.state, t.curve) for t in store.trials()
+    ]
 
 
 # -- kubetune.report ---------------------------------------------------------------------
@@ -265,14 +289,14 @@ def test_report_survives_an_outage_and_delivers_in_order(
             }
         )
     )
-    store = Store(tmp_path / "state.db")
+    store = Store(tmp_path / "state.db", "acc")
     store.add_trial("job-0", 0, {"x": 0.5}, None, "t0")
     store.set_state("job-0", "running")
     server = serve(f"127.0.0.1:{port}", metrics=StoreMetrics(store, job, lambda: None))
     monkeypatch.setattr(_report, "RETRY_SECONDS", 5.0)
     try:
         assert kubetune.report(step=3, acc=0.3) is False
-        assert store.curves("acc") == {"job-0": [(1, 0.1), (2, 0.2), (3, 0.3)]}
+        assert store.curves() == {"job-0": [(1, 0.1), (2, 0.2), (3, 0.3)]}
         assert not _report._reporter.pending
     finally:
         server.stop(0)

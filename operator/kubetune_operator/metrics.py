@@ -8,7 +8,8 @@ A report is acknowledged only after the Trial status holding it has been written
 all reports of one interval for a trial become one status patch), so an operator killed at any
 moment loses no acknowledged metric; a restarted one reloads the curves from the Trials. When the
 stopping rule rejects a trial, its status says Stopped before the reply tells the trainer to stop,
-and the job is woken to delete the pod.
+and the job is woken to delete the pod. Reports for a trial that has ended (or whose pod is
+gone after a stop) get FAILED_PRECONDITION: a stray child process cannot change a finished result.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kubetune.rpc.limits import check_trial_names
-from kubetune.rpc.metrics import BadToken, NotReady, ReportVerdict, UnknownTrial
+from kubetune.rpc.metrics import BadToken, NotReady, ReportVerdict, TrialEnded, UnknownTrial
 from kubetune.rpc.tokens import matches_digest
 from kubetune.spec import SpecError, TuningJob, TuningJobSpec
 from kubetune.stopping import BaseStopper, compact_curve, create_stopper
@@ -68,6 +69,9 @@ class TrialStatusMetrics:
         if found is None:
             raise UnknownTrial(trial)
         spec, stopper = found
+        phase = (body.get("status") or {}).get("phase")
+        if not self._reporting(ns, trial, phase):
+            raise TrialEnded(trial, phase or "Unknown")
         with self.lock:
             names = self.names.get((ns, trial))
             if names is None:
@@ -77,11 +81,9 @@ class TrialStatusMetrics:
             names.update(metrics)
         self.committer.submit(f"{ns}/{trial}", step, metrics)
         self.wake(job)
-        phase = (body.get("status") or {}).get("phase")
         if phase == "Stopped":
             return ReportVerdict(True, "already stopping")
-        metric = spec.objective.metric
-        if phase in ("Succeeded", "Failed") or metric not in metrics:
+        if spec.objective.metric not in metrics:
             return ReportVerdict(False)
         with self.lock:
             mine = sorted(self.curves.get((ns, trial), {}).items())
@@ -104,6 +106,19 @@ class TrialStatusMetrics:
         self.run(self.patch_status(ns, trial, stopped))
         self.wake(job)
         return ReportVerdict(True, verdict.reason)
+
+    def _reporting(self, ns: str, trial: str, phase: str | None) -> bool:
+        """Whether the trial still takes reports: it runs, or it was stopped and its pod is still
+        on its way out (the trainer's last reports during the grace period)."""
+        if phase in (None, "Pending", "Running"):
+            return True
+        if phase != "Stopped":
+            return False
+        pod = self.cache.get("pods", (ns, trial))
+        return pod is not None and (pod.get("status") or {}).get("phase") not in (
+            "Succeeded",
+            "Failed",
+        )
 
     def _authenticate(self, trial: str, token: str) -> dict[str, Any]:
         candidates = self.cache.find_trial(trial)

@@ -73,7 +73,7 @@ class LiveView:
         if self.live is None:
             return
         spec = runner.spec
-        trials = runner.store.trials(spec.objective.metric)
+        trials = runner.store.trials()
         done = sum(t.state in ("succeeded", "failed", "stopped") for t in trials)
         running = sum(t.state in ("running", "stopping") for t in trials)
         best = decision.best if decision else None

@@ -1,20 +1,29 @@
-"""LocalExecutor: trials as host processes, one process group each, output to log files.
+"""LocalExecutor: trials as host processes, one session each, output to capped log files.
 
 Builds the argv from the primary container (or the template's `local` override), substitutes
-parameters, applies the trial env, and stops processes with SIGTERM then SIGKILL after a grace.
+parameters and applies the trial env. Each trial runs under `_supervise.py`, which records its
+exit code in a file and kills the trial's whole process group when its main process exits.
+Stopping is SIGTERM to the group, then SIGKILL after a grace. Every process carries the run's
+marker in its environment, and the executor signals a process left by an earlier runner only once
+it has proved that the process is ours (same PID, same start time, our exit file on its command
+line, or our marker in its environment).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from ..spec import TrialTemplate
 from ..spec._job import LocalOverride
@@ -61,81 +70,167 @@ def build_local_command(
     return LocalCommand(argv, workdir.resolve(), env)
 
 
+SUPERVISOR = Path(__file__).with_name("_supervise.py")
+RUN_MARKER = "KUBETUNE_RUN_ID"
+LOG_LIMIT = 64 * 1024 * 1024  # bytes per trial log file; one rotated file is kept besides
+
+
+@dataclass(frozen=True)
+class TrialExit:
+    code: int
+    error: str | None = None  # why the command could not start
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    started: float  # the process's start time: with the PID, it names the process for good
+
+
 class LocalExecutor:
     """Starts, watches and stops trial processes."""
 
-    def __init__(self, logs: Path, grace: float = 10.0) -> None:
-        self.logs = logs
+    def __init__(
+        self, workdir: Path, run_id: str, grace: float = 10.0, log_limit: int = LOG_LIMIT
+    ) -> None:
+        self.logs = workdir / "logs"
+        self.exits = workdir / "exits"
+        self.run_id = run_id
         self.grace = grace
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_limit = log_limit
+        self.procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         self.terminated_at: dict[str, float] = {}
-        logs.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.exits.mkdir(parents=True, exist_ok=True)
 
-    def start(self, trial: str, command: LocalCommand) -> int:
-        log = open(self.logs / f"{trial}.log", "ab")  # noqa: SIM115 - owned by the process
-        try:
-            self.procs[trial] = subprocess.Popen(
-                command.argv,
-                cwd=command.cwd,
-                env={**os.environ, **command.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
+    def exit_file(self, trial: str, attempt: int) -> Path:
+        return self.exits / f"{trial}.{attempt}.json"
+
+    def start(self, trial: str, attempt: int, command: LocalCommand) -> Started:
+        """Start the trial's supervisor; OSError if even that cannot start."""
+        exit_file = self.exit_file(trial, attempt)
+        exit_file.unlink(missing_ok=True)
+        log = self.logs / f"{trial}.log"
+        argv = [sys.executable, "-I", "-S", str(SUPERVISOR), str(exit_file), str(log)]
+        argv += [str(self.log_limit), str(command.cwd), "--", *command.argv]
+        with open(log, "ab") as errors:  # the supervisor's own errors, if it ever has any
+            proc = subprocess.Popen(
+                argv,
+                env={**os.environ, **command.env, RUN_MARKER: self.run_id},
                 stdin=subprocess.DEVNULL,
+                stdout=errors,
+                stderr=errors,
                 start_new_session=True,
             )
-        finally:
-            log.close()
-        return self.procs[trial].pid
+        self.procs[trial] = (proc, exit_file)
+        return Started(proc.pid, _start_time(proc.pid) or 0.0)
 
     def running(self) -> set[str]:
         return set(self.procs)
 
-    def reap(self) -> dict[str, int]:
-        """Trials whose process has exited since the last call, with exit codes."""
-        done = {name: code for name, p in self.procs.items() if (code := p.poll()) is not None}
-        for name in done:
+    def reap(self) -> dict[str, TrialExit]:
+        """Trials whose process has exited since the last call, and how they ended."""
+        done: dict[str, TrialExit] = {}
+        for name, (proc, exit_file) in list(self.procs.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            done[name] = read_exit(exit_file) or TrialExit(code)
+            exit_file.unlink(missing_ok=True)
             del self.procs[name]
             self.terminated_at.pop(name, None)
         return done
 
     def terminate(self, trial: str) -> None:
         """SIGTERM now; `enforce_grace` sends SIGKILL once the grace period has passed."""
-        proc = self.procs.get(trial)
-        if proc is None or trial in self.terminated_at:
+        entry = self.procs.get(trial)
+        if entry is None or trial in self.terminated_at:
             return
         self.terminated_at[trial] = time.monotonic()
-        _signal_group(proc, signal.SIGTERM)
+        _signal_group(entry[0].pid, signal.SIGTERM)
 
     def enforce_grace(self) -> None:
         now = time.monotonic()
         for trial, since in list(self.terminated_at.items()):
-            proc = self.procs.get(trial)
-            if proc is not None and now - since > self.grace:
-                _signal_group(proc, signal.SIGKILL)
+            entry = self.procs.get(trial)
+            if entry is not None and now - since > self.grace:
+                _signal_group(entry[0].pid, signal.SIGKILL)
 
-    def stop_all(self) -> dict[str, int]:
-        """Stop every process (SIGTERM, SIGKILL after the grace); their exit codes."""
+    def stop_all(self, hurry: Callable[[], bool] = lambda: False) -> dict[str, TrialExit]:
+        """Stop every process: SIGTERM, then SIGKILL after the grace, or at once when `hurry()`
+        turns true (a second Ctrl-C). Returns only when all have exited, with how they ended."""
         for trial in list(self.procs):
             self.terminate(trial)
-        exited: dict[str, int] = {}
+        exited: dict[str, TrialExit] = {}
         deadline = time.monotonic() + self.grace
-        while self.procs and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while self.procs:
+            if hurry() or time.monotonic() >= deadline:
+                for proc, _ in self.procs.values():
+                    _signal_group(proc.pid, signal.SIGKILL)
+            time.sleep(0.02)
             exited.update(self.reap())
-        for proc in self.procs.values():
-            _signal_group(proc, signal.SIGKILL)
-        for name, proc in self.procs.items():
-            exited[name] = proc.wait()
-        self.procs.clear()
         return exited
 
+    # -- what an earlier runner left behind ---------------------------------------------------
+    def stop_leftovers(self, leftovers: dict[str, tuple[int, float, int]]) -> set[str]:
+        """Stop the supervisors of an earlier runner, each given as trial: (pid, start, attempt),
+        that are still alive and provably ours; the trials that were stopped."""
+        alive: dict[str, psutil.Process] = {}
+        for trial, (pid, started, attempt) in leftovers.items():
+            proc = _ours(pid, started, str(self.exit_file(trial, attempt)))
+            if proc is not None:
+                alive[trial] = proc
+                _signal_group(pid, signal.SIGTERM)
+        _, late = psutil.wait_procs(list(alive.values()), timeout=self.grace)
+        for proc in late:
+            if proc.is_running():  # psutil compares the start time too
+                _signal_group(proc.pid, signal.SIGKILL)
+        psutil.wait_procs(late, timeout=5)
+        return set(alive)
 
-def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    def kill_marked(self) -> int:
+        """SIGKILL every process carrying this run's marker (children that left their trial's
+        group, say); call only when no trial is running. The number killed."""
+        killed = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if proc.pid != os.getpid() and proc.environ().get(RUN_MARKER) == self.run_id:
+                    proc.kill()
+                    killed.append(proc)
+        psutil.wait_procs(killed, timeout=5)
+        return len(killed)
+
+
+def read_exit(path: Path) -> TrialExit | None:
+    """The exit a supervisor recorded, if it did."""
+    try:
+        data = json.loads(path.read_text())
+        return TrialExit(int(data["code"]), data.get("error"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _start_time(pid: int) -> float | None:
+    with contextlib.suppress(psutil.Error):
+        return float(psutil.Process(pid).create_time())
+    return None
+
+
+def _ours(pid: int, started: float, exit_file: str) -> psutil.Process | None:
+    """The process `pid` if it is still the supervisor we started (same start time, our exit
+    file on its command line); else None."""
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - started) > 0.01 or exit_file not in proc.cmdline():
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.Error:
+        return None
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the session our supervisor `pid` leads (its group id is its PID)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-def kill_group(pid: int) -> None:
-    """SIGKILL a process group left behind by a previous runner, if it still exists."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, sig)

@@ -3,12 +3,18 @@
 A thin loop around `kubetune.engine.decide`: reap exited processes, ask the core what happens
 next, record it in SQLite, then start and stop processes. The MetricsService runs in-process on
 an ephemeral loopback port; its backend writes each report to SQLite before acknowledging it and
-answers with the early-stopping verdict. Killing the runner loses nothing: rerunning resumes.
+answers with the early-stopping verdict. Reports are accepted only while a trial runs.
+
+Killing the runner loses nothing: rerunning resumes. A resume judges a trial that ended while no
+runner watched by the exit code its supervisor recorded, stops (only) the processes it can prove
+are its own, and restarts interrupted trials without counting that against them. SIGINT and
+SIGTERM stop gracefully; a second one skips the grace, and every state is still recorded.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -18,18 +24,24 @@ from typing import Any
 
 from ..engine import Decision, TrialView, best_trial, decide
 from ..rpc import tokens
-from ..rpc.limits import check_trial_names
-from ..rpc.metrics import BadToken, ReportVerdict, UnknownTrial
+from ..rpc.metrics import BadToken, ReportVerdict, TrialEnded, UnknownTrial
 from ..rpc.server import serve
 from ..spec import BestTrial, TuningJob
 from ..stopping import NoStopper, create_stopper
-from ._executor import LocalExecutor, build_local_command, kill_group
-from ._store import Store, TrialRow
+from ._executor import LOG_LIMIT, LocalExecutor, TrialExit, build_local_command, read_exit
+from ._store import REPORTING, Store, TrialRow
 
 ENGINE_STATES = {"stopping": "running", "interrupted": "pending"}
-MAX_ATTEMPTS = 3  # an interrupted trial is restarted at most this many times in all
-STOP_DELAY = 1.0
-IDLE_DECIDE = 1.0  # seconds between decisions when no trial exited and no report arrived  # seconds between a stop verdict and SIGTERM: the reply reaches the trainer first
+STOP_DELAY = 1.0  # seconds between a stop verdict and SIGTERM: the reply reaches the trainer first
+IDLE_DECIDE = 1.0  # seconds between decisions when no trial exited and no report arrived
+
+
+class Interrupted(KeyboardInterrupt):
+    """The runner was stopped by a signal; its trials are stopped and resume with the next run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class JobMismatch(ValueError):
@@ -65,8 +77,7 @@ class RunResult:
 class StoreMetrics:
     """MetricsBackend of the local runner: persist, then judge with the early-stopping rule.
 
-    Objective curves are mirrored in memory (loaded once from the store, then appended to after
-    each committed write) so that judging a report does not re-read the whole metrics table.
+    The store's in-memory view supplies the curves, so judging never re-reads the metrics table.
     """
 
     def __init__(
@@ -82,9 +93,6 @@ class StoreMetrics:
         self.stopper = create_stopper(job.spec)
         self.judges = not isinstance(self.stopper, NoStopper)  # skip the bookkeeping entirely
         self.wake = wake
-        self.lock = threading.Lock()
-        self.curves: dict[str, dict[int, float]] | None = None
-        self.names: dict[str, set[str]] = {}  # distinct metric names per trial, loaded lazily
 
     def report(
         self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
@@ -94,28 +102,18 @@ class StoreMetrics:
             raise UnknownTrial(trial)
         if not tokens.matches(known[0], token):
             raise BadToken(trial)
-        values: dict[str, float | None] = {**metrics, **dict.fromkeys(invalid)}
-        with self.lock:
-            names = self.names.get(trial)
-            if names is None:
-                names = self.names[trial] = self.store.metric_names(trial)
-            check_trial_names(names, list(values))
-            names.update(values)
-        self.store.add_metrics(trial, step, values)
+        state = self.store.add_metrics(trial, step, {**metrics, **dict.fromkeys(invalid)})
+        if state not in REPORTING:
+            raise TrialEnded(trial, state)
         self.changed()
-        if known[1] == "stopping":
+        if state == "stopping":
             return ReportVerdict(True, "already stopping")
-        if not self.judges or known[1] != "running" or self.objective not in metrics:
+        if not self.judges or self.objective not in metrics:
             return ReportVerdict(False)
-        with self.lock:
-            if self.curves is None:
-                stored = self.store.curves(self.objective)
-                self.curves = {name: dict(points) for name, points in stored.items()}
-            self.curves.setdefault(trial, {})[step] = metrics[self.objective]
-            mine = sorted(self.curves[trial].items())
-            if not self.stopper.judges(mine):
-                return ReportVerdict(False)
-            others = [sorted(c.items()) for name, c in self.curves.items() if name != trial]
+        mine = self.store.curve(trial)
+        if not self.stopper.judges(mine):
+            return ReportVerdict(False)
+        others = [c for name, c in self.store.curves().items() if name != trial]
         verdict = self.stopper.should_stop(mine, others)
         if verdict.stop and self.store.request_stop(trial, f"early stopping: {verdict.reason}"):
             self.wake()
@@ -132,6 +130,7 @@ class LocalRunner:
         grace: float = 10.0,
         on_update: Callable[[LocalRunner, Decision | None], None] | None = None,
         poll: float = 0.1,
+        log_limit: int = LOG_LIMIT,
     ) -> None:
         if job.spec.trial_template is None:
             raise ValueError("spec.trialTemplate: required to run trials")
@@ -140,11 +139,13 @@ class LocalRunner:
         self.template = job.spec.trial_template
         self.manifest_dir = manifest_dir
         self.workdir = workdir
-        self.store = Store(workdir / "state.db")
-        self.executor = LocalExecutor(workdir / "logs", grace)
+        self.store = Store(workdir / "state.db", job.spec.objective.metric)
+        self.grace = grace
+        self.log_limit = log_limit
         self.on_update = on_update
         self.poll = poll
         self.stop_marked: dict[str, float] = {}
+        self.signals: list[int] = []
         self._woken = False
         self._dirty = True
         self._decided_at = 0.0
@@ -152,28 +153,38 @@ class LocalRunner:
 
     # -- public ---------------------------------------------------------------------------
     def run(self) -> RunResult:
+        """Run (or resume) the job to its end. Raises `Interrupted` after SIGINT or SIGTERM,
+        once every trial process has exited and its state is recorded."""
         self._lock = lock_workdir(self.workdir)
-        self._open_job()
+        run_id = self._open_job()
+        self.executor = LocalExecutor(self.workdir, run_id, self.grace, self.log_limit)
         backend = StoreMetrics(self.store, self.job, self._wake, self._mark_dirty)
         server = serve("127.0.0.1:0", metrics=backend)
         self.address = server.address
+        restore = self._catch_signals()
         try:
             self._recover()
-            while not self._step():
+            while not self.signals and not self._step():
                 self._sleep()
+            if self.signals:
+                self._interrupt()
+                raise Interrupted(self.signals[0])
+            self.executor.kill_marked()
             if self.on_update:
                 self.on_update(self, self.last_decision)
-        except KeyboardInterrupt:
-            self._interrupt()
+        except KeyboardInterrupt as exc:
+            if not isinstance(exc, Interrupted):
+                self._interrupt()
             raise
         finally:
+            restore()
             server.stop(grace=0.5)
             self._lock.close()
         return self.result()
 
     def result(self) -> RunResult:
         job = self.store.job() or {}
-        trials = self.store.trials(self.spec.objective.metric)
+        trials = self.store.trials()
         best = self.last_decision.best if self.last_decision else None
         if best is None:
             best = best_trial(self.spec, [self._view(t) for t in trials])
@@ -189,7 +200,7 @@ class LocalRunner:
         )
 
     # -- loop -----------------------------------------------------------------------------
-    def _open_job(self) -> None:
+    def _open_job(self) -> str:
         manifest = self.spec.model_dump(mode="json", by_alias=True)
         existing = self.store.job()
         if existing is not None and json.loads(existing["spec"]) != manifest:
@@ -197,32 +208,54 @@ class LocalRunner:
                 f"{self.workdir} holds job {existing['name']!r} with a different spec; "
                 "use another --workdir"
             )
-        self.store.init_job(self.job.name, manifest)
+        return self.store.init_job(self.job.name, manifest)
 
     def _recover(self) -> None:
-        """Trials left running by a killed or interrupted runner are restarted or failed."""
-        for pid in self.store.leftover_pids():
-            kill_group(pid)
-        for t in self.store.trials():
-            if t.state in ("running", "stopping", "pending", "interrupted"):
-                if t.attempts >= MAX_ATTEMPTS:
-                    self.store.set_state(t.name, "failed", stop_reason="interrupted too often")
+        """Settle the trials an earlier runner left: judge those that ended while it was gone,
+        stop those still running (only processes provably ours), restart the rest."""
+        job = self.store.job()
+        finished = job is not None and job["finished"] is not None
+        trials = self.store.trials()
+        leftovers = {
+            t.name: (t.pid, t.pid_started or 0.0, t.attempts)
+            for t in trials
+            if t.state in REPORTING and t.pid is not None
+        }
+        stopped_now = self.executor.stop_leftovers(leftovers)
+        for t in trials:
+            exit_file = self.executor.exit_file(t.name, t.attempts)
+            ended = None if t.name in stopped_now else read_exit(exit_file)
+            if t.state in REPORTING:
+                if t.state == "stopping" or finished:
+                    reason = t.stop_reason or "job finished"
+                    code = ended.code if ended else None
+                    self.store.set_state(
+                        t.name, "stopped", stop_reason=reason, exit_code=code, finished=time.time()
+                    )
+                elif ended is not None:
+                    self._record_exit(t.name, ended)
                 else:
                     self.store.set_state(t.name, "interrupted")
+            elif t.state in ("pending", "interrupted"):
+                if finished:
+                    self.store.set_state(t.name, "stopped", stop_reason="job finished")
+                else:
+                    self.store.set_state(t.name, "interrupted")  # pending: never started
+            exit_file.unlink(missing_ok=True)
+        self.executor.kill_marked()  # strays, e.g. started just before the last runner died
 
     def _step(self) -> bool:
         """One pass; True once the job has finished and all processes are gone."""
-        objective = self.spec.objective.metric
         exited = self.executor.reap()
-        for name, code in exited.items():
-            self._record_exit(name, code)
+        for name, ended in exited.items():
+            self._record_exit(name, ended)
         self._signal_stops()
         self.executor.enforce_grace()
         now = time.monotonic()
         if not (exited or self._dirty or now - self._decided_at >= IDLE_DECIDE):
             return False  # nothing changed: don't spend CPU the trials could use
         self._dirty, self._decided_at = False, now
-        trials = self.store.trials(objective)
+        trials = self.store.trials()
         job = self.store.job()
         if job is not None and job["finished"] is not None:
             return not self.executor.running()
@@ -250,16 +283,36 @@ class LocalRunner:
         command = build_local_command(
             self.template, self.manifest_dir, self.job.name, name, params, self.address, token
         )
-        self.store.set_state(name, "running", started=time.time(), attempts=attempts + 1)
-        pid = self.executor.start(name, command)
-        self.store.set_state(name, "running", pid=pid)
+        attempt = attempts + 1
+        self.store.set_state(
+            name, "running", started=time.time(), attempts=attempt, pid=None, pid_started=None
+        )
+        try:
+            started = self.executor.start(name, attempt, command)
+        except OSError as exc:  # even the supervisor could not start (no fds, no memory...)
+            reason = f"cannot start: {exc.strerror or exc}"
+            self.store.set_state(name, "failed", stop_reason=reason, finished=time.time())
+            self._dirty = True
+            return
+        self.store.set_state(name, "running", pid=started.pid, pid_started=started.started)
 
-    def _record_exit(self, name: str, code: int) -> None:
+    def _record_exit(self, name: str, ended: TrialExit, interrupted: bool = False) -> None:
+        """Record how a trial's process ended; `interrupted`: the runner itself stopped it."""
         current = self.store.trial(name)
         state = current[1] if current else "running"
-        final = "stopped" if state == "stopping" else "succeeded" if code == 0 else "failed"
-        self.store.set_state(name, final, exit_code=code, finished=time.time())
+        done = time.time()
         self.stop_marked.pop(name, None)
+        if state == "stopping":
+            self.store.set_state(name, "stopped", exit_code=ended.code, finished=done)
+        elif interrupted:
+            self.store.set_state(name, "interrupted", exit_code=ended.code)
+        elif ended.code == 0 and ended.error is None:
+            self.store.set_state(name, "succeeded", exit_code=0, finished=done)
+        else:
+            reason = ended.error or _exit_reason(ended.code)
+            self.store.set_state(
+                name, "failed", exit_code=ended.code, stop_reason=reason, finished=done
+            )
 
     def _signal_stops(self) -> None:
         now = time.monotonic()
@@ -271,14 +324,29 @@ class LocalRunner:
                     self.executor.terminate(name)
 
     def _interrupt(self) -> None:
-        """Ctrl-C: stop every process; their trials restart on the next run."""
-        for name, code in self.executor.stop_all().items():
-            current = self.store.trial(name)
-            if current and current[1] == "stopping":
-                self.store.set_state(name, "stopped", exit_code=code, finished=time.time())
-            else:
-                self.store.set_state(name, "interrupted", exit_code=code)
+        """Stop every process (a second signal skips the grace) and record each state; the
+        interrupted trials restart with the next run."""
+        exits = self.executor.stop_all(hurry=lambda: len(self.signals) > 1)
+        for name, ended in exits.items():
+            self._record_exit(name, ended, interrupted=True)
         self.store.close()
+
+    def _catch_signals(self) -> Callable[[], None]:
+        """Turn SIGINT and SIGTERM into a graceful stop (main thread only); undo function."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def note(signum: int, _frame: Any) -> None:
+            self.signals.append(signum)
+            self._woken = True
+
+        previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for s, handler in previous.items():
+                signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+        return restore
 
     def _view(self, t: TrialRow) -> TrialView:
         state = ENGINE_STATES.get(t.state, t.state)
@@ -296,3 +364,12 @@ class LocalRunner:
         while time.monotonic() < deadline and not self._woken:
             time.sleep(0.01)
         self._woken = False
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

@@ -2,7 +2,9 @@
 
 Everything the runner knows lives here, written before it is acted on or acknowledged, so a
 killed runner loses nothing: `kubetune run` on the same work directory resumes from this file.
-Thread-safe (the gRPC threads and the runner loop share one connection under a lock).
+Decisions read an in-memory view (trial rows, objective curves, latest values, metric names) that
+is loaded once and then kept in step with every write, so no decision re-reads the metrics table.
+Thread-safe: the gRPC threads and the runner loop share one connection and the view under a lock.
 """
 
 from __future__ import annotations
@@ -11,28 +13,37 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from ..rpc.limits import check_trial_names
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS job (
     name TEXT PRIMARY KEY, spec TEXT NOT NULL, created REAL NOT NULL,
-    finished REAL, reason TEXT, succeeded INTEGER, message TEXT
+    finished REAL, reason TEXT, succeeded INTEGER, message TEXT, run_id TEXT
 );
 CREATE TABLE IF NOT EXISTS trials (
     name TEXT PRIMARY KEY, idx INTEGER NOT NULL UNIQUE, params TEXT NOT NULL, budget REAL,
     token TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     stop_reason TEXT, exit_code INTEGER, created REAL NOT NULL, started REAL, finished REAL,
-    pid INTEGER
+    pid INTEGER, pid_started REAL
 );
 CREATE TABLE IF NOT EXISTS metrics (
     trial TEXT NOT NULL, attempt INTEGER NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL,
     value REAL, received REAL NOT NULL, PRIMARY KEY (trial, attempt, step, name)
 );
 """
+ADDED_COLUMNS = {"job": {"run_id": "TEXT"}, "trials": {"pid_started": "REAL"}}
+TRIAL_COLUMNS = (
+    "name, idx, params, budget, token, state, attempts, stop_reason, exit_code, started, finished,"
+    " pid, pid_started"
+)
+REPORTING = frozenset({"running", "stopping"})  # the states whose reports are accepted
 
 
 @dataclass
@@ -48,19 +59,83 @@ class TrialRow:
     exit_code: int | None
     started: float | None
     finished: float | None
+    pid: int | None = None
+    pid_started: float | None = None  # the process's start time, to recognize it after a restart
     curve: list[tuple[int, float]] = field(default_factory=list)
     latest: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class _View:
+    """What the store holds in memory for one trial (current attempt only, but every name)."""
+
+    row: TrialRow
+    points: dict[int, float] = field(default_factory=dict)  # objective by step
+    latest: dict[str, tuple[int, float]] = field(default_factory=dict)  # name: (step, value)
+    names: set[str] = field(default_factory=set)  # every metric name, in any attempt
+    curve: list[tuple[int, float]] | None = None  # sorted `points`, rebuilt after a change
+
+    def sorted_curve(self) -> list[tuple[int, float]]:
+        if self.curve is None:
+            self.curve = sorted(self.points.items())
+        return self.curve
+
+    def record(self, step: int, values: Mapping[str, float | None], objective: str) -> None:
+        self.names.update(values)
+        for name, value in values.items():
+            if value is None:
+                continue
+            if name not in self.latest or step >= self.latest[name][0]:
+                self.latest[name] = (step, value)
+            if name == objective:
+                self.points[step] = value
+                self.curve = None
+
+    def snapshot(self) -> TrialRow:
+        latest = {k: v for k, (_, v) in self.latest.items()}
+        return replace(
+            self.row, params=dict(self.row.params), curve=self.sorted_curve(), latest=latest
+        )
+
+
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, objective: str = "") -> None:
+        """Open (or create) the state file; `objective` names the metric whose curves to keep."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.objective = objective
         self.lock = threading.RLock()
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._migrate()
+        self.views: dict[str, _View] = {}
+        self._load()
+
+    def _migrate(self) -> None:
+        """Columns added since the first release, for state files written by older versions."""
+        for table, columns in ADDED_COLUMNS.items():
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns.items():
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def _load(self) -> None:
+        rows = self.db.execute(f"SELECT {TRIAL_COLUMNS} FROM trials ORDER BY idx").fetchall()
+        for r in rows:
+            row = TrialRow(r[0], r[1], json.loads(r[2]), *r[3:])
+            self.views[row.name] = _View(row)
+        metrics = self.db.execute(
+            "SELECT m.trial, m.step, m.name, m.value, m.attempt = t.attempts FROM metrics m"
+            " JOIN trials t ON m.trial = t.name ORDER BY m.trial, m.step"
+        )
+        for trial, step, name, value, current in metrics:
+            view = self.views[trial]
+            if current:
+                view.record(step, {name: value}, self.objective)
+            else:
+                view.names.add(name)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -81,19 +156,23 @@ class Store:
     def job(self) -> dict[str, Any] | None:
         with self.lock:
             row = self.db.execute(
-                "SELECT name, spec, finished, reason, succeeded, message FROM job"
+                "SELECT name, spec, finished, reason, succeeded, message, run_id FROM job"
             ).fetchone()
         if row is None:
             return None
-        keys = ("name", "spec", "finished", "reason", "succeeded", "message")
+        keys = ("name", "spec", "finished", "reason", "succeeded", "message", "run_id")
         return dict(zip(keys, row, strict=True))
 
-    def init_job(self, name: str, spec: Mapping[str, Any]) -> None:
+    def init_job(self, name: str, spec: Mapping[str, Any]) -> str:
+        """Record the job once; the run's marker (a random id every trial process carries)."""
         with self.transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO job (name, spec, created) VALUES (?, ?, ?)",
                 (name, json.dumps(spec, sort_keys=True), time.time()),
             )
+            db.execute("UPDATE job SET run_id = ? WHERE run_id IS NULL", (uuid.uuid4().hex,))
+            (run_id,) = db.execute("SELECT run_id FROM job").fetchone()
+        return str(run_id)
 
     def finish_job(self, reason: str, succeeded: bool, message: str) -> None:
         with self.transaction() as db:
@@ -112,19 +191,37 @@ class Store:
     def add_trial(
         self, name: str, index: int, params: Mapping[str, Any], budget: float | None, token: str
     ) -> None:
+        created = time.time()
         with self.transaction() as db:
-            db.execute(
+            cur = db.execute(
                 "INSERT OR IGNORE INTO trials (name, idx, params, budget, token, state, created)"
                 " VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-                (name, index, json.dumps(params), budget, token, time.time()),
+                (name, index, json.dumps(params), budget, token, created),
             )
+            if cur.rowcount:
+                row = TrialRow(
+                    name, index, dict(params), budget, token, "pending", 0, None, None, None, None
+                )
+                self.views[name] = _View(row)
 
     def set_state(self, name: str, state: str, **fields: Any) -> None:
-        allowed = {"stop_reason", "exit_code", "started", "finished", "attempts", "pid"}
+        allowed = {
+            "stop_reason",
+            "exit_code",
+            "started",
+            "finished",
+            "attempts",
+            "pid",
+            "pid_started",
+        }
         assert set(fields) <= allowed, fields
         sets = ", ".join(["state = ?", *(f"{k} = ?" for k in fields)])
         with self.transaction() as db:
             db.execute(f"UPDATE trials SET {sets} WHERE name = ?", (state, *fields.values(), name))
+            view = self.views[name]
+            if fields.get("attempts", view.row.attempts) != view.row.attempts:
+                self.views[name] = view = _View(view.row, names=view.names)  # a new attempt
+            view.row = replace(view.row, state=state, **fields)
 
     def request_stop(self, name: str, reason: str) -> bool:
         """Mark a running trial for stopping; False if it was not running."""
@@ -133,88 +230,56 @@ class Store:
                 "UPDATE trials SET state = 'stopping', stop_reason = ? WHERE name = ? AND state = 'running'",
                 (reason, name),
             )
+            if cur.rowcount:
+                view = self.views[name]
+                view.row = replace(view.row, state="stopping", stop_reason=reason)
             return cur.rowcount > 0
 
-    def trials(self, objective: str | None = None) -> list[TrialRow]:
+    def trials(self) -> list[TrialRow]:
+        """Every trial, by index, with its current attempt's objective curve and latest values."""
         with self.lock:
-            rows = self.db.execute(
-                "SELECT name, idx, params, budget, token, state, attempts, stop_reason, exit_code,"
-                " started, finished FROM trials ORDER BY idx"
-            ).fetchall()
-            metrics = self.db.execute(
-                "SELECT m.trial, m.step, m.name, m.value FROM metrics m JOIN trials t"
-                " ON m.trial = t.name AND m.attempt = t.attempts ORDER BY m.trial, m.step"
-            ).fetchall()
-        out = {
-            r[0]: TrialRow(
-                r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]
-            )
-            for r in rows
-        }
-        for trial, step, name, value in metrics:
-            row = out.get(trial)
-            if row is None or value is None:
-                continue
-            row.latest[name] = value
-            if name == objective:
-                row.curve.append((step, value))
-        return list(out.values())
+            views = sorted(self.views.values(), key=lambda v: v.row.index)
+            return [v.snapshot() for v in views]
 
     def names_in_state(self, state: str) -> list[str]:
         with self.lock:
-            rows = self.db.execute("SELECT name FROM trials WHERE state = ?", (state,)).fetchall()
-        return [r[0] for r in rows]
-
-    def leftover_pids(self) -> list[int]:
-        """Process ids recorded for trials that a previous runner left running."""
-        with self.lock:
-            rows = self.db.execute(
-                "SELECT pid FROM trials WHERE pid IS NOT NULL AND state IN ('running', 'stopping')"
-            ).fetchall()
-        return [int(r[0]) for r in rows]
+            return [n for n, v in self.views.items() if v.row.state == state]
 
     def trial(self, name: str) -> tuple[str, str] | None:
         """(token, state) of a trial, or None."""
         with self.lock:
-            row = self.db.execute(
-                "SELECT token, state FROM trials WHERE name = ?", (name,)
-            ).fetchone()
-        return (row[0], row[1]) if row else None
+            view = self.views.get(name)
+            return (view.row.token, view.row.state) if view else None
 
     # -- metrics -----------------------------------------------------------------------------
-    def add_metrics(self, trial: str, step: int, metrics: Mapping[str, float | None]) -> None:
-        """Record a report under the trial's current attempt (a restart keeps earlier ones)."""
+    def add_metrics(self, trial: str, step: int, metrics: Mapping[str, float | None]) -> str:
+        """Record a report under the trial's current attempt (a restart keeps earlier ones) if
+        the trial is running or stopping; the trial's state either way. Raises LimitExceeded when
+        the trial would have too many distinct metric names."""
         now = time.time()
-        with self.transaction() as db:
-            (attempt,) = db.execute(
-                "SELECT attempts FROM trials WHERE name = ?", (trial,)
-            ).fetchone()
-            db.executemany(
-                "INSERT OR REPLACE INTO metrics (trial, attempt, step, name, value, received)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(trial, attempt, step, k, v, now) for k, v in metrics.items()],
-            )
-
-    def metric_names(self, trial: str) -> set[str]:
-        """Every metric name the trial has reported, in any attempt."""
         with self.lock:
-            rows = self.db.execute(
-                "SELECT DISTINCT name FROM metrics WHERE trial = ?", (trial,)
-            ).fetchall()
-        return {name for (name,) in rows}
+            view = self.views[trial]
+            if view.row.state not in REPORTING:
+                return view.row.state
+            check_trial_names(view.names, list(metrics))
+            with self.transaction() as db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO metrics (trial, attempt, step, name, value, received)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [(trial, view.row.attempts, step, k, v, now) for k, v in metrics.items()],
+                )
+            view.record(step, metrics, self.objective)
+            return view.row.state
 
-    def curves(self, objective: str) -> dict[str, list[tuple[int, float]]]:
+    def curve(self, trial: str) -> list[tuple[int, float]]:
+        """The objective curve of a trial's current attempt, by step."""
         with self.lock:
-            rows = self.db.execute(
-                "SELECT m.trial, m.step, m.value FROM metrics m JOIN trials t"
-                " ON m.trial = t.name AND m.attempt = t.attempts"
-                " WHERE m.name = ? AND m.value IS NOT NULL ORDER BY m.trial, m.step",
-                (objective,),
-            ).fetchall()
-        out: dict[str, list[tuple[int, float]]] = {}
-        for trial, step, value in rows:
-            out.setdefault(trial, []).append((step, value))
-        return out
+            return self.views[trial].sorted_curve()
+
+    def curves(self) -> dict[str, list[tuple[int, float]]]:
+        """Objective curves of every trial that has one."""
+        with self.lock:
+            return {n: c for n, v in self.views.items() if (c := v.sorted_curve())}
 
     def metric_count(self) -> int:
         with self.lock:

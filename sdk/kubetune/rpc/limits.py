@@ -11,6 +11,7 @@ MAX_METRIC_NAME = 128  # characters in a metric name
 MAX_NAMES_PER_REPORT = 64
 MAX_NAMES_PER_TRIAL = 256  # distinct metric names over a trial's life
 MAX_STEP = 10**9
+MAX_ABS_VALUE = 1e30  # larger values count as failed measurements, like NaN
 # Largest request or reply a server takes: a suggestion request carries the job's whole history.
 SUGGESTION_MESSAGE_BYTES = 16 * 1024 * 1024
 METRICS_MESSAGE_BYTES = 256 * 1024

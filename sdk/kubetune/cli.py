@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .spec import FieldError, SpecError, TuningJob
+
+
+class UsageError(Exception):
+    """A wrong command line: one line on stderr, exit 2."""
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -40,10 +46,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _workdir(args: argparse.Namespace, job: TuningJob | None) -> Path:
     if args.workdir:
-        return Path(args.workdir)
-    if job is None:
-        raise SystemExit("kubetune: give a manifest FILE or --workdir")
-    return Path(".kubetune") / job.name
+        path = Path(args.workdir)
+    elif job is None:
+        raise UsageError("give a manifest FILE or --workdir")
+    else:
+        path = Path(".kubetune") / job.name
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--workdir {path}: not a directory")
+    return path
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -68,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
         workdir,
         grace=args.grace,
         on_update=None if args.json else view,
+        log_limit=args.max_log_bytes,
     )
     try:
         if args.json:
@@ -78,12 +89,14 @@ def _run(args: argparse.Namespace) -> int:
     except JobMismatch as exc:
         print(f"kubetune: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
         print(
-            f"\ninterrupted; running trials were stopped. Resume: kubetune run {args.file}",
+            f"\n{signal.Signals(signum).name}: every trial process was stopped and its state "
+            f"recorded. Resume: kubetune run {args.file}",
             file=sys.stderr,
         )
-        return 130
+        return 128 + signum
     if args.json:
         print(result_json(result))
     else:
@@ -92,18 +105,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _open_result(args: argparse.Namespace) -> Any:
+    """The result of a local run, and the job as stored with it."""
     from .local import LocalRunner
 
     job = TuningJob.from_yaml(args.file) if args.file else None
     workdir = _workdir(args, job)
     if not (workdir / "state.db").exists():
-        raise SystemExit(f"kubetune: no local run in {workdir}")
+        raise UsageError(f"no local run in {workdir}")
     if job is None:
         from .local import Store
 
         stored = Store(workdir / "state.db").job()
         if stored is None:
-            raise SystemExit(f"kubetune: no job in {workdir}")
+            raise UsageError(f"no job in {workdir}")
         job = TuningJob.parse(
             {
                 "apiVersion": "kubetune.dev/v1alpha1",
@@ -112,7 +126,7 @@ def _open_result(args: argparse.Namespace) -> Any:
                 "spec": json.loads(stored["spec"]),
             }
         )
-    return LocalRunner(job, Path("."), workdir).result()
+    return LocalRunner(job, Path("."), workdir).result(), job
 
 
 def _trials(args: argparse.Namespace) -> int:
@@ -120,20 +134,19 @@ def _trials(args: argparse.Namespace) -> int:
 
     from .local._display import result_json, trials_table
 
-    result = _open_result(args)
+    result, job = _open_result(args)
     if args.json:
         print(json.dumps(json.loads(result_json(result))["trials"], indent=2))
         return 0
-    spec = TuningJob.from_yaml(args.file).spec if args.file else None
-    metric = spec.objective.metric if spec else "objective"
-    maximize = bool(spec and spec.objective.direction.value == "maximize")
+    metric = job.spec.objective.metric
+    maximize = job.spec.objective.direction.value == "maximize"
     console = Console()
     console.print(trials_table(result.trials, metric, maximize, 10_000, console.width))
     return 0
 
 
 def _best(args: argparse.Namespace) -> int:
-    result = _open_result(args)
+    result, _ = _open_result(args)
     if result.best is None:
         print("no trial has reported the objective yet", file=sys.stderr)
         return 1
@@ -148,10 +161,9 @@ def _best(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from .local._plot import plot_run
 
-    result = _open_result(args)
-    job = TuningJob.from_yaml(args.file) if args.file else None
-    metric = job.spec.objective.metric if job else "objective"
-    maximize = bool(job and job.spec.objective.direction.value == "maximize")
+    result, job = _open_result(args)
+    metric = job.spec.objective.metric
+    maximize = job.spec.objective.direction.value == "maximize"
     out = Path(args.output) if args.output else result.workdir / "plot.png"
     plot_run(result.trials, metric, maximize, out, f"{result.name}")
     print(out)
@@ -173,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", help="state and logs (default: ./.kubetune/<job name>)")
     run.add_argument("--json", action="store_true", help="no live table; print one JSON result")
     run.add_argument("--grace", type=float, default=10.0, help="seconds from SIGTERM to SIGKILL")
+    run.add_argument(
+        "--max-log-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        metavar="N",
+        help="a trial's log is rotated at N bytes; one older file is kept (default: 64 MiB)",
+    )
     run.set_defaults(handler=_run)
 
     for name, handler, text in (
@@ -193,8 +212,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every input or environment problem is one line on stderr, exit 2 for
+    a wrong command line and 1 for the rest, never a traceback."""
     args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
+    from .local import JobMismatch
+
+    try:
+        code: int = args.handler(args)
+        sys.stdout.flush()
+    except UsageError as exc:
+        print(f"kubetune: {exc}", file=sys.stderr)
+        return 2
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except JobMismatch as exc:
+        print(f"kubetune: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `kubetune trials --json | head`: the reader has gone, so be quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"kubetune: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from ..spec import TrialTemplate
+from ..spec import FieldError, SpecError, TrialTemplate
 from ..spec._job import LocalOverride
 from ..trialenv import substitute, trial_env
 
@@ -51,11 +51,7 @@ def build_local_command(
     """The process that runs a trial on this host (pure)."""
     container = template.primary()
     local = template.local or LocalOverride()
-    command = local.command if local.command is not None else container.get("command") or []
-    args = local.args if local.args is not None else container.get("args") or []
-    argv = [substitute(str(a), params) for a in [*command, *args]]
-    if not argv:
-        raise ValueError("spec.trialTemplate: the primary container has no command or args to run")
+    argv = [substitute(str(a), params) for a in local_argv(template)]
     if argv[0] in PYTHONS:
         argv[0] = sys.executable  # the interpreter kubetune runs in, with its packages
     env: dict[str, str] = {}
@@ -85,6 +81,18 @@ class TrialExit:
 class Started:
     pid: int
     started: float  # the process's start time: with the PID, it names the process for good
+
+
+def local_argv(template: TrialTemplate) -> list[str]:
+    """The command and args a trial runs locally, before substitution; SpecError if none."""
+    container = template.primary()
+    local = template.local or LocalOverride()
+    command = local.command if local.command is not None else container.get("command") or []
+    args = local.args if local.args is not None else container.get("args") or []
+    if not command and not args:
+        problem = "the primary container has no command or args to run (or set local.command)"
+        raise SpecError([FieldError("spec.trialTemplate", problem)])
+    return [*command, *args]
 
 
 class LocalExecutor:

@@ -26,9 +26,16 @@ from ..engine import Decision, TrialView, best_trial, decide
 from ..rpc import tokens
 from ..rpc.metrics import BadToken, ReportVerdict, TrialEnded, UnknownTrial
 from ..rpc.server import serve
-from ..spec import BestTrial, TuningJob
+from ..spec import BestTrial, FieldError, SpecError, TuningJob
 from ..stopping import NoStopper, create_stopper
-from ._executor import LOG_LIMIT, LocalExecutor, TrialExit, build_local_command, read_exit
+from ._executor import (
+    LOG_LIMIT,
+    LocalExecutor,
+    TrialExit,
+    build_local_command,
+    local_argv,
+    read_exit,
+)
 from ._store import REPORTING, Store, TrialRow
 
 ENGINE_STATES = {"stopping": "running", "interrupted": "pending"}
@@ -133,7 +140,8 @@ class LocalRunner:
         log_limit: int = LOG_LIMIT,
     ) -> None:
         if job.spec.trial_template is None:
-            raise ValueError("spec.trialTemplate: required to run trials")
+            raise SpecError([FieldError("spec.trialTemplate", "required to run trials")])
+        local_argv(job.spec.trial_template)  # fail now, not at the first trial
         self.job = job
         self.spec = job.spec
         self.template = job.spec.trial_template

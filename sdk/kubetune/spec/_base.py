@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 FIELD_ERROR = "kubetune_field"
 
@@ -37,3 +37,12 @@ def field_error(path: str, message: str) -> PydanticCustomError:
     `path` uses manifest names, e.g. ``parameters[0].step`` or ``algorithm.settings.points``.
     """
     return PydanticCustomError(FIELD_ERROR, message, {"path": path})
+
+
+def field_errors_at(problems: list[tuple[str, str]]) -> ValidationError:
+    """Several located errors at once (raise the result), for checks that find more than one."""
+    details = [
+        InitErrorDetails(type=field_error(path, message), loc=(), input=None)
+        for path, message in problems
+    ]
+    return ValidationError.from_exception_data("TuningJob", details)

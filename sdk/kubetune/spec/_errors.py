@@ -57,14 +57,32 @@ class FieldError:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
+MAX_ERRORS = 50  # a broken manifest gets a screenful of errors, never megabytes
+MAX_MESSAGE = 300  # characters in one error message
+
+
 class SpecError(ValueError):
-    """A manifest failed validation. `errors` holds one `FieldError` per problem."""
+    """A manifest failed validation. `errors` holds one `FieldError` per problem (at most
+    MAX_ERRORS, then a line saying how many more there were)."""
 
     def __init__(self, errors: list[FieldError], source: str | None = None) -> None:
+        errors = [_shorten(e) for e in errors[:MAX_ERRORS]] + (
+            [FieldError("", f"... and {len(errors) - MAX_ERRORS} more problems")]
+            if len(errors) > MAX_ERRORS
+            else []
+        )
         self.errors = errors
         self.source = source
         prefix = f"{source}: " if source else ""
         super().__init__("\n".join(f"{prefix}{e}" for e in errors))
+
+
+def _shorten(error: FieldError) -> FieldError:
+    if len(error.path) + len(error.message) <= MAX_MESSAGE:
+        return error
+    path = error.path[:100] + "..." if len(error.path) > 100 else error.path
+    message = error.message[: MAX_MESSAGE - len(path)] + "..."
+    return FieldError(path, message)
 
 
 def join_path(parts: list[Any]) -> str:
@@ -109,7 +127,8 @@ def field_errors(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[Fie
             message = _tag_message(err)
         value = err.get("input")
         if isinstance(value, str | int | float) and err["type"] in _SHOW_INPUT:
-            message = f"{message} (got {value!r})"
+            shown = repr(value)
+            message = f"{message} (got {shown[:60] + '...' if len(shown) > 63 else shown})"
         result.append(FieldError(join_path(loc), message))
     return result
 

@@ -8,7 +8,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._algorithms import (
@@ -19,10 +18,11 @@ from ._algorithms import (
     HyperbandAlgorithm,
     NoStopping,
 )
-from ._base import SpecModel, field_error
+from ._base import SpecModel, field_error, field_errors_at
 from ._errors import FieldError, SpecError, field_errors
 from ._parameters import NAME_PATTERN, CategoricalParameter, FloatParameter, Parameter
 from ._status import TuningJobStatus
+from ._yaml import load_documents, read_manifest_text
 
 JOB_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 MAX_JOB_NAME = 52  # leaves room for "-<index>" within the 63 characters of a label value
@@ -134,8 +134,9 @@ class TrialTemplate(SpecModel):
             )
         return self
 
-    def references(self) -> list[tuple[str, str]]:
-        """(path, name) of every ${params.NAME} in the primary container and the local override."""
+    def texts(self) -> list[tuple[str, str]]:
+        """(path, text) of every string that may hold ${params.NAME}: the primary container's
+        command, args and env values, and the local override."""
         containers: list[dict[str, Any]] = self.spec["containers"]
         index = next(
             (i for i, c in enumerate(containers) if c["name"] == self.primary()["name"]), 0
@@ -155,7 +156,29 @@ class TrialTemplate(SpecModel):
                     texts.append((f"local.{key}[{i}]", v))
             for k, v in (self.local.env or {}).items():
                 texts.append((f"local.env.{k}", v))
-        return [(path, m) for path, t in texts if isinstance(t, str) for m in PARAM_REF.findall(t)]
+        return [(path, t) for path, t in texts if isinstance(t, str)]
+
+    def placeholder_problems(self, known: set[str]) -> list[tuple[str, str]]:
+        """(path, reason) of every malformed ${params...} or one naming no parameter."""
+        problems = []
+        for path, text in self.texts():
+            starts = set()
+            for match in PARAM_REF.finditer(text):
+                starts.add(match.start())
+                if match.group(1) not in known:
+                    problems.append(
+                        (
+                            path,
+                            f"${{params.{match.group(1)}}} names no parameter (have {sorted(known)})",
+                        )
+                    )
+            for match in re.finditer(r"\$\{params\b", text):
+                if match.start() not in starts:
+                    fragment = text[match.start() : match.start() + 40]
+                    problems.append(
+                        (path, f"malformed placeholder {fragment!r}: write ${{params.NAME}}")
+                    )
+        return problems
 
     def primary(self) -> dict[str, Any]:
         """The primary container's dict."""
@@ -209,12 +232,9 @@ class TuningJobSpec(SpecModel):
             self._check_grid(self.algorithm)
         if self.trial_template is not None:
             known = set(names) | ({self.resource.name} if self.resource else set())
-            for path, ref in self.trial_template.references():
-                if ref not in known:
-                    raise field_error(
-                        f"trialTemplate.{path}",
-                        f"${{params.{ref}}} names no parameter (have {sorted(known)})",
-                    )
+            problems = self.trial_template.placeholder_problems(known)
+            if problems:  # all of them at once
+                raise field_errors_at([(f"trialTemplate.{p}", m) for p, m in problems])
         return self
 
     def _check_grid(self, algorithm: GridAlgorithm) -> None:
@@ -302,16 +322,5 @@ class TuningJob(SpecModel):
 
 
 def load_yaml_documents(path: str | Path) -> list[Any]:
-    """All documents of a YAML file; `SpecError` naming the line on a syntax error."""
-    source = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise SpecError([FieldError("", f"cannot read file: {exc.strerror}")], source) from None
-    try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([FieldError("", f"invalid YAML: {where}{problem}")], source) from None
+    """All documents of a YAML file; `SpecError` naming the line (and path) of any problem."""
+    return load_documents(read_manifest_text(path), str(path))

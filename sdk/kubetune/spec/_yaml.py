@@ -37,9 +37,10 @@ def read_manifest_text(path: str | Path) -> str:
 def load_documents(text: str, source: str | None = None) -> list[Any]:
     """Every non-empty document of `text`; `SpecError` on a syntax error, an alias or a
     duplicate key, naming the line and (for the last two) the field path."""
-    loader = yaml.SafeLoader(text)
     docs: list[Any] = []
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # rejects unprintable characters already
         while loader.check_node():
             node = loader.get_node()
             if node is None:
@@ -57,7 +58,8 @@ def load_documents(text: str, source: str | None = None) -> list[Any]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError([FieldError("", f"invalid YAML: {where}{problem}")], source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs
 
 

@@ -25,7 +25,9 @@ def main() -> int:
     parser.add_argument("--x", type=float, default=0.5)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--step-seconds", type=float, default=0.05)
-    parser.add_argument("--ignore-term", action="store_true")
+    parser.add_argument(
+        "--ignore-term", action="store_true", help="ignore SIGTERM and kubetune's stop verdict"
+    )
     parser.add_argument("--child", action="store_true", help="leave a `sleep` child behind")
     parser.add_argument("--escape", help="a setsid child reports once this file exists")
     parser.add_argument("--wait-file", help="before exiting, wait until this file exists")
@@ -59,7 +61,7 @@ def main() -> int:
         if args.acked and reporter is not None and not reporter.pending:
             with open(args.acked, "a") as f:
                 f.write(f"{trial} {step}\n")
-        if stop:
+        if stop and not args.ignore_term:
             return 0
     if args.wait_file:
         while not Path(args.wait_file).exists():

@@ -10,6 +10,7 @@ Thread-safe: the gRPC threads and the runner loop share one connection and the v
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -98,6 +99,25 @@ class _View:
         )
 
 
+def _create(path: Path) -> None:
+    """Write an empty state file beside `path` and link it into place, so that a reader who
+    sees the file also sees its tables. An existing file is never replaced."""
+    fresh = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fresh.unlink(missing_ok=True)
+    db = sqlite3.connect(str(fresh), isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")  # kept in the file's header
+        db.executescript(SCHEMA)
+    finally:
+        db.close()
+    try:
+        os.link(fresh, path)
+    except FileExistsError:
+        pass
+    finally:
+        fresh.unlink()
+
+
 class Store:
     def __init__(self, path: Path, objective: str = "") -> None:
         """Open (or create) the state file; `objective` names the metric whose curves to keep."""
@@ -105,10 +125,12 @@ class Store:
         self.path = path
         self.objective = objective
         self.lock = threading.RLock()
+        if not path.exists():
+            _create(path)
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        self.db.executescript(SCHEMA)  # tables added since a file was written
         self._migrate()
         self.views: dict[str, _View] = {}
         self._load()

@@ -293,8 +293,10 @@ def test_sigterm_stops_every_trial_and_records_it(tmp_path: Path, second_signal:
     if second_signal:  # another kind, so that the kernel cannot merge the two
         runner.send_signal(signal.SIGINT)
     _, err = runner.communicate(timeout=60)  # well inside the 600 s grace
-    first = signal.SIGINT if second_signal else signal.SIGTERM  # the kernel delivers 2 before 15
-    assert runner.returncode == 128 + first and "Traceback" not in err
+    # Which of two signals the runner handles first depends on whether it was on a CPU when
+    # they arrived (pending ones are delivered lowest number first): either is right.
+    first = {signal.SIGTERM, signal.SIGINT} if second_signal else {signal.SIGTERM}
+    assert runner.returncode - 128 in first and "Traceback" not in err
     assert "every trial process was stopped" in err
     assert marked(marker) == []
     assert [t["state"] for t in trials(workdir)] == ["interrupted", "interrupted"]

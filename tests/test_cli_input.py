@@ -78,7 +78,9 @@ def test_a_workdir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
         kubetune("run", str(EXAMPLES / "digits-random.yaml"), "--workdir", str(afile)), 2
     )
     assert line == f"kubetune: --workdir {afile}: not a directory"
-    assert "no local run in" in one_clean_line(kubetune("best", "--workdir", str(tmp_path)), 2)
+    assert f"no job in {tmp_path}" in one_clean_line(
+        kubetune("best", "--workdir", str(tmp_path)), 2
+    )
 
 
 def stored_run(workdir: Path, trials: int, curves: dict[int, list[float]]) -> None:

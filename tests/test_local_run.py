@@ -91,15 +91,21 @@ def test_small_run_ends_with_all_trials_and_a_best_trial(tmp_path: Path) -> None
     assert "epoch 2: val_loss=" in log
     shown = kubetune("best", "--workdir", str(tmp_path / "work"), "--json")
     assert json.loads(shown.stdout)["name"] == best["name"]
-    table = kubetune("trials", str(path), "--workdir", str(tmp_path / "work"))
-    assert table.returncode == 0 and "t-2" in table.stdout and "succeeded" in table.stdout
-    changed = path.read_text().replace("maxTrials: 3", "maxTrials: 4")
+    table = kubetune("trials", "--workdir", str(tmp_path / "work"))
+    assert table.returncode == 0 and "t-2" in table.stdout and "Succeeded" in table.stdout
+    changed = path.read_text().replace("seed: 3", "seed: 4")
     (tmp_path / "changed.yaml").write_text(changed)
     refused = kubetune("run", str(tmp_path / "changed.yaml"), "--workdir", str(tmp_path / "work"))
     assert refused.returncode == 1 and "with a different spec" in refused.stderr
-    plotted = kubetune("plot", str(path), "--workdir", str(tmp_path / "work"))
-    png = Path(plotted.stdout.strip())
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    plotted = kubetune("plot", "t", "--workdir", str(tmp_path / "work"), "-o", str(tmp_path))
+    pngs = [Path(line) for line in plotted.stdout.split()]
+    assert [p.name for p in pngs] == ["history.png", "curves.png", "parallel.png", "slices.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    # A new budget is accepted, but a finished job stays finished, as the operator keeps it.
+    more = path.read_text().replace("maxTrials: 3", "maxTrials: 4")
+    (tmp_path / "more.yaml").write_text(more)
+    code, result = run_json(tmp_path / "more.yaml", tmp_path / "work")
+    assert code == 0 and len(result["trials"]) == 3 and result["reason"] == "MaxTrialsReached"
 
 
 def test_asha_stops_a_bad_trial_early(tmp_path: Path) -> None:
@@ -142,7 +148,7 @@ def test_crashing_trainer_is_a_failed_trial_and_max_failed_trials_ends_the_job(
         ["--fail-at-epoch=${params.fail}", "--epochs=3"],
     )
     code, result = run_json(path, tmp_path / "work")
-    assert code == 2 and result["reason"] == "TooManyFailedTrials" and not result["succeeded"]
+    assert code == 1 and result["reason"] == "TooManyFailedTrials" and not result["succeeded"]
     (trial,) = result["trials"]
     assert trial["state"] == "failed" and trial["exitCode"] == 1 and len(trial["curve"]) == 1
 

@@ -208,7 +208,7 @@ def test_a_command_that_cannot_start_fails_its_trial_with_the_reason(tmp_path: P
     (trial,) = trials(tmp_path / "work-m")
     assert trial["state"] == "failed"
     assert trial["stop_reason"] == f"working directory missing: {tmp_path / 'gone'}"
-    assert code == 2 and result["succeeded"] is False
+    assert code == 1 and result["succeeded"] is False
 
 
 def test_children_die_with_their_trial_and_late_reports_change_nothing(tmp_path: Path) -> None:

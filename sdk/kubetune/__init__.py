@@ -1,9 +1,48 @@
 """kubetune: hyperparameter tuning for PyTorch models, on Kubernetes or on one machine.
 
 Training code calls `kubetune.report(step=..., **metrics)` and `kubetune.trial_params()`.
+Notebooks and scripts use `kubetune.Client` and the job helpers of `kubetune.define`
+(`tuning_job`, `loguniform`, `maximize`, `container`...), loaded on first use so that a trainer's
+`import kubetune` stays light.
 """
+
+from typing import Any
 
 from ._report import report, trial_params
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "report", "trial_params"]
+LAZY = {
+    "Client": "kubetune.client",
+    "ClientError": "kubetune.client",
+    "TuningJob": "kubetune.spec",
+    "SpecError": "kubetune.spec",
+    **dict.fromkeys(
+        [
+            "tuning_job",
+            "uniform",
+            "loguniform",
+            "integer",
+            "choice",
+            "maximize",
+            "minimize",
+            "bayesian",
+            "random",
+            "grid",
+            "hyperband",
+            "median",
+            "asha",
+            "resource",
+            "container",
+        ],
+        "kubetune.define",
+    ),
+}
+__all__ = ["__version__", "report", "trial_params", *LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(LAZY[name]), name)
+    raise AttributeError(f"module 'kubetune' has no attribute {name!r}")

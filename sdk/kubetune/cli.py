@@ -1,4 +1,7 @@
-"""The `kubetune` command line: validate manifests, run a job locally, inspect its trials."""
+"""The `kubetune` command line: validate manifests, run a job locally, and submit, watch and
+inspect jobs on a cluster or in a work directory.
+
+Exit codes: 0 ok; 1 the job failed, or an error (one line on stderr); 2 a wrong command line."""
 
 from __future__ import annotations
 
@@ -9,13 +12,9 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from .client._errors import UsageError
 from .spec import FieldError, SpecError, TuningJob
-
-
-class UsageError(Exception):
-    """A wrong command line: one line on stderr, exit 2."""
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -74,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     view = LiveView(console)
     runner = LocalRunner(
         job,
-        Path(args.file).resolve().parent,
+        Path(args.base_dir or Path(args.file).resolve().parent),
         workdir,
         grace=args.grace,
         on_update=None if args.json else view,
@@ -101,73 +100,7 @@ def _run(args: argparse.Namespace) -> int:
         print(result_json(result))
     else:
         console.print(summary(result))
-    return 0 if result.succeeded else 2
-
-
-def _open_result(args: argparse.Namespace) -> Any:
-    """The result of a local run, and the job as stored with it."""
-    from .local import LocalRunner
-
-    job = TuningJob.from_yaml(args.file) if args.file else None
-    workdir = _workdir(args, job)
-    if not (workdir / "state.db").exists():
-        raise UsageError(f"no local run in {workdir}")
-    if job is None:
-        from .local import Store
-
-        stored = Store(workdir / "state.db").job()
-        if stored is None:
-            raise UsageError(f"no job in {workdir}")
-        job = TuningJob.parse(
-            {
-                "apiVersion": "kubetune.dev/v1alpha1",
-                "kind": "TuningJob",
-                "metadata": {"name": stored["name"]},
-                "spec": json.loads(stored["spec"]),
-            }
-        )
-    return LocalRunner(job, Path("."), workdir).result(), job
-
-
-def _trials(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from .local._display import result_json, trials_table
-
-    result, job = _open_result(args)
-    if args.json:
-        print(json.dumps(json.loads(result_json(result))["trials"], indent=2))
-        return 0
-    metric = job.spec.objective.metric
-    maximize = job.spec.objective.direction.value == "maximize"
-    console = Console()
-    console.print(trials_table(result.trials, metric, maximize, 10_000, console.width))
-    return 0
-
-
-def _best(args: argparse.Namespace) -> int:
-    result, _ = _open_result(args)
-    if result.best is None:
-        print("no trial has reported the objective yet", file=sys.stderr)
-        return 1
-    if args.json:
-        print(result.best.model_dump_json(indent=2))
-    else:
-        params = " ".join(f"{k}={v}" for k, v in result.best.params.items())
-        print(f"{result.best.name}  objective={result.best.objective:.6g}  {params}")
-    return 0
-
-
-def _plot(args: argparse.Namespace) -> int:
-    from .local._plot import plot_run
-
-    result, job = _open_result(args)
-    metric = job.spec.objective.metric
-    maximize = job.spec.objective.direction.value == "maximize"
-    out = Path(args.output) if args.output else result.workdir / "plot.png"
-    plot_run(result.trials, metric, maximize, out, f"{result.name}")
-    print(out)
-    return 0
+    return 0 if result.succeeded else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", help="state and logs (default: ./.kubetune/<job name>)")
     run.add_argument("--json", action="store_true", help="no live table; print one JSON result")
     run.add_argument("--grace", type=float, default=10.0, help="seconds from SIGTERM to SIGKILL")
+    run.add_argument("--base-dir", help=argparse.SUPPRESS)  # where relative paths start
     run.add_argument(
         "--max-log-bytes",
         type=int,
@@ -194,20 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    for name, handler, text in (
-        ("trials", _trials, "list the trials of a local run"),
-        ("best", _best, "show the best trial of a local run"),
-    ):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("file", metavar="FILE", nargs="?")
-        sub.add_argument("--workdir")
-        sub.add_argument("--json", action="store_true")
-        sub.set_defaults(handler=handler)
-    plot = commands.add_parser("plot", help="PNG of the optimization history and learning curves")
-    plot.add_argument("file", metavar="FILE", nargs="?")
-    plot.add_argument("--workdir")
-    plot.add_argument("-o", "--output", help="PNG path (default: <workdir>/plot.png)")
-    plot.set_defaults(handler=_plot)
+    from .client._commands import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -215,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every input or environment problem is one line on stderr, exit 2 for
     a wrong command line and 1 for the rest, never a traceback."""
     args = build_parser().parse_args(argv)
+    from .client import ClientError
     from .local import JobMismatch
 
     try:
@@ -226,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 1
-    except JobMismatch as exc:
+    except (JobMismatch, ClientError) as exc:
         print(f"kubetune: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `kubetune trials --json | head`: the reader has gone, so be quiet

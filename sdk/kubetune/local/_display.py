@@ -7,50 +7,14 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
+from ..client._local import trial_info
+from ..client._show import trials_table
 from ..engine import Decision
 from ..trialenv import short_value as short
 from ._runner import LocalRunner, RunResult
 from ._store import TrialRow
-
-STATE_STYLE = {
-    "running": "cyan",
-    "stopping": "yellow",
-    "succeeded": "green",
-    "stopped": "yellow",
-    "failed": "red",
-    "interrupted": "magenta",
-    "pending": "dim",
-}
-
-
-def trials_table(
-    trials: list[TrialRow], objective: str, maximize: bool, limit: int = 40, width: int = 120
-) -> Table:
-    table = Table(expand=False, header_style="bold")
-    widest = max((len(t.name) for t in trials[-limit:]), default=5)
-    numbers = [max(4, len(c)) for c in ("step", objective, "best  ")]
-    params_width = max(8, width - widest - 9 - sum(numbers) - 3 * 6 - 1)
-    table.add_column("trial", no_wrap=True, min_width=widest)
-    table.add_column("state", no_wrap=True, min_width=9)
-    table.add_column("params", no_wrap=True, overflow="ellipsis", max_width=params_width)
-    for column, w in zip(("step", objective, "best"), numbers, strict=True):
-        table.add_column(column, no_wrap=True, justify="right", min_width=w)
-    for t in trials[-limit:]:
-        values = [v for _, v in t.curve]
-        best = (max(values) if maximize else min(values)) if values else None
-        step = str(t.curve[-1][0]) if t.curve else "-"
-        table.add_row(
-            t.name,
-            Text(t.state, style=STATE_STYLE.get(t.state, "")),
-            " ".join(f"{k}={short(v)}" for k, v in t.params.items()),  # one line per trial
-            step,
-            short(values[-1]) if values else "-",
-            short(best) if best is not None else "-",
-        )
-    return table
 
 
 class LiveView:
@@ -83,7 +47,8 @@ class LiveView:
             f"  best {spec.objective.metric} = {best.objective:.4g} ({best.name})" if best else "",
         )
         maximize = spec.objective.direction.value == "maximize"
-        table = trials_table(trials, spec.objective.metric, maximize, 15, self.console.width)
+        infos = [trial_info(t, maximize) for t in trials]
+        table = trials_table(infos, spec.objective.metric, maximize, 15, self.console.width)
         self.live.update(Group(head, table))
 
 

@@ -14,6 +14,7 @@ SIGTERM stop gracefully; a second one skips the grace, and every state is still 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -22,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ..engine import Decision, TrialView, best_trial, decide
 from ..rpc import tokens
 from ..rpc.metrics import BadToken, ReportVerdict, TrialEnded, UnknownTrial
 from ..rpc.server import serve
-from ..spec import BestTrial, FieldError, SpecError, TuningJob
+from ..spec import BestTrial, FieldError, SpecError, TuningJob, TuningJobSpec
 from ..stopping import NoStopper, create_stopper
 from ._executor import (
     LOG_LIMIT,
@@ -40,6 +43,8 @@ from ._store import REPORTING, Store, TrialRow
 
 ENGINE_STATES = {"stopping": "running", "interrupted": "pending"}
 STOP_DELAY = 1.0  # seconds between a stop verdict and SIGTERM: the reply reaches the trainer first
+BUDGET_FIELDS = ("maxTrials", "parallelism", "maxFailedTrials")  # may change while a job runs
+LOCK_FILE = "runner.lock"
 IDLE_DECIDE = 1.0  # seconds between decisions when no trial exited and no report arrived
 
 
@@ -56,17 +61,39 @@ class JobMismatch(ValueError):
 
 
 def lock_workdir(workdir: Path) -> Any:
-    """An exclusive lock on the work directory for this runner's lifetime (released at exit)."""
+    """An exclusive lock on the work directory for this runner's lifetime (released at exit).
+    The lock file names the holder (PID and start time), for `runner_pid`."""
     import fcntl
 
     workdir.mkdir(parents=True, exist_ok=True)
-    handle = open(workdir / "runner.lock", "w")  # noqa: SIM115 - held until the process ends
+    handle = open(workdir / LOCK_FILE, "a+")  # noqa: SIM115 - held until the process ends
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         raise JobMismatch(f"another `kubetune run` is using {workdir}") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()} {psutil.Process().create_time()}\n")
+    handle.flush()
     return handle
+
+
+def runner_pid(workdir: Path) -> int | None:
+    """The PID of the runner working on `workdir` now, or None (proved by its start time)."""
+    try:
+        pid_text, started_text = (workdir / LOCK_FILE).read_text().split()
+        pid, started = int(pid_text), float(started_text)
+        if abs(psutil.Process(pid).create_time() - started) > 0.01:
+            return None
+    except (OSError, ValueError, psutil.Error):
+        return None
+    return pid
+
+
+def budget_changed_only(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two specs differ in nothing but the budget (what `update` may change)."""
+    drop = dict.fromkeys(BUDGET_FIELDS)
+    return {**old, **drop} == {**new, **drop}
 
 
 @dataclass
@@ -211,12 +238,25 @@ class LocalRunner:
     def _open_job(self) -> str:
         manifest = self.spec.model_dump(mode="json", by_alias=True)
         existing = self.store.job()
-        if existing is not None and json.loads(existing["spec"]) != manifest:
-            raise JobMismatch(
-                f"{self.workdir} holds job {existing['name']!r} with a different spec; "
-                "use another --workdir"
-            )
+        if existing is not None:
+            stored = json.loads(existing["spec"])
+            if existing["name"] != self.job.name or not budget_changed_only(stored, manifest):
+                raise JobMismatch(
+                    f"{self.workdir} holds job {existing['name']!r} with a different spec; "
+                    "use another --workdir"
+                )
+            if stored != manifest:  # a new budget in the manifest: it wins, as an apply would
+                self.store.update_spec(manifest)
+        self._spec_text = json.dumps(manifest, sort_keys=True)
         return self.store.init_job(self.job.name, manifest)
+
+    def _follow_budget(self, job: dict[str, Any]) -> None:
+        """Take a budget that `kubetune update` stored while this runner runs."""
+        if job["spec"] == self._spec_text:
+            return
+        self._spec_text = job["spec"]
+        self.spec = TuningJobSpec.model_validate(json.loads(job["spec"]))
+        self.job = self.job.model_copy(update={"spec": self.spec})
 
     def _recover(self) -> None:
         """Settle the trials an earlier runner left: judge those that ended while it was gone,
@@ -267,6 +307,8 @@ class LocalRunner:
         job = self.store.job()
         if job is not None and job["finished"] is not None:
             return not self.executor.running()
+        if job is not None:
+            self._follow_budget(job)
         decision = decide(self.job.name, self.spec, [self._view(t) for t in trials])
         self.last_decision = decision
         for order in decision.stop:
@@ -357,8 +399,7 @@ class LocalRunner:
         return restore
 
     def _view(self, t: TrialRow) -> TrialView:
-        state = ENGINE_STATES.get(t.state, t.state)
-        return TrialView(t.name, t.index, t.params, state, t.curve)  # type: ignore[arg-type]
+        return engine_view(t)
 
     def _wake(self) -> None:
         self._woken = True
@@ -372,6 +413,12 @@ class LocalRunner:
         while time.monotonic() < deadline and not self._woken:
             time.sleep(0.01)
         self._woken = False
+
+
+def engine_view(t: TrialRow) -> TrialView:
+    """A stored trial as the engine sees it."""
+    state = ENGINE_STATES.get(t.state, t.state)
+    return TrialView(t.name, t.index, t.params, state, t.curve)  # type: ignore[arg-type]
 
 
 def _exit_reason(code: int) -> str:

@@ -119,19 +119,24 @@ def _create(path: Path) -> None:
 
 
 class Store:
-    def __init__(self, path: Path, objective: str = "") -> None:
-        """Open (or create) the state file; `objective` names the metric whose curves to keep."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, objective: str = "", readonly: bool = False) -> None:
+        """Open (or create) the state file; `objective` names the metric whose curves to keep.
+        `readonly`: a reader beside a running runner; it never writes or creates the file."""
         self.path = path
         self.objective = objective
         self.lock = threading.RLock()
-        if not path.exists():
-            _create(path)
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)  # tables added since a file was written
-        self._migrate()
+        if readonly:
+            uri = f"file:{path}?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                _create(path)
+            self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)  # tables added since a file was written
+            self._migrate()
         self.views: dict[str, _View] = {}
         self._load()
 
@@ -195,6 +200,11 @@ class Store:
             db.execute("UPDATE job SET run_id = ? WHERE run_id IS NULL", (uuid.uuid4().hex,))
             (run_id,) = db.execute("SELECT run_id FROM job").fetchone()
         return str(run_id)
+
+    def update_spec(self, spec: Mapping[str, Any]) -> None:
+        """Replace the stored spec (a budget change); a running runner picks it up."""
+        with self.transaction() as db:
+            db.execute("UPDATE job SET spec = ?", (json.dumps(spec, sort_keys=True),))
 
     def finish_job(self, reason: str, succeeded: bool, message: str) -> None:
         with self.transaction() as db:

@@ -1,0 +1,217 @@
+"""`kubetune.Client`: one API for TuningJobs on a cluster and in a local work directory.
+
+    client = kubetune.Client()                      # the cluster of the current kubeconfig
+    client = kubetune.Client(context="gpu", namespace="ml")
+    client = kubetune.Client(workdir=".kubetune")   # local runs, one directory per job
+
+The verbs are the same on both: submit, get, list, trials, best, wait, logs, update, delete and
+plot. Results are typed (`JobStatus`, `TrialInfo`); failures raise `ClientError` subclasses whose
+message is one line, and invalid manifests raise `SpecError` with field paths.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..spec import BestTrial, FieldError, SpecError, TuningJob, TuningJobSpec
+from ..spec._job import load_yaml_documents
+from ._errors import (
+    AlreadyExists,
+    ClientError,
+    ConfigError,
+    Forbidden,
+    JobFinished,
+    NotFound,
+    Unavailable,
+    WaitTimeout,
+)
+from ._types import JobStatus, TrialInfo, TrialState
+
+JobSource = str | Path | dict[str, Any] | TuningJob
+PROGRESS_INTERVAL = 0.25  # seconds between redraws of the progress table
+
+__all__ = [
+    "AlreadyExists",
+    "Client",
+    "ClientError",
+    "ConfigError",
+    "Forbidden",
+    "JobFinished",
+    "JobStatus",
+    "NotFound",
+    "TrialInfo",
+    "TrialState",
+    "Unavailable",
+    "WaitTimeout",
+]
+
+
+class Client:
+    """TuningJobs on a cluster (`context`, `namespace`) or in a local work directory."""
+
+    def __init__(
+        self,
+        workdir: str | Path | None = None,
+        *,
+        context: str | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        from ._cluster import ClusterBackend
+        from ._local import LocalBackend
+
+        if workdir is not None and (context or namespace):
+            raise ClientError("give either workdir (local runs) or context/namespace (a cluster)")
+        self.backend: Any = (
+            LocalBackend(Path(workdir))
+            if workdir is not None
+            else ClusterBackend(context, namespace)
+        )
+        self.local = workdir is not None
+
+    def __repr__(self) -> str:
+        if self.local:
+            return f"Client(workdir={str(self.backend.root)!r})"
+        return f"Client(namespace={self.backend.namespace!r}, host={self.backend.host!r})"
+
+    # -- jobs -------------------------------------------------------------------------------
+    def submit(self, job: JobSource) -> str:
+        """Create a TuningJob from a YAML path, a manifest dict or a `TuningJob`; its name.
+
+        Validated here first, with the field paths `kubetune validate` prints. On the local
+        backend the run starts in the background and outlives this process."""
+        parsed, manifest, base_dir = _normalize(job)
+        if self.local:
+            if parsed.spec.trial_template is None:
+                raise SpecError([FieldError("spec.trialTemplate", "required to run trials")])
+            return str(self.backend.submit(parsed, manifest, base_dir))
+        return str(self.backend.submit(manifest))
+
+    def get(self, name: str) -> JobStatus:
+        """The job's status: phase, conditions, trial counts, best trial."""
+        return self.backend.get(name)  # type: ignore[no-any-return]
+
+    def list(self, selector: str | None = None) -> list[JobStatus]:
+        """Every job (matching a label selector such as `team=vision`)."""
+        return self.backend.list(selector)  # type: ignore[no-any-return]
+
+    def trials(self, name: str) -> list[TrialInfo]:
+        """The job's trials by index: params, state, stop reason, objective and curve."""
+        return self.backend.trials(name)  # type: ignore[no-any-return]
+
+    def best(self, name: str) -> BestTrial | None:
+        """The best trial so far (None until one reports the objective)."""
+        return self.get(name).best
+
+    def wait(
+        self,
+        name: str,
+        timeout: float | None = None,
+        progress: bool = False,
+        callback: Callable[[JobStatus], None] | None = None,
+    ) -> JobStatus:
+        """Block until the job finishes; its final status. Driven by changes (a watch on a
+        cluster), with `callback` called on each; `progress` shows a live table on stderr.
+        Raises `WaitTimeout` after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not progress:
+            return self.backend.wait(name, deadline, callback or (lambda _: None))  # type: ignore[no-any-return]
+        from ._show import ProgressTable
+
+        with ProgressTable(lambda: self.trials(name), PROGRESS_INTERVAL) as table:
+
+            def changed(status: JobStatus) -> None:
+                table.update(status)
+                if callback is not None:
+                    callback(status)
+
+            final = self.backend.wait(name, deadline, changed)
+            table.update(final, force=True)
+        return final  # type: ignore[no-any-return]
+
+    def logs(self, trial: str, follow: bool = False, job: str | None = None) -> Iterator[str]:
+        """Lines of a trial's log (its pod's on a cluster); `follow` waits for more until the
+        trial ends. Locally, `job` narrows the search for the trial."""
+        if self.local:
+            return self.backend.logs(trial, follow, job)  # type: ignore[no-any-return]
+        return self.backend.logs(trial, follow)  # type: ignore[no-any-return]
+
+    def update(
+        self,
+        name: str,
+        *,
+        max_trials: int | None = None,
+        parallelism: int | None = None,
+        max_failed_trials: int | None = None,
+    ) -> JobStatus:
+        """Change the budget of a running job; the operator or local runner follows it."""
+        budget = {
+            k: v
+            for k, v in (
+                ("max_trials", max_trials),
+                ("parallelism", parallelism),
+                ("max_failed_trials", max_failed_trials),
+            )
+            if v is not None
+        }
+        return self.backend.update(name, budget)  # type: ignore[no-any-return]
+
+    def delete(self, name: str) -> None:
+        """Remove the job with everything it owns: trials, pods, token secrets (on a cluster),
+        or the run's processes, state and logs (locally)."""
+        self.backend.delete(name)
+
+    def spec(self, name: str) -> TuningJobSpec:
+        """The job's spec as it stands now (after updates)."""
+        return self.backend.spec(name)  # type: ignore[no-any-return]
+
+    def plot(self, name: str, out_dir: str | Path | None = None) -> list[Path]:
+        """PNGs of the job: optimization history, learning curves, parallel coordinates and
+        one slice plot per parameter; their paths."""
+        from ..plots import plot_job
+
+        out = Path(out_dir) if out_dir is not None else Path(f"{name}-plots")
+        return plot_job(self.spec(name), self.get(name), self.trials(name), out)
+
+
+def _normalize(job: JobSource) -> tuple[TuningJob, dict[str, Any], Path]:
+    """The validated job, its manifest, and the directory its relative paths start from."""
+    base = Path.cwd()
+    if isinstance(job, TuningJob):
+        manifest = job.to_manifest()
+        manifest.pop("status", None)
+        return job, manifest, base
+    if isinstance(job, str | Path):
+        path = Path(job)
+        docs = [d for d in load_yaml_documents(path) if isinstance(d, dict)]
+        jobs = [d for d in docs if d.get("kind") == "TuningJob"] or docs[:1]
+        if len(jobs) != 1:
+            raise SpecError(
+                [FieldError("kind", f"expected one TuningJob document, found {len(jobs)}")],
+                str(path),
+            )
+        data, base, source = jobs[0], path.resolve().parent, str(path)
+    elif isinstance(job, dict):
+        data, source = job, None
+    else:
+        raise TypeError(
+            f"submit takes a YAML path, a dict or a TuningJob, not {type(job).__name__}"
+        )
+    manifest = copy.deepcopy(data)
+    manifest.pop("status", None)
+    return _validated(manifest, source), manifest, base
+
+
+def _validated(manifest: dict[str, Any], source: str | None) -> TuningJob:
+    meta = manifest.get("metadata")
+    generate = meta.get("generateName") if isinstance(meta, dict) else None
+    if generate and not meta.get("name"):
+        if not isinstance(generate, str):
+            raise SpecError([FieldError("metadata.generateName", "must be a string")], source)
+        # validate as the server would name it: the prefix and five random characters
+        named = {**manifest, "metadata": {**meta, "name": generate + "x0x0x"}}
+        return TuningJob.parse(named, source)
+    return TuningJob.parse(manifest, source)

@@ -1,0 +1,413 @@
+"""The cluster backend of `kubetune.Client`: TuningJobs and Trials through the official
+`kubernetes` client.
+
+`wait` follows a watch on the one job (a field selector on its name), from the resourceVersion of
+a list; after 410 Gone it lists again and watches from there, and after a dropped connection it
+reconnects with backoff, so a long wait survives API-server restarts. Every API failure becomes
+one `ClientError` line naming the verb and the resource.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+import urllib3
+from kubernetes import client, watch
+
+from ..spec import BestTrial, Condition, CurvePoint, JobPhase, TrialCounts, TuningJob, TuningJobSpec
+from ..spec import TrialPhase as TrialState
+from ._errors import (
+    AlreadyExists,
+    ClientError,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    WaitTimeout,
+)
+from ._kubeconfig import connect
+from ._types import JobStatus, TrialInfo
+
+GROUP, VERSION = "kubetune.dev", "v1alpha1"
+JOB_LABEL = "kubetune.dev/job"
+REQUEST_TIMEOUT = (10, 60)  # connect and read seconds of every call that is not a watch
+WATCH_SECONDS = 240  # a watch is renewed this often even when nothing happens
+MAX_BACKOFF = 10.0
+NETWORK = (urllib3.exceptions.HTTPError, OSError)
+
+
+class ClusterBackend:
+    def __init__(self, context: str | None = None, namespace: str | None = None) -> None:
+        self.api, default_namespace = connect(context)
+        self.namespace = namespace or default_namespace
+        self.custom = client.CustomObjectsApi(self.api)
+        self.core = client.CoreV1Api(self.api)
+        self.host = self.api.configuration.host
+
+    # -- verbs ------------------------------------------------------------------------------
+    def submit(self, manifest: dict[str, Any]) -> str:
+        namespace = manifest["metadata"].get("namespace") or self.namespace
+        if namespace != self.namespace:
+            raise ClientError(
+                f"metadata.namespace {namespace!r} differs from the client's namespace "
+                f"{self.namespace!r}; drop one of them"
+            )
+        body = {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
+        if body["metadata"].get("generateName"):
+            body["metadata"].pop("name", None)
+        created = self._call(
+            "create",
+            "tuningjobs",
+            body["metadata"].get("name"),
+            lambda: self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "tuningjobs", body, _request_timeout=REQUEST_TIMEOUT
+            ),
+        )
+        return str(created["metadata"]["name"])
+
+    def raw(self, name: str) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "get",
+                "tuningjobs",
+                name,
+                lambda: self.custom.get_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    "tuningjobs",
+                    name,
+                    _request_timeout=REQUEST_TIMEOUT,
+                ),
+            )
+        )
+
+    def get(self, name: str) -> JobStatus:
+        return job_status(self.raw(name))
+
+    def spec(self, name: str) -> TuningJobSpec:
+        obj = self.raw(name)
+        return TuningJob.parse(obj, f"tuningjob/{name}").spec
+
+    def list(self, selector: str | None = None) -> list[JobStatus]:
+        listed = self._call(
+            "list",
+            "tuningjobs",
+            None,
+            lambda: self.custom.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                "tuningjobs",
+                label_selector=selector or "",
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+        )
+        return sorted((job_status(o) for o in listed["items"]), key=lambda j: j.name)
+
+    def trials(self, name: str) -> list[TrialInfo]:
+        self.raw(name)  # a missing job is an error, not an empty list
+        listed = self._call(
+            "list",
+            "trials",
+            None,
+            lambda: self.custom.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                "trials",
+                label_selector=f"{JOB_LABEL}={name}",
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+        )
+        return sorted((trial_info(o) for o in listed["items"]), key=lambda t: t.index)
+
+    def wait(
+        self, name: str, deadline: float | None, on_change: Callable[[JobStatus], None]
+    ) -> JobStatus:
+        status, version = self._list_one(name)
+        on_change(status)
+        backoff = 0.5
+        while not status.finished:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise WaitTimeout(f"timed out waiting for job {name!r} to finish")
+            seconds = WATCH_SECONDS if remaining is None else max(1, min(WATCH_SECONDS, remaining))
+            try:
+                for event in watch.Watch().stream(
+                    self.custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    "tuningjobs",
+                    field_selector=f"metadata.name={name}",
+                    resource_version=version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=int(seconds),
+                    _request_timeout=(REQUEST_TIMEOUT[0], seconds + 30),
+                ):
+                    obj = event["raw_object"]
+                    version = obj["metadata"].get("resourceVersion", version)
+                    backoff = 0.5
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    if event["type"] == "DELETED":
+                        raise NotFound(f"job {name!r} was deleted while waiting for it")
+                    status = job_status(obj)
+                    on_change(status)
+                    if status.finished:
+                        return status
+            except client.ApiException as exc:
+                if exc.status != 410:  # 410: the watch expired; list again and resume
+                    self._fail(exc, "watch", "tuningjobs", name)
+                status, version = self._list_one(name)
+                on_change(status)
+            except NETWORK:  # the connection dropped: reconnect from where we were
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        return status
+
+    def _list_one(self, name: str) -> tuple[JobStatus, str]:
+        """The job and the resourceVersion to watch from (that of the list, never too old)."""
+        listed = self._call(
+            "list",
+            "tuningjobs",
+            name,
+            lambda: self.custom.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                "tuningjobs",
+                field_selector=f"metadata.name={name}",
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+        )
+        if not listed["items"]:
+            raise NotFound(f"job {name!r} not found in namespace {self.namespace!r}")
+        return job_status(listed["items"][0]), str(listed["metadata"]["resourceVersion"])
+
+    def logs(self, trial: str, follow: bool) -> Iterator[str]:
+        pod = self._pod(trial, follow)
+        if pod is None:
+            return
+        if not follow:
+            text = self._call(
+                "get",
+                "pods/log",
+                trial,
+                lambda: self.core.read_namespaced_pod_log(
+                    trial, self.namespace, _request_timeout=REQUEST_TIMEOUT
+                ),
+            )
+            yield from str(text).splitlines()
+            return
+        try:
+            yield from watch.Watch().stream(
+                self.core.read_namespaced_pod_log, trial, self.namespace, follow=True
+            )
+        except client.ApiException as exc:
+            self._fail(exc, "get", "pods/log", trial)
+
+    def _pod(self, trial: str, follow: bool) -> dict[str, Any] | None:
+        """The trial's pod once it has started (with `follow`, wait for that); None when it has
+        not started and we do not wait."""
+        while True:
+            try:
+                pod = self.core.read_namespaced_pod(
+                    trial, self.namespace, _request_timeout=REQUEST_TIMEOUT, _preload_content=False
+                )
+                body: dict[str, Any] = json.loads(pod.data)
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    self._fail(exc, "get", "pods", trial)
+                body = {}
+            except NETWORK as exc:
+                raise Unavailable(
+                    f"cannot reach the Kubernetes API at {self.host}: {exc}"
+                ) from None
+            phase = (body.get("status") or {}).get("phase")
+            if phase and phase != "Pending":
+                return body
+            if not body:
+                self._trial_without_pod(trial)
+            if not follow:
+                return None
+            self._await_pod_change(trial, body)
+
+    def _trial_without_pod(self, trial: str) -> None:
+        found = self._call(
+            "get",
+            "trials",
+            trial,
+            lambda: self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "trials", trial, _request_timeout=REQUEST_TIMEOUT
+            ),
+        )
+        phase = (found.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed", "Stopped"):
+            raise NotFound(
+                f"trial {trial!r} has finished ({phase}) and its pod is gone: the operator "
+                "deletes the pods of finished trials unless spec.retainPods is true"
+            )
+
+    def _await_pod_change(self, trial: str, body: dict[str, Any]) -> None:
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        try:
+            for _ in watch.Watch().stream(
+                self.core.list_namespaced_pod,
+                self.namespace,
+                field_selector=f"metadata.name={trial}",
+                resource_version=version,
+                timeout_seconds=30,
+                _request_timeout=(REQUEST_TIMEOUT[0], 60),
+            ):
+                return
+        except client.ApiException as exc:
+            if exc.status != 410:
+                self._fail(exc, "watch", "pods", trial)
+        except NETWORK:
+            time.sleep(1)
+
+    def delete(self, name: str) -> None:
+        self._call(
+            "delete",
+            "tuningjobs",
+            name,
+            lambda: self.custom.delete_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                "tuningjobs",
+                name,
+                propagation_policy="Foreground",
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+        )
+
+    def update(self, name: str, budget: dict[str, int]) -> JobStatus:
+        from ._budget import FIELDS, apply_budget
+
+        obj = self.raw(name)
+        apply_budget(job_status(obj), obj["spec"], budget)
+        patch = {"spec": {FIELDS[k]: v for k, v in budget.items()}}
+        return job_status(
+            self._call(
+                "patch",
+                "tuningjobs",
+                name,
+                lambda: self.custom.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    "tuningjobs",
+                    name,
+                    patch,
+                    _request_timeout=REQUEST_TIMEOUT,
+                ),
+            )
+        )
+
+    # -- errors -----------------------------------------------------------------------------
+    def _call(self, verb: str, resource: str, name: str | None, request: Callable[[], Any]) -> Any:
+        try:
+            return request()
+        except client.ApiException as exc:
+            self._fail(exc, verb, resource, name)
+        except NETWORK as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise Unavailable(f"cannot reach the Kubernetes API at {self.host}: {reason}") from None
+
+    def _fail(
+        self, exc: client.ApiException, verb: str, resource: str, name: str | None
+    ) -> NoReturn:
+        what = f"{resource} {name!r}" if name else resource
+        where = f"in namespace {self.namespace!r}"
+        message = _message(exc)
+        if exc.status == 404:
+            if not self._served():
+                raise Unavailable(
+                    f"the cluster at {self.host} does not serve {GROUP}/{VERSION}: the kubetune "
+                    "CRDs are not installed (kubectl apply -f manifests/crds, or the Helm chart)"
+                ) from None
+            raise NotFound(f"{what} not found {where}") from None
+        if exc.status == 409 and verb == "create":
+            raise AlreadyExists(f"{what} already exists {where}") from None
+        if exc.status == 403:
+            raise Forbidden(f"forbidden: cannot {verb} {resource} {where}: {message}") from None
+        if exc.status == 401:
+            raise Forbidden(
+                f"unauthorized: the API server at {self.host} rejected the credentials"
+            ) from None
+        raise ClientError(f"{verb} {what} {where}: {exc.status} {message}") from None
+
+    def _served(self) -> bool:
+        try:
+            groups = client.ApisApi(self.api).get_api_versions(_request_timeout=REQUEST_TIMEOUT)
+        except (client.ApiException, *NETWORK):
+            return True  # cannot tell: report the object as missing
+        return any(g.name == GROUP for g in groups.groups or [])
+
+
+def _message(exc: client.ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError, TypeError):
+        return str(exc.reason)
+
+
+def job_status(obj: dict[str, Any]) -> JobStatus:
+    """A TuningJob resource as a typed status."""
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    best = status.get("bestTrial")
+    counts = status.get("trials") or {}
+    return JobStatus(
+        name=meta["name"],
+        namespace=meta.get("namespace"),
+        phase=JobPhase(status.get("phase") or "Pending"),
+        conditions=[_condition(c) for c in status.get("conditions") or []],
+        trials=TrialCounts(
+            **{k: int(v) for k, v in counts.items() if k in TrialCounts.model_fields}
+        ),
+        progress=status.get("progress"),
+        best=BestTrial.model_validate(best) if best else None,
+        reason=status.get("reason"),
+        message=status.get("message"),
+        algorithm=(spec.get("algorithm") or {}).get("name", ""),
+        metric=(spec.get("objective") or {}).get("metric", ""),
+        direction=(spec.get("objective") or {}).get("direction", "maximize"),
+        max_trials=int(spec.get("maxTrials", 10)),
+        parallelism=int(spec.get("parallelism", 1)),
+        start_time=status.get("startTime"),
+        completion_time=status.get("completionTime"),
+        labels=meta.get("labels") or {},
+    )
+
+
+def _condition(c: dict[str, Any]) -> Condition:
+    return Condition(
+        type=c.get("type", ""),
+        status=c.get("status", "Unknown"),
+        reason=c.get("reason", ""),
+        message=c.get("message", ""),
+        last_transition_time=c.get("lastTransitionTime"),
+    )
+
+
+def trial_info(obj: dict[str, Any]) -> TrialInfo:
+    """A Trial resource as typed trial information."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return TrialInfo(
+        name=obj["metadata"]["name"],
+        index=int(spec.get("index", 0)),
+        params=spec.get("params") or {},
+        state=TrialState(status.get("phase") or "Pending"),
+        reason=status.get("reason") or status.get("message"),
+        objective=status.get("objective"),
+        metrics=status.get("metrics") or {},
+        curve=[CurvePoint.model_validate(p) for p in status.get("curve") or []],
+        budget=spec.get("budget"),
+        start_time=status.get("startTime"),
+        completion_time=status.get("completionTime"),
+    )

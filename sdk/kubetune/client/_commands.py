@@ -1,0 +1,238 @@
+"""The CLI verbs over `kubetune.Client`: submit, get, list, status, trials, best, wait, logs, plot,
+update, delete. `--workdir DIR` picks the local backend (a root of jobs, or one job's directory);
+otherwise the cluster of the kubeconfig (`--context`, `-n`). Same tables, same `--json`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from . import Client
+from ._errors import UsageError
+from ._types import JobStatus, to_json
+
+
+def add_commands(commands: Any) -> None:
+    """Register the verbs on the `kubetune` sub-command parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_argument_group("where the jobs are")
+    where.add_argument("--workdir", help="local runs: a root of job directories, or one job's")
+    where.add_argument("--context", help="kubeconfig context (default: the current one)")
+    where.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    def verb(name: str, handler: Any, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text, parents=[common])
+        sub.set_defaults(handler=handler)
+        return sub
+
+    submit = verb("submit", _submit, "create a TuningJob (on the cluster, or run it locally)")
+    submit.add_argument("-f", "--file", required=True, metavar="FILE", help="the manifest")
+    submit.add_argument("--wait", action="store_true", help="show progress until it finishes")
+    submit.add_argument("--timeout", type=float, help="seconds to wait (with --wait)")
+    listing = verb("list", _list, "list TuningJobs")
+    listing.add_argument("-l", "--selector", help="label selector, e.g. team=vision")
+    for name, handler, text in (
+        ("get", _get, "one job's phase, progress and best trial"),
+        ("status", _status, "a job's status and its trials"),
+        ("trials", _trials, "a job's trials: params, state, objective"),
+        ("best", _best, "the best trial of a job"),
+        ("delete", _delete, "delete a job with its trials, pods and state"),
+    ):
+        verb(name, handler, text).add_argument("name", metavar="NAME", nargs="?")
+    waiting = verb("wait", _wait, "wait for a job to finish (exit 1 if it failed)")
+    waiting.add_argument("name", metavar="NAME", nargs="?")
+    waiting.add_argument("--timeout", type=float, help="give up after this many seconds")
+    logs = verb("logs", _logs, "print a trial's log")
+    logs.add_argument("trial", metavar="TRIAL")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    logs.add_argument("--job", help="the trial's job (local runs; found by default)")
+    plot = verb("plot", _plot, "PNGs: history, learning curves, parallel coordinates, slices")
+    plot.add_argument("name", metavar="NAME", nargs="?")
+    plot.add_argument("-o", "--output", metavar="DIR", help="directory (default: NAME-plots)")
+    update = verb("update", _update, "change the budget of a running job")
+    update.add_argument("name", metavar="NAME", nargs="?")
+    update.add_argument("--max-trials", type=int)
+    update.add_argument("--parallelism", type=int)
+    update.add_argument("--max-failed-trials", type=int)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    if args.workdir is not None:
+        return Client(workdir=args.workdir, context=args.context, namespace=args.namespace)
+    return Client(context=args.context, namespace=args.namespace)
+
+
+def _name(args: argparse.Namespace, client: Client) -> str:
+    """The NAME argument; locally it may be left out when the directory holds one job."""
+    if args.name:
+        return str(args.name)
+    if client.local:
+        return _only_job(client)
+    raise UsageError(f"{args.command} needs the job's NAME")
+
+
+def _only_job(client: Client) -> str:
+    jobs = client.list()
+    if len(jobs) == 1:
+        return jobs[0].name
+    if not jobs:
+        raise UsageError(f"no job in {client.backend.root}")
+    raise UsageError(f"name a job: {client.backend.root} holds {', '.join(j.name for j in jobs)}")
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _submit(args: argparse.Namespace) -> int:
+    client = _client(args)
+    name = client.submit(args.file)
+    if not args.wait:
+        if args.json:
+            _print_json({"name": name})
+        else:
+            where = "" if client.local else f" in namespace {client.backend.namespace}"
+            print(f"tuningjob {name} created{where}")
+        return 0
+    final = client.wait(name, timeout=args.timeout, progress=not args.json)
+    return _finished(final, args)
+
+
+def _wait(args: argparse.Namespace) -> int:
+    client = _client(args)
+    final = client.wait(_name(args, client), timeout=args.timeout, progress=not args.json)
+    return _finished(final, args)
+
+
+def _finished(final: JobStatus, args: argparse.Namespace) -> int:
+    if args.json:
+        _print_json(to_json(final))
+    else:
+        outcome = "succeeded" if final.succeeded else "failed"
+        print(f"job {final.name} {outcome} ({final.reason}): {final.message}")
+        if final.best is not None:
+            params = " ".join(f"{k}={v}" for k, v in final.best.params.items())
+            print(f"best {final.best.name}  {final.metric}={final.best.objective:.6g}  {params}")
+    return 0 if final.succeeded else 1
+
+
+def _get(args: argparse.Namespace) -> int:
+    from ._show import jobs_table
+
+    client = _client(args)
+    status = client.get(_name(args, client))
+    if args.json:
+        _print_json(to_json(status))
+    else:
+        _console().print(jobs_table([status]))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ._show import jobs_table
+
+    jobs = _client(args).list(args.selector)
+    if args.json:
+        _print_json(to_json(jobs))
+    elif jobs:
+        _console().print(jobs_table(jobs))
+    else:
+        print("no TuningJobs", file=sys.stderr)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from ._show import status_view
+
+    client = _client(args)
+    name = _name(args, client)
+    status, trials = client.get(name), client.trials(name)
+    if args.json:
+        _print_json({"status": to_json(status), "trials": to_json(trials)})
+    else:
+        console = _console()
+        console.print(status_view(status, trials, console.width))
+    return 0
+
+
+def _trials(args: argparse.Namespace) -> int:
+    from ._show import trials_table
+
+    client = _client(args)
+    name = _name(args, client)
+    trials = client.trials(name)
+    if args.json:
+        _print_json(to_json(trials))
+        return 0
+    status = client.get(name)
+    console = _console()
+    console.print(trials_table(trials, status.metric, status.maximize, 10_000, console.width))
+    return 0
+
+
+def _best(args: argparse.Namespace) -> int:
+    client = _client(args)
+    status = client.get(_name(args, client))
+    best = status.best
+    if best is None:
+        print(f"no trial of {status.name} has reported {status.metric} yet", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(best.model_dump(mode="json"))
+    else:
+        params = " ".join(f"{k}={v}" for k, v in best.params.items())
+        print(f"{best.name}  {status.metric}={best.objective:.6g}  {params}")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    for line in _client(args).logs(args.trial, follow=args.follow, job=args.job):
+        print(line, flush=args.follow)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    client = _client(args)
+    name = _name(args, client)
+    paths = client.plot(name, args.output)
+    if args.json:
+        _print_json([str(p) for p in paths])
+    else:
+        print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    client = _client(args)
+    name = _name(args, client)
+    status = client.update(
+        name,
+        max_trials=args.max_trials,
+        parallelism=args.parallelism,
+        max_failed_trials=args.max_failed_trials,
+    )
+    if args.json:
+        _print_json(to_json(status))
+    else:
+        print(f"tuningjob {name}: maxTrials {status.max_trials}, parallelism {status.parallelism}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    client = _client(args)
+    name = _name(args, client)
+    client.delete(name)
+    if args.json:
+        _print_json({"name": name, "deleted": True})
+    else:
+        print(f"tuningjob {name} deleted")
+    return 0

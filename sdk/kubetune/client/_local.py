@@ -1,0 +1,438 @@
+"""The local backend of `kubetune.Client`: jobs in a work directory, each run by a detached
+`kubetune run`.
+
+A root holds one directory per job (`<root>/<name>`, as `kubetune run` lays them out); a job's
+directory may also be given directly. `submit` copies the manifest into the job's directory and
+starts `kubetune run` in its own session, so the run outlives the caller. Reads open the state
+file read-only beside the running runner; `update` stores a new budget that the runner picks up
+within a second; `delete` stops the runner (which stops its trials) and removes the directory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..engine import best_trial
+from ..local import Store, TrialRow
+from ..local._runner import engine_view, runner_pid
+from ..spec import (
+    Condition,
+    CurvePoint,
+    JobPhase,
+    TrialCounts,
+    TuningJob,
+    TuningJobSpec,
+)
+from ..spec import TrialPhase as TrialState
+from ._errors import AlreadyExists, ClientError, NotFound
+from ._types import JobStatus, TrialInfo
+
+STATE_FILE = "state.db"
+MANIFEST = "job.yaml"
+RUNNER_LOG = "runner.log"
+STATES = {
+    "pending": TrialState.pending,
+    "interrupted": TrialState.pending,
+    "running": TrialState.running,
+    "stopping": TrialState.running,
+    "succeeded": TrialState.succeeded,
+    "failed": TrialState.failed,
+    "stopped": TrialState.stopped,
+}
+ENDED = ("succeeded", "failed", "stopped")
+START_TIMEOUT = 60.0  # seconds for a submitted run to record its job
+STOP_TIMEOUT = 120.0  # seconds for a deleted job's runner to stop its trials
+POLL = 0.1  # seconds between looks at a state file while waiting or following a log
+# Starts the runner in its own session and exits, so that the caller never has to reap it.
+DETACH = "import subprocess, sys; subprocess.Popen(sys.argv[1:], start_new_session=True)"
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class LocalBackend:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise ClientError(f"workdir {self.root}: not a directory")
+
+    # -- where jobs live --------------------------------------------------------------------
+    def job_dir(self, name: str | None) -> Path:
+        """The directory of job `name`; with None, the only job there is."""
+        if (self.root / STATE_FILE).exists():  # the root is one job's directory
+            stored = self._stored_name(self.root)
+            if name is None or name == stored:
+                return self.root
+            raise NotFound(f"job {name!r} not found: {self.root} holds job {stored!r}")
+        if name is None:
+            names = self.names()
+            if len(names) != 1:
+                found = f"it holds {', '.join(names)}" if names else "it holds no job"
+                raise ClientError(f"name a job in {self.root} ({found})")
+            name = names[0]
+        path = self.root / name
+        if not (path / STATE_FILE).exists():
+            raise NotFound(f"job {name!r} not found in {self.root}")
+        return path
+
+    def names(self) -> list[str]:
+        if (self.root / STATE_FILE).exists():
+            return [self._stored_name(self.root)]
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / STATE_FILE).exists())
+
+    def _stored_name(self, path: Path) -> str:
+        with _reader(path) as store:
+            job = store.job()
+        return str(job["name"]) if job else path.name
+
+    # -- verbs ------------------------------------------------------------------------------
+    def submit(self, job: TuningJob, manifest: dict[str, Any], base_dir: Path) -> str:
+        from ..local._executor import local_argv
+
+        local_argv(job.spec.trial_template)  # type: ignore[arg-type] - checked by the client
+        self.root.mkdir(parents=True, exist_ok=True)
+        generate = manifest["metadata"].get("generateName")
+        name, path = self._claim(job.name, generate)
+        meta = {k: v for k, v in manifest["metadata"].items() if k != "generateName"}
+        manifest = {**manifest, "metadata": {**meta, "name": name}}
+        (path / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=False))
+        argv = [sys.executable, "-m", "kubetune.cli", "run", str(path / MANIFEST), "--json"]
+        argv += ["--workdir", str(path), "--base-dir", str(base_dir)]
+        with open(path / RUNNER_LOG, "ab") as log:
+            subprocess.run(
+                [sys.executable, "-c", DETACH, *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                check=True,
+            )
+        self._await_start(path)
+        return name
+
+    def _claim(self, name: str, generate: str | None) -> tuple[str, Path]:
+        """Create the job's directory; a name taken already is an error, unless generated."""
+        for _ in range(100):
+            if generate:
+                name = generate + uuid.uuid4().hex[:5]
+            path = self.root / name
+            try:
+                path.mkdir()
+            except FileExistsError:
+                if generate:
+                    continue
+                raise AlreadyExists(f"job {name!r} already exists in {self.root}") from None
+            return name, path
+        raise ClientError(f"no free name for generateName {generate!r} in {self.root}")
+
+    def _await_start(self, path: Path) -> None:
+        """Return once the run has recorded its job; its own error if it could not start."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if (path / STATE_FILE).exists() and runner_pid(path) is not None:
+                with _reader(path) as store:
+                    if store.job() is not None:
+                        return
+            elif self._runner_failed(path):
+                break
+            time.sleep(POLL)
+        lines = (path / RUNNER_LOG).read_text(errors="replace").strip().splitlines()
+        shutil.rmtree(path, ignore_errors=True)
+        why = lines[-1] if lines else f"it did not start within {START_TIMEOUT:g} s"
+        raise ClientError(f"the run could not start: {why}")
+
+    def _runner_failed(self, path: Path) -> bool:
+        """Whether the runner wrote its last words (it exits before recording the job)."""
+        log = path / RUNNER_LOG
+        return log.exists() and log.stat().st_size > 0 and runner_pid(path) is None
+
+    def get(self, name: str) -> JobStatus:
+        path = self.job_dir(name)
+        with _reader(path) as store:
+            job = store.job()
+            trials = store.trials()
+        if job is None:
+            raise NotFound(f"job {name!r} not found in {self.root}")
+        return job_status(job, trials, runner_pid(path) is not None)
+
+    def spec(self, name: str) -> TuningJobSpec:
+        with _reader(self.job_dir(name)) as store:
+            job = store.job()
+        if job is None:
+            raise NotFound(f"job {name!r} not found in {self.root}")
+        return TuningJobSpec.model_validate(json.loads(job["spec"]))
+
+    def list(self, selector: str | None = None) -> list[JobStatus]:
+        jobs = [self.get(n) for n in self.names()]
+        return [j for j in jobs if _selected(j.labels, selector)]
+
+    def trials(self, name: str) -> list[TrialInfo]:
+        path = self.job_dir(name)
+        with _reader(path) as store:
+            job = store.job()
+            rows = store.trials()
+        maximize = json.loads(job["spec"])["objective"]["direction"] == "maximize" if job else True
+        return [trial_info(r, maximize) for r in rows]
+
+    def wait(
+        self, name: str, deadline: float | None, on_change: Callable[[JobStatus], None]
+    ) -> JobStatus:
+        """Follow the state file: a new status for every change, until the job finishes."""
+        path = self.job_dir(name)
+        seen: tuple[Any, ...] | None = None
+        while True:
+            mark = _changes(path)
+            if mark != seen:
+                seen = mark
+                status = self.get(name)
+                on_change(status)
+                if status.finished:
+                    return status
+                if runner_pid(path) is None:
+                    raise ClientError(
+                        f"job {name!r} is not running: its runner exited before the job finished"
+                        f" (see {path / RUNNER_LOG}; resume with kubetune run)"
+                    )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _timeout(name)
+            time.sleep(POLL)
+
+    def logs(self, trial: str, follow: bool, job: str | None = None) -> Iterator[str]:
+        path = self._trial_dir(trial, job)
+        log = path / "logs" / f"{trial}.log"
+        if not follow:
+            if not log.exists():
+                return
+            with open(log, errors="replace") as f:
+                yield from (line.rstrip("\n") for line in f)
+            return
+        yield from _follow(log, lambda: _trial_ended(path, trial))
+
+    def _trial_dir(self, trial: str, job: str | None) -> Path:
+        if job is not None:
+            candidates = [self.job_dir(job)]
+        elif (self.root / STATE_FILE).exists():
+            candidates = [self.root]
+        else:
+            candidates = [self.root / n for n in self.names()]
+        for path in candidates:
+            with _reader(path) as store:
+                if store.trial(trial) is not None:
+                    return path
+        raise NotFound(f"trial {trial!r} not found in {self.root}")
+
+    def delete(self, name: str) -> None:
+        path = self.job_dir(name)
+        pid = runner_pid(path)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)  # the runner stops its trials and records them
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while runner_pid(path) is not None:
+                if time.monotonic() > deadline:
+                    raise ClientError(
+                        f"the runner of job {name!r} (PID {pid}) did not stop within "
+                        f"{STOP_TIMEOUT:g} s; nothing was removed"
+                    )
+                time.sleep(POLL)
+        shutil.rmtree(path)
+
+    def update(self, name: str, budget: dict[str, int]) -> JobStatus:
+        from ._budget import apply_budget
+
+        path = self.job_dir(name)
+        status = self.get(name)
+        with _reader(path) as store:
+            job = store.job()
+        assert job is not None
+        spec = apply_budget(status, json.loads(job["spec"]), budget)
+        store = Store(path / STATE_FILE)
+        try:
+            store.update_spec(spec)
+        finally:
+            store.close()
+        manifest = path / MANIFEST
+        if manifest.exists():  # what a resume of a submitted job reads
+            doc = yaml.safe_load(manifest.read_text())
+            doc["spec"] = spec
+            manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return self.get(name)
+
+
+class _reader:
+    """A read-only view of a job's state file, closed on exit."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.store = Store(path / STATE_FILE, _objective(path), readonly=True)
+        except sqlite3.Error as exc:
+            raise ClientError(f"cannot read {path / STATE_FILE}: {exc}") from None
+
+    def __enter__(self) -> Store:
+        return self.store
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+
+
+def _objective(path: Path) -> str:
+    """The objective's name, read before the store loads the curves."""
+    row = _query_one(path, "SELECT spec FROM job")
+    return str(json.loads(row[0])["objective"]["metric"]) if row else ""
+
+
+def _query_one(path: Path, sql: str, *args: Any) -> Any:
+    db = sqlite3.connect(f"file:{path / STATE_FILE}?mode=ro", uri=True)
+    try:
+        return db.execute(sql, args).fetchone()
+    finally:
+        db.close()
+
+
+def job_status(job: dict[str, Any], rows: list[TrialRow], running: bool) -> JobStatus:
+    """A local job's status, shaped as the operator writes it into the resource."""
+    spec = TuningJobSpec.model_validate(json.loads(job["spec"]))
+    counts = TrialCounts(created=len(rows))
+    for r in rows:
+        state = STATES.get(r.state, TrialState.pending).value.lower()
+        if state in ("running", "succeeded", "failed", "stopped"):
+            setattr(counts, state, getattr(counts, state) + 1)
+    done = sum(r.state in ENDED for r in rows)
+    conditions = []
+    if job["finished"] is not None:
+        phase = JobPhase.succeeded if job["succeeded"] else JobPhase.failed
+        conditions.append(
+            Condition(
+                type=phase.value,
+                status="True",
+                reason=job["reason"] or "",
+                message=job["message"] or "",
+                last_transition_time=iso(job["finished"]),
+            )
+        )
+    else:
+        phase = JobPhase.running if running else JobPhase.pending
+    started = [r.started for r in rows if r.started is not None]
+    return JobStatus(
+        name=job["name"],
+        phase=phase,
+        conditions=conditions,
+        trials=counts,
+        progress=f"{done}/{spec.max_trials}",
+        best=best_trial(spec, [engine_view(r) for r in rows]),
+        reason=job["reason"],
+        message=job["message"] if job["finished"] else None if running else "no runner",
+        algorithm=spec.algorithm.name,
+        metric=spec.objective.metric,
+        direction=spec.objective.direction,
+        max_trials=spec.max_trials,
+        parallelism=spec.parallelism,
+        start_time=iso(min(started)) if started else None,
+        completion_time=iso(job["finished"]),
+    )
+
+
+def trial_info(row: TrialRow, maximize: bool) -> TrialInfo:
+    values = [v for _, v in row.curve]
+    return TrialInfo(
+        name=row.name,
+        index=row.index,
+        params=row.params,
+        state=STATES.get(row.state, TrialState.pending),
+        reason=row.stop_reason,
+        objective=(max(values) if maximize else min(values)) if values else None,
+        metrics={k: v for k, v in row.latest.items() if v is not None},
+        curve=[CurvePoint(step=s, value=v) for s, v in row.curve],
+        budget=row.budget,
+        exit_code=row.exit_code,
+        start_time=iso(row.started),
+        completion_time=iso(row.finished),
+    )
+
+
+def _selected(labels: dict[str, str], selector: str | None) -> bool:
+    """Equality-based label selectors (`a=b,c!=d`); local jobs carry no labels yet."""
+    if not selector:
+        return True
+    for term in selector.split(","):
+        key, _, value = term.partition("!=") if "!=" in term else term.partition("=")
+        have = labels.get(key.strip())
+        if ("!=" in term) == (have == value.strip().lstrip("=")):
+            return False
+    return True
+
+
+def _changes(path: Path) -> tuple[Any, ...]:
+    """What changes whenever the runner writes: sizes and times of the state file and its WAL."""
+    marks: list[Any] = []
+    for suffix in ("", "-wal"):
+        try:
+            st = (path / (STATE_FILE + suffix)).stat()
+            marks += [st.st_mtime_ns, st.st_size]
+        except FileNotFoundError:
+            marks += [None, None]
+    return tuple(marks)
+
+
+def _trial_ended(path: Path, trial: str) -> bool:
+    """Whether a trial's log is complete: its state is final (recorded only after its
+    supervisor closed the log), or no runner is left to write it."""
+    row = _query_one(path, "SELECT state FROM trials WHERE name = ?", trial)
+    return (row is not None and row[0] in ENDED) or runner_pid(path) is None
+
+
+def _follow(log: Path, ended: Callable[[], bool]) -> Iterator[str]:
+    """Lines of a growing log, across rotations, until the trial has ended and all is read."""
+    handle = None
+    inode = None
+    partial = ""
+    while True:
+        if handle is None and log.exists():
+            handle = open(log, errors="replace")  # noqa: SIM115 - closed below
+            inode = os.fstat(handle.fileno()).st_ino
+        chunk = handle.read() if handle is not None else ""
+        if chunk:
+            lines = (partial + chunk).split("\n")
+            partial = lines.pop()
+            yield from lines
+            continue
+        try:
+            rotated = handle is not None and os.stat(log).st_ino != inode
+        except FileNotFoundError:
+            rotated = False
+        if rotated:
+            assert handle is not None
+            handle.close()
+            handle = None
+            continue
+        if ended():
+            if handle is not None:
+                handle.close()
+            if partial:
+                yield partial
+            return
+        time.sleep(POLL)
+
+
+def _timeout(name: str) -> ClientError:
+    from ._errors import WaitTimeout
+
+    return WaitTimeout(f"timed out waiting for job {name!r} to finish")

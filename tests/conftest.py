@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kubetune.spec import TuningJobSpec
 
+pytest_plugins = ["tests.harness"]  # the `cluster` fixture of the end-to-end tests
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "manifests" / "examples"
 INVALID = Path(__file__).parent / "data" / "invalid"

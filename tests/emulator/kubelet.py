@@ -29,12 +29,22 @@ class Kubelet:
         self.emulator = emulator
         self.workdir = workdir
         self.logs = logs
+        emulator.log_dir = logs  # served as pods/log
         self.processes: dict[tuple[str, str], asyncio.subprocess.Process] = {}
         self.started: list[str] = []
         self.signalled: dict[str, list[str]] = {}  # pod name -> signals sent, in order
         self._terminating: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.admitting = asyncio.Event()  # cleared by hold(): pods wait, as on a full node
+        self.admitting.set()
         emulator.listeners.append(self.on_write)
+
+    def hold(self) -> None:
+        """Start no pod until `release()` (call both on the emulator's loop)."""
+        self.admitting.clear()
+
+    def release(self) -> None:
+        self.admitting.set()
 
     async def on_write(self, type_: str, obj: dict[str, Any]) -> None:
         if obj.get("kind") != "Pod":
@@ -57,6 +67,9 @@ class Kubelet:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, key: tuple[str, str], pod: dict[str, Any]) -> None:
+        await self.admitting.wait()
+        if key not in self.emulator.store.objects[("", "pods")]:
+            return  # deleted while it waited
         container = pod["spec"]["containers"][0]
         argv = [*container.get("command", []), *container.get("args", [])]
         if argv and argv[0] in ("python", "python3"):
@@ -153,13 +166,20 @@ class Kubelet:
                     "finishedAt": now(),
                 }
             }
-        status = {
-            "phase": phase,
-            "startTime": now(),
-            "containerStatuses": [{"name": container, "state": state, "ready": code is None}],
-        }
         store = self.emulator.store
         kind = store.kind("", "pods")
+        pod = store.objects[("", "pods")].get(key) or {"spec": {"containers": [{}]}}
+        image = pod["spec"]["containers"][0].get("image", "")
+        container_status = {
+            "name": container,
+            "state": state,
+            "ready": code is None,
+            "image": image,  # the fields a real kubelet always sets
+            "imageID": f"emulated://{image}",
+            "restartCount": 0,
+            "started": code is None,
+        }
+        status = {"phase": phase, "startTime": now(), "containerStatuses": [container_status]}
         before = store.rv
         try:
             store.update(kind, key[0], key[1], lambda o: {**o, "status": status}, "status")

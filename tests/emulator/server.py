@@ -21,6 +21,7 @@ import re
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -136,6 +137,8 @@ class ApiServerEmulator(KubernetesEmulator):
     store: Store = attrs.field(factory=Store)
     auth: Authorizer = attrs.field(factory=Authorizer)
     bookmark_interval: float = 1.0
+    log_dir: Path | None = None  # where the kubelet writes pod logs (`<pod name>.log`)
+    watch_epoch: int = attrs.field(default=0, init=False)  # expire_watches() ends older watches
     _changed: asyncio.Condition | None = attrs.field(default=None, init=False)
     listeners: list[Callable[[str, dict[str, Any]], Awaitable[None]]] = attrs.field(
         factory=list, init=False
@@ -235,6 +238,9 @@ class ApiServerEmulator(KubernetesEmulator):
             self.store.get(self.store.kind("", "namespaces"), "", ns)
         if method == "GET" and params.get("watch") in ("true", "1"):
             return await self._watch(request, kind, ns, route.name, params)
+        if method == "GET" and kind.plural == "pods" and route.subresource == "log":
+            assert route.name is not None
+            return await self._pod_log(request, ns or "default", route.name, params)
         if method == "GET" and route.name is None:
             items = self.store.list(
                 kind, ns, params.get("labelSelector"), params.get("fieldSelector")
@@ -458,6 +464,7 @@ class ApiServerEmulator(KubernetesEmulator):
             await response.write(json.dumps({"type": type_, "object": shown}).encode() + b"\n")
 
         start = params.get("resourceVersion")
+        epoch = self.watch_epoch
         initial = params.get("sendInitialEvents") == "true"
         with contextlib.suppress(ConnectionError, asyncio.CancelledError):
             if not start or start == "0" or initial:
@@ -479,7 +486,7 @@ class ApiServerEmulator(KubernetesEmulator):
                 last = int(start)
             while True:
                 events = self.store.events_since(last)
-                if events is None:
+                if events is None or self.watch_epoch != epoch:
                     gone = {
                         "kind": "Status",
                         "apiVersion": "v1",
@@ -513,6 +520,57 @@ class ApiServerEmulator(KubernetesEmulator):
                                     "metadata": {"resourceVersion": str(last)},
                                 }
                                 await send("BOOKMARK", mark)
+            await response.write_eof()
+        return response
+
+    def expire_watches(self) -> None:
+        """What etcd compaction does to watchers: every open watch ends with 410 Gone, and no
+        watch can resume from a resourceVersion older than now."""
+        self.store.compact()
+        self.watch_epoch += 1
+
+        async def wake() -> None:
+            async with self.changed:
+                self.changed.notify_all()
+
+        asyncio.get_running_loop().create_task(wake())
+
+    async def _pod_log(
+        self, request: rendering.Request, ns: str, name: str, params: dict[str, str]
+    ) -> aiohttp.web.StreamResponse:
+        """The kubelet's log of a pod; `follow=true` streams it until the container ends."""
+        kind = self.store.kind("", "pods")
+        pod = self.store.get(kind, ns, name)
+        path = self.log_dir / f"{name}.log" if self.log_dir else None
+        if (pod.get("status") or {}).get("phase", "Pending") == "Pending" or not (
+            path and path.exists()
+        ):
+            container = pod["spec"]["containers"][0]["name"]
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating',
+            )
+        if params.get("follow") not in ("true", "1"):
+            return aiohttp.web.Response(body=path.read_bytes(), content_type="text/plain")
+        raw = request._raw_request
+        assert raw is not None
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(raw)
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError), open(path, "rb") as f:
+            while True:
+                chunk = f.read()
+                if chunk:
+                    await response.write(chunk)
+                    continue
+                current = self.store.objects[("", "pods")].get((ns, name))
+                if current is None or (current.get("status") or {}).get("phase") in (
+                    "Succeeded",
+                    "Failed",
+                ):
+                    await response.write(f.read())
+                    break
+                await asyncio.sleep(0.05)  # the kubelet stand-in: a file it appends to
             await response.write_eof()
         return response
 

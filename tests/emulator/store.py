@@ -175,6 +175,7 @@ class Store:
         self.rv = 0
         self.writes = 0
         self.uids: set[str] = set()
+        self.compacted = 0  # no watch resumes from a resourceVersion older than this
 
     # -- kinds ------------------------------------------------------------------------------
     def add_kind(self, kind: Kind) -> None:
@@ -382,8 +383,15 @@ class Store:
         if len(self.events) > 2 * EVENT_LOG:
             del self.events[:EVENT_LOG]
 
+    def compact(self) -> None:
+        """Forget the event history up to now, as etcd compaction does."""
+        self.compacted = self.rv
+        self.events.clear()
+
     def events_since(self, rv: int) -> list[Event] | None:
         """Events after `rv`, or None when the log no longer reaches back that far (410 Gone)."""
+        if rv < self.compacted:
+            return None
         if not self.events:
             return []
         first = self.events[0].rv

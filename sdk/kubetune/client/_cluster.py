@@ -261,12 +261,15 @@ class ClusterBackend:
                 field_selector=f"metadata.name={trial}",
                 resource_version=version,
                 timeout_seconds=30,
+                deserialize=False,
                 _request_timeout=(REQUEST_TIMEOUT[0], 60),
             ):
                 return
         except client.ApiException as exc:
             if exc.status != 410:
                 self._fail(exc, "watch", "pods", trial)
+        except KeyError:  # an ERROR event (410) without deserializing: read the pod again
+            return
         except NETWORK:
             time.sleep(1)
 

@@ -124,7 +124,8 @@ def _parallel(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     cmap = plt.get_cmap("viridis" if status.maximize else "viridis_r")
     xs = list(range(len(params) + 1))
-    for t in sorted(trials, key=lambda t: t.objective if status.maximize else -t.objective):  # type: ignore[operator]
+    sign = 1.0 if status.maximize else -1.0
+    for t in sorted(trials, key=lambda t: sign * (t.objective or 0.0)):  # best drawn last
         assert t.objective is not None
         level = (t.objective - lo) / (hi - lo) if hi > lo else 0.5
         ys = [_position(p, t.params.get(p.name)) for p in params] + [level]
@@ -147,7 +148,7 @@ def _slices(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[T
         colors = [t.index for t in shown]
         if isinstance(p, CategoricalParameter):
             labels = [str(v) for v in p.values]
-            xs = [labels.index(str(t.params[p.name])) for t in shown]
+            xs: list[float] = [labels.index(str(t.params[p.name])) for t in shown]
             ax.set_xticks(range(len(labels)), labels)
         else:
             xs = [float(t.params[p.name]) for t in shown]

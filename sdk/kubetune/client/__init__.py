@@ -11,6 +11,7 @@ message is one line, and invalid manifests raise `SpecError` with field paths.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spec import BestTrial, FieldError, SpecError, TuningJob, TuningJobSpec
+from ..spec import TrialPhase as TrialState
 from ..spec._job import load_yaml_documents
 from ._errors import (
     AlreadyExists,
@@ -29,7 +31,7 @@ from ._errors import (
     Unavailable,
     WaitTimeout,
 )
-from ._types import JobStatus, TrialInfo, TrialState
+from ._types import JobStatus, TrialInfo
 
 JobSource = str | Path | dict[str, Any] | TuningJob
 PROGRESS_INTERVAL = 0.25  # seconds between redraws of the progress table
@@ -92,15 +94,15 @@ class Client:
 
     def get(self, name: str) -> JobStatus:
         """The job's status: phase, conditions, trial counts, best trial."""
-        return self.backend.get(name)  # type: ignore[no-any-return]
+        return self.backend.get(name)
 
     def list(self, selector: str | None = None) -> list[JobStatus]:
         """Every job (matching a label selector such as `team=vision`)."""
-        return self.backend.list(selector)  # type: ignore[no-any-return]
+        return self.backend.list(selector)
 
-    def trials(self, name: str) -> list[TrialInfo]:
+    def trials(self, name: str) -> builtins.list[TrialInfo]:
         """The job's trials by index: params, state, stop reason, objective and curve."""
-        return self.backend.trials(name)  # type: ignore[no-any-return]
+        return self.backend.trials(name)
 
     def best(self, name: str) -> BestTrial | None:
         """The best trial so far (None until one reports the objective)."""
@@ -118,7 +120,7 @@ class Client:
         Raises `WaitTimeout` after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if not progress:
-            return self.backend.wait(name, deadline, callback or (lambda _: None))  # type: ignore[no-any-return]
+            return self.backend.wait(name, deadline, callback or (lambda _: None))
         from ._show import ProgressTable
 
         with ProgressTable(lambda: self.trials(name), PROGRESS_INTERVAL) as table:
@@ -130,14 +132,14 @@ class Client:
 
             final = self.backend.wait(name, deadline, changed)
             table.update(final, force=True)
-        return final  # type: ignore[no-any-return]
+        return final
 
     def logs(self, trial: str, follow: bool = False, job: str | None = None) -> Iterator[str]:
         """Lines of a trial's log (its pod's on a cluster); `follow` waits for more until the
         trial ends. Locally, `job` narrows the search for the trial."""
         if self.local:
-            return self.backend.logs(trial, follow, job)  # type: ignore[no-any-return]
-        return self.backend.logs(trial, follow)  # type: ignore[no-any-return]
+            return self.backend.logs(trial, follow, job)
+        return self.backend.logs(trial, follow)
 
     def update(
         self,
@@ -157,7 +159,7 @@ class Client:
             )
             if v is not None
         }
-        return self.backend.update(name, budget)  # type: ignore[no-any-return]
+        return self.backend.update(name, budget)
 
     def delete(self, name: str) -> None:
         """Remove the job with everything it owns: trials, pods, token secrets (on a cluster),
@@ -166,9 +168,9 @@ class Client:
 
     def spec(self, name: str) -> TuningJobSpec:
         """The job's spec as it stands now (after updates)."""
-        return self.backend.spec(name)  # type: ignore[no-any-return]
+        return self.backend.spec(name)
 
-    def plot(self, name: str, out_dir: str | Path | None = None) -> list[Path]:
+    def plot(self, name: str, out_dir: str | Path | None = None) -> builtins.list[Path]:
         """PNGs of the job: optimization history, learning curves, parallel coordinates and
         one slice plot per parameter; their paths."""
         from ..plots import plot_job
@@ -207,7 +209,9 @@ def _normalize(job: JobSource) -> tuple[TuningJob, dict[str, Any], Path]:
 
 def _validated(manifest: dict[str, Any], source: str | None) -> TuningJob:
     meta = manifest.get("metadata")
-    generate = meta.get("generateName") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict):
+        return TuningJob.parse(manifest, source)
+    generate = meta.get("generateName")
     if generate and not meta.get("name"):
         if not isinstance(generate, str):
             raise SpecError([FieldError("metadata.generateName", "must be a string")], source)

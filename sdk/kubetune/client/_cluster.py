@@ -9,6 +9,7 @@ one `ClientError` line naming the verb and the resource.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -107,7 +108,7 @@ class ClusterBackend:
         )
         return sorted((job_status(o) for o in listed["items"]), key=lambda j: j.name)
 
-    def trials(self, name: str) -> list[TrialInfo]:
+    def trials(self, name: str) -> builtins.list[TrialInfo]:
         self.raw(name)  # a missing job is an error, not an empty list
         listed = self._call(
             "list",
@@ -136,7 +137,7 @@ class ClusterBackend:
                 raise WaitTimeout(f"timed out waiting for job {name!r} to finish")
             seconds = WATCH_SECONDS if remaining is None else max(1, min(WATCH_SECONDS, remaining))
             try:
-                for event in watch.Watch().stream(
+                for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
                     self.custom.list_namespaced_custom_object,
                     GROUP,
                     VERSION,
@@ -204,7 +205,7 @@ class ClusterBackend:
             yield from str(text).splitlines()
             return
         try:
-            yield from watch.Watch().stream(
+            yield from watch.Watch().stream(  # type: ignore[no-untyped-call]
                 self.core.read_namespaced_pod_log, trial, self.namespace, follow=True
             )
         except client.ApiException as exc:
@@ -218,7 +219,7 @@ class ClusterBackend:
                 pod = self.core.read_namespaced_pod(
                     trial, self.namespace, _request_timeout=REQUEST_TIMEOUT, _preload_content=False
                 )
-                body: dict[str, Any] = json.loads(pod.data)
+                body: dict[str, Any] = json.loads(pod.data)  # type: ignore[attr-defined]
             except client.ApiException as exc:
                 if exc.status != 404:
                     self._fail(exc, "get", "pods", trial)
@@ -255,7 +256,7 @@ class ClusterBackend:
     def _await_pod_change(self, trial: str, body: dict[str, Any]) -> None:
         version = (body.get("metadata") or {}).get("resourceVersion")
         try:
-            for _ in watch.Watch().stream(
+            for _ in watch.Watch().stream(  # type: ignore[no-untyped-call]
                 self.core.list_namespaced_pod,
                 self.namespace,
                 field_selector=f"metadata.name={trial}",

@@ -10,6 +10,7 @@ within a second; `delete` stops the runner (which stops its trials) and removes 
 
 from __future__ import annotations
 
+import builtins
 import datetime
 import json
 import os
@@ -109,7 +110,8 @@ class LocalBackend:
     def submit(self, job: TuningJob, manifest: dict[str, Any], base_dir: Path) -> str:
         from ..local._executor import local_argv
 
-        local_argv(job.spec.trial_template)  # type: ignore[arg-type] - checked by the client
+        assert job.spec.trial_template is not None  # the client checks it
+        local_argv(job.spec.trial_template)
         self.root.mkdir(parents=True, exist_ok=True)
         generate = manifest["metadata"].get("generateName")
         name, path = self._claim(job.name, generate)
@@ -185,7 +187,7 @@ class LocalBackend:
         jobs = [self.get(n) for n in self.names()]
         return [j for j in jobs if _selected(j.labels, selector)]
 
-    def trials(self, name: str) -> list[TrialInfo]:
+    def trials(self, name: str) -> builtins.list[TrialInfo]:
         path = self.job_dir(name)
         with _reader(path) as store:
             job = store.job()

@@ -199,3 +199,17 @@ def test_follow_reads_across_a_rotation(tmp_path: Path) -> None:
     ended.set()
     reader.join(10)
     assert lines == ["one", "two", "three", "four", "five"]
+
+
+def test_cli_submit_wait_shows_the_table_and_the_outcome(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(manifest("shown", ["--steps=2"], maxTrials=2)))
+    root = tmp_path / "jobs"
+    done = cli(root, "submit", "-f", str(path), "--wait")
+    assert done.returncode == 0, done.stderr
+    assert "job shown succeeded (MaxTrialsReached)" in done.stdout
+    assert "shown-1" in done.stderr and "Succeeded" in done.stderr  # the live table
+    failing = manifest("sad", ["--exit=3"], maxFailedTrials=0)
+    path.write_text(yaml.safe_dump(failing))
+    failed = cli(root, "submit", "-f", str(path), "--wait", "--json")
+    assert failed.returncode == 1 and json.loads(failed.stdout)["phase"] == "Failed"

@@ -115,8 +115,21 @@ def test_update_raises_the_budget_of_a_running_job_and_delete_stops_it(tmp_path:
     assert client.update("grow", max_trials=2).max_trials == 2
     with pytest.raises(WaitTimeout):
         client.wait("grow", timeout=0.5)
+    followed: list[Any] = []
+
+    def follow() -> None:  # grow-1 does not exist yet: follow waits for it while the job runs
+        try:
+            followed.extend(client.logs("grow-1", follow=True))
+            followed.append("ended")
+        except ClientError as exc:
+            followed.append(exc)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
     gate.touch()
     final = client.wait("grow", timeout=120)
+    follower.join(60)
+    assert followed[-1:] == ["ended"]
     assert final.succeeded and final.trials.created == 2  # the runner followed the update
     with pytest.raises(ClientError, match="has finished"):
         client.update("grow", max_trials=3)

@@ -232,26 +232,45 @@ class ClusterBackend:
             if phase and phase != "Pending":
                 return body
             if not body:
-                self._trial_without_pod(trial)
+                self._trial_without_pod(trial, follow)
             if not follow:
                 return None
             self._await_pod_change(trial, body)
 
-    def _trial_without_pod(self, trial: str) -> None:
-        found = self._call(
-            "get",
-            "trials",
-            trial,
-            lambda: self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "trials", trial, _request_timeout=REQUEST_TIMEOUT
-            ),
-        )
+    def _trial_without_pod(self, trial: str, follow: bool) -> None:
+        """Why a trial has no pod: an error, unless (following) it or its pod is still to come;
+        a trial not created yet is waited for while its job `<job>-<index>` runs."""
+        try:
+            found = self._call(
+                "get",
+                "trials",
+                trial,
+                lambda: self.custom.get_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    "trials",
+                    trial,
+                    _request_timeout=REQUEST_TIMEOUT,
+                ),
+            )
+        except NotFound:
+            job = trial.rpartition("-")[0]
+            if not follow or not job or self._finished_or_missing(job):
+                raise
+            return
         phase = (found.get("status") or {}).get("phase")
         if phase in ("Succeeded", "Failed", "Stopped"):
             raise NotFound(
                 f"trial {trial!r} has finished ({phase}) and its pod is gone: the operator "
                 "deletes the pods of finished trials unless spec.retainPods is true"
             )
+
+    def _finished_or_missing(self, job: str) -> bool:
+        try:
+            return self.get(job).finished
+        except NotFound:
+            return True
 
     def _await_pod_change(self, trial: str, body: dict[str, Any]) -> None:
         version = (body.get("metadata") or {}).get("resourceVersion")

@@ -219,7 +219,7 @@ class LocalBackend:
             time.sleep(POLL)
 
     def logs(self, trial: str, follow: bool, job: str | None = None) -> Iterator[str]:
-        path = self._trial_dir(trial, job)
+        path = self._trial_dir(trial, job) if not follow else self._await_trial(trial, job)
         log = path / "logs" / f"{trial}.log"
         if not follow:
             if not log.exists():
@@ -228,6 +228,22 @@ class LocalBackend:
                 yield from (line.rstrip("\n") for line in f)
             return
         yield from _follow(log, lambda: _trial_ended(path, trial))
+
+    def _await_trial(self, trial: str, job: str | None) -> Path:
+        """The trial's job directory; a trial not created yet is waited for while its job
+        (named by `job`, or by the trial name `<job>-<index>`) is still running."""
+        owner = job or trial.rpartition("-")[0]
+        while True:
+            try:
+                return self._trial_dir(trial, job)
+            except NotFound:
+                try:
+                    status = self.get(owner)
+                except NotFound:
+                    raise NotFound(f"trial {trial!r} not found in {self.root}") from None
+                if status.finished or runner_pid(self.job_dir(owner)) is None:
+                    raise
+            time.sleep(POLL)
 
     def _trial_dir(self, trial: str, job: str | None) -> Path:
         if job is not None:

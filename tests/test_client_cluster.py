@@ -85,11 +85,16 @@ def test_python_client_submits_waits_reads_follows_updates_and_deletes(
         updated = client.update("sdk", max_trials=2)  # before any trial has run
         assert updated.max_trials == 2
         assert cluster.kubectl("get", "tj", "sdk", "-o", "jsonpath={.spec.maxTrials}") == "2"
-        followed: list[str] = []
-        follower = threading.Thread(
-            target=lambda: followed.extend(client.logs("sdk-0", follow=True))
-        )
-        follower.start()  # waits for the pod to start
+        followed: list[Any] = []
+
+        def follow() -> None:  # the trial may not exist yet: follow waits for its pod
+            try:
+                followed.extend(client.logs("sdk-0", follow=True))
+            except Exception as exc:  # shown by the assertion below
+                followed.append(exc)
+
+        follower = threading.Thread(target=follow)
+        follower.start()
         seen: list[JobStatus] = []
         release(cluster)
         final = client.wait("sdk", timeout=300, progress=True, callback=seen.append)
@@ -99,6 +104,7 @@ def test_python_client_submits_waits_reads_follows_updates_and_deletes(
     assert final.succeeded and final.reason == "MaxTrialsReached" and final.progress == "2/2"
     assert final.trials.created == 2  # the operator followed the new budget
     assert seen[-1] == final and len({s.phase for s in seen}) >= 2
+    assert all(isinstance(line, str) for line in followed), followed[-1:]
     assert [line for line in followed if line.startswith("epoch ")][-1].startswith("epoch 3:")
     assert list(client.logs("sdk-0")) == followed
     trials = client.trials("sdk")

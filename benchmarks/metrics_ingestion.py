@@ -41,12 +41,9 @@ def client(address: str, trial: str, reports: int, start: mp.Event) -> None:  # 
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--reports", type=int, default=1500, help="per client")
-    args = parser.parse_args()
-    job = TuningJob.parse(
+def asha_job(max_epochs: int) -> TuningJob:
+    """A one-parameter job with ASHA, so that every report is judged (the costly path)."""
+    return TuningJob.parse(
         {
             "apiVersion": "kubetune.dev/v1alpha1",
             "kind": "TuningJob",
@@ -56,10 +53,18 @@ def main() -> None:
                 "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
                 "algorithm": {"name": "random"},
                 "earlyStopping": {"name": "asha"},
-                "resource": {"name": "epochs", "min": 1, "max": 100000},
+                "resource": {"name": "epochs", "min": 1, "max": max_epochs},
             },
         }
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--reports", type=int, default=1500, help="per client")
+    args = parser.parse_args()
+    job = asha_job(100000)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "state.db", "acc")
         names = [f"bench-{i}" for i in range(args.clients)]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.local import Store, StoreMetrics
-from kubetune.spec import TuningJob
+from metrics_ingestion import asha_job
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -53,20 +53,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--reports", type=int, default=2000)
     args = parser.parse_args()
-    job = TuningJob.parse(
-        {
-            "apiVersion": "kubetune.dev/v1alpha1",
-            "kind": "TuningJob",
-            "metadata": {"name": "bench"},
-            "spec": {
-                "objective": {"metric": "acc", "direction": "maximize"},
-                "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
-                "algorithm": {"name": "random"},
-                "earlyStopping": {"name": "asha"},
-                "resource": {"name": "epochs", "min": 1, "max": 10**6},
-            },
-        }
-    )
+    job = asha_job(10**6)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "state.db", "acc")
         for i in range(args.trials):

@@ -12,8 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from kubetune.client._types import to_json
 from kubetune.spec import SpecError
 
 from .conftest import ROOT
+from .harness import wait_for
 
 TRAINER = ROOT / "tests" / "data" / "scripted_trainer.py"
 
@@ -185,13 +184,6 @@ def test_a_submitted_run_that_cannot_start_says_why(tmp_path: Path) -> None:
     assert not (root / "bare").exists()
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_follow_reads_across_a_rotation(tmp_path: Path) -> None:
     log = tmp_path / "t.log"
     log.write_text("one\ntwo\n")
@@ -203,10 +195,10 @@ def test_follow_reads_across_a_rotation(tmp_path: Path) -> None:
 
     reader = threading.Thread(target=read)
     reader.start()
-    wait_until(lambda: len(lines) == 2)
+    wait_for(lambda: len(lines) == 2, what="two lines")
     with open(log, "a") as f:
         f.write("three\n")
-    wait_until(lambda: len(lines) == 3)
+    wait_for(lambda: len(lines) == 3, what="the third line")
     log.rename(tmp_path / "t.log.1")  # what the supervisor does at its size limit
     log.write_text("four\nfive")
     ended.set()

@@ -75,7 +75,7 @@ def test_repeated_runner_kills_lose_nothing_and_leave_nothing(
     for kill in range(KILLS):
         before = progress(workdir)
         runner = start_runner(path, workdir, "--grace=1")
-        wait_for(f"progress before kill {kill + 1}", lambda: progress(workdir) > before)  # noqa: B023
+        wait_for(what=f"progress before kill {kill + 1}", check=lambda: progress(workdir) > before)  # noqa: B023
         time.sleep(chance.uniform(0, 1.5))  # a random point, once the run is under way
         kill_runner(runner)
     exits = workdir / "exits"
@@ -84,8 +84,8 @@ def test_repeated_runner_kills_lose_nothing_and_leave_nothing(
     }
     gate.touch()  # the orphaned trainers now finish, unwatched
     wait_for(
-        "the unwatched trainers to record their exits",
-        lambda: all((exits / f"{n}.{a}.json").exists() for n, a in finishing.items()),
+        what="the unwatched trainers to record their exits",
+        check=lambda: all((exits / f"{n}.{a}.json").exists() for n, a in finishing.items()),
     )
     code, result = result_of(start_runner(path, workdir, "--grace=1"), timeout=300)
     assert code == 0 and result["reason"] == "MaxTrialsReached"

@@ -12,8 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from kubetune.local import Store
 from kubetune.spec import TuningJob
 
 from .conftest import ROOT
+from .harness import wait_for
 
 TRAINER = ROOT / "tests" / "data" / "scripted_trainer.py"
 MARKER = "KUBETUNE_RUN_ID"
@@ -111,16 +110,6 @@ def reporting_trials(workdir: Path) -> int:
 def run_id(workdir: Path) -> str:
     with sqlite3.connect(workdir / "state.db") as conn:
         return str(conn.execute("SELECT run_id FROM job").fetchone()[0])
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def marked(marker: str) -> list[psutil.Process]:
@@ -230,7 +219,7 @@ def test_children_die_with_their_trial_and_late_reports_change_nothing(tmp_path:
     workdir = tmp_path / "work"
     runner = start_runner(path, workdir)
     try:
-        wait_for("t-0 to end and t-1 to run", lambda: running_with_pid(workdir, "t-1"))
+        wait_for(what="t-0 to end and t-1 to run", check=lambda: running_with_pid(workdir, "t-1"))
         assert trials(workdir)[0]["state"] == "succeeded"
         marker = run_id(workdir)
         sleepers = [p for p in marked(marker) if p.cmdline()[:1] == ["sleep"]]
@@ -238,8 +227,8 @@ def test_children_die_with_their_trial_and_late_reports_change_nothing(tmp_path:
         # a child in its own session outlives the trial, then reports score=123 at step 99
         late.touch()
         wait_for(
-            "the escaped child to report and exit",
-            lambda: not any("score=123.0" in " ".join(p.cmdline()) for p in marked(marker)),
+            what="the escaped child to report and exit",
+            check=lambda: not any("score=123.0" in " ".join(p.cmdline()) for p in marked(marker)),
         )
         go.touch()
         code, result = result_of(runner)
@@ -266,8 +255,8 @@ def test_a_runner_killed_while_a_finished_job_stops_its_trials(tmp_path: Path) -
     workdir = tmp_path / "work"
     runner = start_runner(path, workdir, "--grace=600")  # trainers ignore SIGTERM
     wait_for(
-        "the job to finish with both trials stopping",
-        lambda: [t["state"] for t in trials(workdir)] == ["stopping", "stopping"],
+        what="the job to finish with both trials stopping",
+        check=lambda: [t["state"] for t in trials(workdir)] == ["stopping", "stopping"],
     )
     kill_runner(runner)
     marker = run_id(workdir)
@@ -286,8 +275,8 @@ def test_sigterm_stops_every_trial_and_records_it(tmp_path: Path, second_signal:
     path = write_job(tmp_path, args, maxTrials=2, parallelism=2)
     workdir = tmp_path / "work"
     runner = start_runner(path, workdir, "--grace=600")
-    wait_for("both trials to run", lambda: running_with_pid(workdir, "t-1"))
-    wait_for("both trials to report", lambda: reporting_trials(workdir) == 2)
+    wait_for(what="both trials to run", check=lambda: running_with_pid(workdir, "t-1"))
+    wait_for(what="both trials to report", check=lambda: reporting_trials(workdir) == 2)
     marker = run_id(workdir)
     runner.send_signal(signal.SIGTERM)
     if second_signal:  # another kind, so that the kernel cannot merge the two
@@ -310,15 +299,18 @@ def test_resume_keeps_finished_work_and_crashes_never_use_up_attempts(tmp_path: 
     for attempt in range(1, 6):  # more runner crashes than any retry budget
         runner = start_runner(path, workdir)
         wait_for(
-            f"attempt {attempt} to run",
-            lambda: (t := running_with_pid(workdir)) and t["attempts"] == attempt,  # noqa: B023
+            what=f"attempt {attempt} to run",
+            check=lambda: (t := running_with_pid(workdir)) and t["attempts"] == attempt,  # noqa: B023
         )
-        wait_for("its reports", lambda: acked.exists() and len(acked.read_text().split("\n")) > 3)
+        wait_for(
+            what="its reports",
+            check=lambda: acked.exists() and len(acked.read_text().split("\n")) > 3,
+        )
         kill_runner(runner)
         acked.unlink()
     exit_file = workdir / "exits" / "t-0.5.json"
     go.touch()  # the trainer finishes while no runner watches
-    wait_for("the trainer's recorded exit", exit_file.exists)
+    wait_for(what="the trainer's recorded exit", check=exit_file.exists)
     assert json.loads(exit_file.read_text()) == {"code": 0, "error": None}
     code, result = result_of(start_runner(path, workdir))
     (trial,) = trials(workdir)

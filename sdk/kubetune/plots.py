@@ -66,12 +66,12 @@ def rungs(spec: TuningJobSpec) -> list[float]:
 
 def _history(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[TrialInfo]) -> Any:
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    best: list[float] = []
-    for t in sorted(trials, key=lambda t: t.index):
-        assert t.objective is not None
-        better = max if status.maximize else min
-        best.append(better(best[-1], t.objective) if best else t.objective)
     ordered = sorted(trials, key=lambda t: t.index)
+    better = max if status.maximize else min
+    best: list[float] = []
+    for t in ordered:
+        assert t.objective is not None
+        best.append(better(best[-1], t.objective) if best else t.objective)
     ax.scatter(
         [t.index for t in ordered],
         [t.objective for t in ordered],

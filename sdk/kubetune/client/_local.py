@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from ..engine import best_trial
@@ -58,8 +59,12 @@ ENDED = ("succeeded", "failed", "stopped")
 START_TIMEOUT = 60.0  # seconds for a submitted run to record its job
 STOP_TIMEOUT = 120.0  # seconds for a deleted job's runner to stop its trials
 POLL = 0.1  # seconds between looks at a state file while waiting or following a log
-# Starts the runner in its own session and exits, so that the caller never has to reap it.
-DETACH = "import subprocess, sys; subprocess.Popen(sys.argv[1:], start_new_session=True)"
+# Starts the runner in its own session (its output to the launcher's stderr), prints its PID and
+# exits, so that the caller never has to reap it.
+DETACH = (
+    "import subprocess, sys; "
+    "print(subprocess.Popen(sys.argv[1:], start_new_session=True, stdout=sys.stderr).pid)"
+)
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -102,9 +107,8 @@ class LocalBackend:
         return sorted(p.name for p in self.root.iterdir() if (p / STATE_FILE).exists())
 
     def _stored_name(self, path: Path) -> str:
-        with _reader(path) as store:
-            job = store.job()
-        return str(job["name"]) if job else path.name
+        row = _query_one(path, "SELECT name FROM job")
+        return str(row[0]) if row else path.name
 
     # -- verbs ------------------------------------------------------------------------------
     def submit(self, job: TuningJob, manifest: dict[str, Any], base_dir: Path) -> str:
@@ -121,14 +125,15 @@ class LocalBackend:
         argv = [sys.executable, "-m", "kubetune.cli", "run", str(path / MANIFEST), "--json"]
         argv += ["--workdir", str(path), "--base-dir", str(base_dir)]
         with open(path / RUNNER_LOG, "ab") as log:
-            subprocess.run(
+            launched = subprocess.run(
                 [sys.executable, "-c", DETACH, *argv],
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=subprocess.PIPE,
                 stderr=log,
                 check=True,
+                text=True,
             )
-        self._await_start(path)
+        self._await_start(path, int(launched.stdout))
         return name
 
     def _claim(self, name: str, generate: str | None) -> tuple[str, Path]:
@@ -146,26 +151,20 @@ class LocalBackend:
             return name, path
         raise ClientError(f"no free name for generateName {generate!r} in {self.root}")
 
-    def _await_start(self, path: Path) -> None:
-        """Return once the run has recorded its job; its own error if it could not start."""
+    def _await_start(self, path: Path, pid: int) -> None:
+        """Return once the run (process `pid`) has recorded its job; its own error if it
+        exited before that."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if (path / STATE_FILE).exists() and runner_pid(path) is not None:
-                with _reader(path) as store:
-                    if store.job() is not None:
-                        return
-            elif self._runner_failed(path):
+            if (path / STATE_FILE).exists() and _query_one(path, "SELECT 1 FROM job"):
+                return
+            if not _alive(pid):
                 break
             time.sleep(POLL)
         lines = (path / RUNNER_LOG).read_text(errors="replace").strip().splitlines()
         shutil.rmtree(path, ignore_errors=True)
         why = lines[-1] if lines else f"it did not start within {START_TIMEOUT:g} s"
         raise ClientError(f"the run could not start: {why}")
-
-    def _runner_failed(self, path: Path) -> bool:
-        """Whether the runner wrote its last words (it exits before recording the job)."""
-        log = path / RUNNER_LOG
-        return log.exists() and log.stat().st_size > 0 and runner_pid(path) is None
 
     def get(self, name: str) -> JobStatus:
         path = self.job_dir(name)
@@ -177,15 +176,18 @@ class LocalBackend:
         return job_status(job, trials, runner_pid(path) is not None)
 
     def spec(self, name: str) -> TuningJobSpec:
-        with _reader(self.job_dir(name)) as store:
-            job = store.job()
-        if job is None:
-            raise NotFound(f"job {name!r} not found in {self.root}")
-        return TuningJobSpec.model_validate(json.loads(job["spec"]))
+        return TuningJobSpec.model_validate(self._stored_spec(self.job_dir(name)))
+
+    def _stored_spec(self, path: Path) -> dict[str, Any]:
+        row = _query_one(path, "SELECT spec FROM job")
+        if row is None:
+            raise NotFound(f"no job in {path}")
+        return dict(json.loads(row[0]))
 
     def list(self, selector: str | None = None) -> list[JobStatus]:
-        jobs = [self.get(n) for n in self.names()]
-        return [j for j in jobs if _selected(j.labels, selector)]
+        if selector:
+            raise ClientError("label selectors need a cluster: local jobs carry no labels")
+        return [self.get(n) for n in self.names()]
 
     def trials(self, name: str) -> builtins.list[TrialInfo]:
         path = self.job_dir(name)
@@ -253,9 +255,8 @@ class LocalBackend:
         else:
             candidates = [self.root / n for n in self.names()]
         for path in candidates:
-            with _reader(path) as store:
-                if store.trial(trial) is not None:
-                    return path
+            if _query_one(path, "SELECT 1 FROM trials WHERE name = ?", trial):
+                return path
         raise NotFound(f"trial {trial!r} not found in {self.root}")
 
     def delete(self, name: str) -> None:
@@ -277,11 +278,7 @@ class LocalBackend:
         from ._budget import apply_budget
 
         path = self.job_dir(name)
-        status = self.get(name)
-        with _reader(path) as store:
-            job = store.job()
-        assert job is not None
-        spec = apply_budget(status, json.loads(job["spec"]), budget)
+        spec = apply_budget(self.get(name), self._stored_spec(path), budget)
         store = Store(path / STATE_FILE)
         try:
             store.update_spec(spec)
@@ -386,16 +383,11 @@ def trial_info(row: TrialRow, maximize: bool) -> TrialInfo:
     )
 
 
-def _selected(labels: dict[str, str], selector: str | None) -> bool:
-    """Equality-based label selectors (`a=b,c!=d`); local jobs carry no labels yet."""
-    if not selector:
-        return True
-    for term in selector.split(","):
-        key, _, value = term.partition("!=") if "!=" in term else term.partition("=")
-        have = labels.get(key.strip())
-        if ("!=" in term) == (have == value.strip().lstrip("=")):
-            return False
-    return True
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _changes(path: Path) -> tuple[Any, ...]:

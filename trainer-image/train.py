@@ -5,6 +5,10 @@ inside scikit-learn. Every epoch it reports validation metrics with `kubetune.re
 as soon as kubetune says so. Seeded and deterministic on CPU; uses CUDA when available.
 
     python train.py --lr=0.01 --optimizer=adam --epochs=20
+
+With `--metrics-port` (or KUBETUNE_METRICS_PORT, which kubetune sets when the job's
+metricsCollector is `prometheus`) it pushes nothing: it serves the metrics as Prometheus gauges
+(`step` and one per metric) for kubetune to scrape, and stops when it gets SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import random
 import signal
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -68,12 +73,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             default=default,
             choices=CHOICES.get(name),
         )
+    port = os.environ.get("KUBETUNE_METRICS_PORT")
+    parser.add_argument(
+        "--metrics-port", type=int, default=int(port) if port else None,
+        help="serve Prometheus metrics on this port instead of pushing them",
+    )
+    parser.add_argument("--metrics-host", default="0.0.0.0", help="address to serve them on")
+    parser.add_argument(
+        "--metrics-linger", type=float, default=30.0,
+        help="seconds to wait at the end for a scrape of the last values",
+    )
     args = parser.parse_args(argv)
     if args.lr <= 0 or args.batch_size < 1 or args.epochs < 1 or args.hidden_layers < 0:
         parser.error("--lr, --batch-size and --epochs must be positive, --hidden-layers >= 0")
     if not 0 <= args.dropout < 1:
         parser.error(f"--dropout must be in [0, 1) (got {args.dropout})")
     return args
+
+
+class Exposed:
+    """Metrics served as Prometheus gauges for kubetune to scrape (metricsCollector: prometheus)."""
+
+    def __init__(self, host: str, port: int, names: list[str]) -> None:
+        from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+        registry = CollectorRegistry()
+        self.step = Gauge("step", "Epochs completed.", registry=registry)
+        self.gauges = {n: Gauge(n, f"Validation {n}.", registry=registry) for n in names}
+        self.scrapes = 0
+        registry.register(self)  # collect() runs once per scrape: count them
+        start_http_server(port, host, registry=registry)
+        self.published_at = 0
+
+    def collect(self) -> list[Any]:
+        self.scrapes += 1
+        return []
+
+    def publish(self, step: int, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self.gauges[name].set(value)
+        self.step.set(step)  # last: a scrape never pairs a new step with old values
+        self.published_at = self.scrapes
+
+    def linger(self, limit: float) -> None:
+        """Wait (at most `limit` seconds) until a scrape has seen the last values."""
+        deadline = time.monotonic() + limit
+        while self.scrapes <= self.published_at and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def seed_everything(seed: int) -> None:
@@ -145,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     loss_fn: nn.Module = nn.CrossEntropyLoss() if classify else nn.MSELoss()
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     print(f"training on {device}: {vars(args)}", flush=True)
+    exposed = None
+    if args.metrics_port is not None:
+        names = ["val_loss", "val_accuracy" if classify else "val_rmse"]
+        exposed = Exposed(args.metrics_host, args.metrics_port, names)
+        print(f"serving metrics on {args.metrics_host}:{args.metrics_port}", flush=True)
     for epoch in range(1, args.epochs + 1):
         if epoch == args.fail_at_epoch:
             raise RuntimeError(f"failing on purpose at epoch {epoch} (--fail-at-epoch)")
@@ -170,9 +221,13 @@ def main(argv: list[str] | None = None) -> int:
         if scheduler is not None:
             scheduler.step(val_loss) if args.schedule == "plateau" else scheduler.step()
         print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
-        if kubetune.report(step=epoch, **metrics):
+        if exposed is not None:
+            exposed.publish(epoch, metrics)
+        elif kubetune.report(step=epoch, **metrics):
             print(f"kubetune asked to stop after epoch {epoch}", flush=True)
             return 0
+    if exposed is not None:
+        exposed.linger(args.metrics_linger)
     return 0
 
 

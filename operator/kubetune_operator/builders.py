@@ -27,6 +27,8 @@ TRIAL_LABEL = "kubetune.dev/trial"
 TOKEN_DIGEST_ANNOTATION = "kubetune.dev/token-sha256"
 TOKEN_KEY = "token"  # the key of the token in a trial's Secret
 TOKEN_ENV = "KUBETUNE_TRIAL_TOKEN"
+SCRAPED_LABEL = "kubetune.dev/metrics-scraped"  # on pods whose metrics the operator scrapes
+METRICS_PORT_NAME = "kt-metrics"  # the container port of a scraped trial's endpoint
 
 
 def owner_reference(obj: Mapping[str, Any], controller: bool = True) -> dict[str, Any]:
@@ -110,6 +112,8 @@ def build_trial_pod(
     job_name = job["metadata"]["name"]
     pod_meta = copy.deepcopy(template.metadata or {})
     labels = {**pod_meta.get("labels", {}), JOB_LABEL: job_name, TRIAL_LABEL: name}
+    if spec.collector.kind == "prometheus":
+        labels[SCRAPED_LABEL] = "true"  # what the PodMonitor selects
     pod_spec = harden(copy.deepcopy(template.spec))
     pod_spec["restartPolicy"] = "Never"
     primary_name = template.primary()["name"]
@@ -123,7 +127,11 @@ def build_trial_pod(
             {**e, "value": substitute(e["value"], params)} if isinstance(e.get("value"), str) else e
             for e in container.get("env", [])
         ]
-        contract = trial_env(job_name, name, params, metrics_address, token="")
+        collector = spec.collector
+        port = collector.port if collector.kind == "prometheus" else None
+        contract = trial_env(job_name, name, params, metrics_address, token="", metrics_port=port)
+        if port is not None:
+            _declare_port(container, port)
         env = [e for e in env if e.get("name") not in contract]
         container["env"] = env + [
             {"name": k, "value": v} if k != TOKEN_ENV else _token_from_secret(name)
@@ -204,3 +212,10 @@ def build_event(
         "lastTimestamp": now,
         "count": 1,
     }
+
+
+def _declare_port(container: dict[str, Any], port: int) -> None:
+    """Name the metrics port on the container (for a PodMonitor), unless the template did."""
+    ports = container.setdefault("ports", [])
+    if not any(p.get("containerPort") == port for p in ports if isinstance(p, dict)):
+        ports.append({"name": METRICS_PORT_NAME, "containerPort": port, "protocol": "TCP"})

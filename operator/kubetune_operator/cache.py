@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .builders import JOB_LABEL
@@ -39,8 +39,18 @@ def _newer(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     return True
 
 
+FINAL_TRIAL_PHASES = ("Succeeded", "Failed", "Stopped")
+
+
+def _phase(obj: Mapping[str, Any] | None) -> str | None:
+    return ((obj or {}).get("status") or {}).get("phase")
+
+
 class Cache:
-    def __init__(self) -> None:
+    """`trial_ended(trial)` hears of each Trial this process sees go from running to ended."""
+
+    def __init__(self, trial_ended: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.trial_ended = trial_ended
         self._lock = threading.Lock()
         self._objects: dict[str, dict[Key, dict[str, Any]]] = {k: {} for k in KINDS}
         self._by_job: dict[str, dict[Key, dict[str, dict[str, Any]]]] = {
@@ -51,12 +61,16 @@ class Cache:
         copied: dict[str, Any] = copy.deepcopy(dict(obj))
         key = key_of(copied)
         with self._lock:
-            if not _newer(self._objects[kind].get(key), copied):
+            old = self._objects[kind].get(key)
+            if not _newer(old, copied):
                 return
             self._objects[kind][key] = copied
             job = job_key_of(copied)
             if job is not None:
                 self._by_job[kind][job][key[1]] = copied
+        ended = _phase(copied) in FINAL_TRIAL_PHASES and _phase(old) not in FINAL_TRIAL_PHASES
+        if kind == "trials" and old is not None and ended and self.trial_ended is not None:
+            self.trial_ended(copied)
 
     def drop(self, kind: str, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)
@@ -71,6 +85,11 @@ class Cache:
     def get(self, kind: str, key: Key) -> dict[str, Any] | None:
         with self._lock:
             return self._objects[kind].get(key)
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        """Every cached object of a kind (a snapshot)."""
+        with self._lock:
+            return list(self._objects[kind].values())
 
     def of_job(self, kind: str, job: Key) -> dict[str, dict[str, Any]]:
         """Trials or pods of one job, by name (a snapshot)."""

@@ -13,13 +13,15 @@ import asyncio
 import datetime
 import logging
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import grpc
 from kubetune.engine import Decision, SuggestFn, TrialView, decide
 from kubetune.rpc.tokens import digest, new_token
 from kubetune.spec import SpecError, TuningJob, TuningJobSpec
+from kubetune.telemetry import PullCollector, Target
 
 from .builders import (
     API_VERSION,
@@ -30,6 +32,7 @@ from .builders import (
     build_trial_pod,
 )
 from .cache import Cache, Key, key_of
+from .exporter import OperatorHealth, scrape_targets
 from .kube import KubeApi, pod_problem
 from .status import build_job_status, condition, observe_trial, stored_curve
 from .workqueue import WorkQueue
@@ -63,13 +66,17 @@ class Controller:
         suggest: SuggestFn,
         metrics_address: str,
         max_backoff: float = 30.0,
+        health: OperatorHealth | None = None,
+        collector: PullCollector | None = None,
     ) -> None:
         self.cache = cache
         self.kube = kube
         self.suggest = suggest
         self.metrics_address = metrics_address
         self.max_backoff = max_backoff
-        self.queue = WorkQueue()
+        self.health = health
+        self.collector = collector  # scrapes the trials of jobs with metricsCollector prometheus
+        self.queue = WorkQueue(health.queue_latency.observe if health else lambda _: None)
         self.ready = asyncio.Event()  # set once kopf has listed everything (indexes are ready)
         self._backoff: dict[Key, float] = {}
         self._posting: set[asyncio.Task[None]] = set()
@@ -81,21 +88,30 @@ class Controller:
     async def _worker(self) -> None:
         while True:
             key = await self.queue.get()
+            started = time.perf_counter()
             try:
                 await self.reconcile(key)  # type: ignore[arg-type]
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self.health is not None:
+                    self.health.reconcile_errors.inc()
                 delay = self._next_backoff(key)  # type: ignore[arg-type]
                 log.exception("reconciling %s failed; again in %.1f s", key, delay)
                 self.queue.add(key, delay)
             finally:
                 self.queue.done(key)
+                if self.health is not None:
+                    self.health.reconcile_duration.observe(time.perf_counter() - started)
 
     def _next_backoff(self, key: Key) -> float:
         delay = min(self._backoff.get(key, 0.5) * 2, self.max_backoff)
         self._backoff[key] = delay
         return delay
+
+    def _scrape(self, key: Key, targets: dict[Hashable, Target]) -> None:
+        if self.collector is not None:
+            self.collector.set_targets(key, targets)
 
     def event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """Post a Kubernetes Event in the background; losing one never blocks a reconcile."""
@@ -115,11 +131,13 @@ class Controller:
     async def reconcile(self, key: Key) -> None:
         job = self.cache.get("tuningjobs", key)
         if job is None:
+            self._scrape(key, {})
             return
         status = job.get("status") or {}
         trials = self.cache.of_job("trials", key)
         pods = self.cache.of_job("pods", key)
         if status.get("phase") in FINISHED:
+            self._scrape(key, {})
             await self._release_pods(job, trials, pods)
             return
         if not status.get("phase") or status["phase"] == "Pending":
@@ -185,7 +203,9 @@ class Controller:
         self._backoff.pop(key, None)
         await self._carry_out(job, decision, trials)
         trials = self.cache.of_job("trials", key)
-        await self._release_pods(job, trials, self.cache.of_job("pods", key))
+        pods = self.cache.of_job("pods", key)
+        await self._release_pods(job, trials, pods)
+        self._scrape(key, scrape_targets(spec, trials, pods))
 
         new_status = build_job_status(spec, views, decision, status, now())
         new_status["conditions"].append(

@@ -15,10 +15,12 @@ from typing import Any
 import kopf
 from kubetune.rpc.server import Server, serve
 from kubetune.rpc.suggestion import SuggestionClient
+from kubetune.telemetry import PullCollector, ScrapeError, Telemetry
 
 from .builders import API_VERSION, TRIAL_LABEL
 from .cache import Cache, job_key_of, key_of
-from .controller import Controller
+from .controller import Controller, now
+from .exporter import OperatorHealth, job_counts, scrape_condition, seconds_since
 from .kube import KubeApi, connection_info, load_configuration
 from .metrics import TrialStatusMetrics, loop_runner
 from .settings import OperatorSettings
@@ -33,7 +35,10 @@ class Runtime:
     def __init__(self, settings: OperatorSettings, kube: KubeApi) -> None:
         self.settings = settings
         self.kube = kube
-        self.cache = Cache()
+        self.telemetry = Telemetry(lambda: job_counts(self.cache))
+        self.cache = Cache(trial_ended=self._trial_ended)
+        self.health = OperatorHealth(self.telemetry, lambda: self.controller.queue.depth())
+        kube.on_request = self.health.api_request
         self.suggestion_server: Server | None = None
         if settings.suggestion_address is None:
             self.suggestion_server = serve("127.0.0.1:0", suggestions=True)
@@ -52,16 +57,56 @@ class Runtime:
             lambda job: self._wake_threadsafe(loop, job),
             settings.status_interval,
             ready=lambda: self.controller.ready.is_set(),
+            telemetry=self.telemetry,
         )
-        self.metrics_server = serve(settings.metrics_bind, metrics=self.metrics)
+        self.metrics_server = serve(
+            settings.metrics_bind, metrics=self.metrics, observe_report=self.telemetry.report
+        )
+        self.collector = PullCollector(
+            lambda key, sample: self.metrics.accept(
+                key,  # type: ignore[arg-type]
+                sample.step,
+                sample.metrics,
+                sample.invalid,
+            ),
+            lambda key, problem: self._scrape_trouble(loop, key, problem),  # type: ignore[arg-type]
+            self.telemetry,
+        )
         self.controller = Controller(
             self.cache,
             kube,
-            self.suggestions.suggest,
+            self.telemetry.timed_suggest(self.suggestions.suggest),
             settings.advertised_metrics_address(self.metrics_server.port),
             settings.max_backoff,
+            health=self.health,
+            collector=self.collector,
         )
+        host, port = settings.exporter_bind.rsplit(":", 1)
+        self.exporter = self.telemetry.serve(host.strip("[]"), int(port))
         self.task = asyncio.create_task(self.controller.run(settings.workers))
+
+    def _trial_ended(self, trial: dict[str, Any]) -> None:
+        status = trial.get("status") or {}
+        start = seconds_since(status.get("startTime"))
+        end = seconds_since(status.get("completionTime"))
+        if start is not None and end is not None:
+            self.telemetry.trial_ended(start - end)
+
+    def _scrape_trouble(
+        self, loop: asyncio.AbstractEventLoop, key: tuple[str, str], problem: ScrapeError | None
+    ) -> None:
+        """A trial's endpoint failed (or works again): its MetricsCollected condition, and an
+        Event when it fails. Runs in a scrape thread."""
+        trial = self.cache.get("trials", key)
+        if trial is None:
+            return
+        reason, message = (problem.reason, str(problem)) if problem else (None, "")
+        patch = scrape_condition(trial, reason, message, now())
+        self.metrics.run(self.controller.write_status("trials", *key, patch))
+        if problem is not None:
+            loop.call_soon_threadsafe(
+                self.controller.event, trial, "Warning", "MetricsScrapeFailed", message
+            )
 
     def _wake_threadsafe(self, loop: asyncio.AbstractEventLoop, job: tuple[str, str]) -> None:
         loop.call_soon_threadsafe(self.wake, job)
@@ -73,6 +118,8 @@ class Runtime:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
         self.controller.queue.close()
+        await asyncio.to_thread(self.collector.close)
+        await asyncio.to_thread(self.exporter.close)
         await asyncio.to_thread(self.metrics_server.stop, 1.0)
         await asyncio.to_thread(self.metrics.close)
         self.suggestions.close()

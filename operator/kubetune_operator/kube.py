@@ -86,7 +86,9 @@ class KubeApi:
         workers: int = 8,
         attempts: int = 5,
         load: Callable[[str | None], client.Configuration] = load_configuration,
+        on_request: Callable[[str, int | str], None] = lambda verb, code: None,
     ) -> None:
+        self.on_request = on_request  # hears (verb, HTTP code or "error") of every request
         self.context, self.workers, self.attempts, self._load = context, workers, attempts, load
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
         self._api = self._connect()
@@ -102,7 +104,7 @@ class KubeApi:
         """Create `obj`; None if it already exists (creating twice is harmless)."""
         ns = obj["metadata"].get("namespace", "default")
         try:
-            return await self._call(lambda api: _create(api, obj, plural, ns))
+            return await self._call("create", lambda api: _create(api, obj, plural, ns))
         except KubeError as exc:
             if exc.status == 409:
                 return None
@@ -138,7 +140,7 @@ class KubeApi:
                 _preload_content=False,
             )
 
-        return await self._call(call)
+        return await self._call("patch", call)
 
     async def delete(self, api_version: str, plural: str, namespace: str, name: str) -> bool:
         """Delete (gracefully, as the server decides); False if it was already gone."""
@@ -151,7 +153,7 @@ class KubeApi:
             )
 
         try:
-            await self._call(call)
+            await self._call("delete", call)
         except KubeError as exc:
             if exc.status == 404:
                 return False
@@ -163,16 +165,18 @@ class KubeApi:
         self._api.close()  # type: ignore[no-untyped-call]
 
     # -- retries --------------------------------------------------------------------------------
-    async def _call(self, request: Callable[[client.ApiClient], Any]) -> dict[str, Any]:
+    async def _call(self, verb: str, request: Callable[[client.ApiClient], Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         delay, reloaded = 0.1, False
         for attempt in range(self.attempts):
             last = attempt == self.attempts - 1
             try:
                 response = await loop.run_in_executor(self._pool, request, self._api)
+                self.on_request(verb, response.status)
                 data = response.data
                 return json.loads(data) if data else {}
             except client.ApiException as exc:
+                self.on_request(verb, exc.status or "error")
                 if exc.status == 401 and not reloaded:  # a rotated token: log in again, once
                     log.info("401 from the API server: reloading credentials")
                     reloaded = True
@@ -181,6 +185,7 @@ class KubeApi:
                 if exc.status not in TRANSIENT or last:
                     raise KubeError(exc.status or 0, _message(exc.body)) from None
             except urllib3.exceptions.HTTPError:
+                self.on_request(verb, "error")
                 if last:
                     raise
             await asyncio.sleep(delay)

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
         "--metrics-bind", help="where the MetricsService listens (default 0.0.0.0:9090)"
     )
     parser.add_argument("--metrics-address", help="the MetricsService address trial pods dial")
+    parser.add_argument(
+        "--exporter-bind", help="where Prometheus scrapes /metrics (default 0.0.0.0:8090)"
+    )
     parser.add_argument("--context", help="kubeconfig context (default: in-cluster or current)")
     parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         ("suggestion_address", "KUBETUNE_SUGGESTION_ADDRESS"),
         ("metrics_bind", "KUBETUNE_METRICS_BIND"),
         ("metrics_address", "KUBETUNE_METRICS_ADDRESS"),
+        ("exporter_bind", "KUBETUNE_EXPORTER_BIND"),
         ("context", "KUBETUNE_KUBE_CONTEXT"),
     ):
         if getattr(args, flag):

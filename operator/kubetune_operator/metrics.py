@@ -24,6 +24,7 @@ from kubetune.rpc.metrics import BadToken, NotReady, ReportVerdict, TrialEnded, 
 from kubetune.rpc.tokens import matches_digest
 from kubetune.spec import SpecError, TuningJob, TuningJobSpec
 from kubetune.stopping import BaseStopper, compact_curve, create_stopper
+from kubetune.telemetry import Telemetry
 
 from .builders import TOKEN_DIGEST_ANNOTATION
 from .cache import Cache, Key
@@ -41,7 +42,9 @@ class TrialStatusMetrics:
         wake: Callable[[Key], None],
         interval: float = 0.5,
         ready: Callable[[], bool] = lambda: True,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        self.telemetry = telemetry
         self.cache = cache
         self.ready = ready  # false until kopf has listed every Trial and TuningJob
         self.run = run  # runs a coroutine on the operator's loop and returns its result
@@ -62,7 +65,21 @@ class TrialStatusMetrics:
     ) -> ReportVerdict:
         if not self.ready():  # "unknown" now may only mean "not listed yet": never drop a report
             raise NotReady("the operator is starting")
-        body = self._authenticate(trial, token)
+        return self._accept(self._authenticate(trial, token), step, metrics)
+
+    def accept(
+        self, key: Key, step: int, metrics: dict[str, float], invalid: list[str]
+    ) -> ReportVerdict:
+        """A report scraped by the operator itself (no token: it comes from the pod's IP)."""
+        if not self.ready():
+            raise NotReady("the operator is starting")
+        body = self.cache.get("trials", key)
+        if body is None:
+            raise UnknownTrial(key[1])
+        return self._accept(body, step, metrics)
+
+    def _accept(self, body: dict[str, Any], step: int, metrics: dict[str, float]) -> ReportVerdict:
+        trial = body["metadata"]["name"]
         ns = body["metadata"].get("namespace", "default")
         job: Key = (ns, body["spec"]["job"])
         found = self._job(job)
@@ -95,6 +112,8 @@ class TrialStatusMetrics:
                 if name != trial
             ]
         verdict = stopper.should_stop(mine, [c for c in others if c])
+        if self.telemetry is not None:
+            self.telemetry.stop_decision(spec.early_stopping.name, verdict.stop)
         if not verdict.stop:
             return ReportVerdict(False)
         stopped = {

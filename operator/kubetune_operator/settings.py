@@ -19,6 +19,7 @@ class OperatorSettings:
     kube_context: str | None = None  # kubeconfig context; None: in-cluster or the current one
     api_workers: int = 8  # threads making Kubernetes API calls at once
     suggestion_token_file: str | None = None  # the shared token of a remote SuggestionService
+    exporter_bind: str = "0.0.0.0:8090"  # where Prometheus scrapes /metrics
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -36,6 +37,7 @@ class OperatorSettings:
             kube_context=env.get("KUBETUNE_KUBE_CONTEXT") or None,
             api_workers=int(env.get("KUBETUNE_API_WORKERS", cls.api_workers)),
             suggestion_token_file=env.get("KUBETUNE_SUGGESTION_TOKEN_FILE") or None,
+            exporter_bind=env.get("KUBETUNE_EXPORTER_BIND", cls.exporter_bind),
         )
 
     def advertised_metrics_address(self, bound_port: int) -> str:

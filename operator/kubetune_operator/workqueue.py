@@ -8,11 +8,16 @@ a key added many times while waiting is processed once. `add(key, delay)` re-que
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+import time
+from collections.abc import Callable, Hashable
 
 
 class WorkQueue:
-    def __init__(self) -> None:
+    """`waited(seconds)` hears how long each key waited from being queued to being handed out."""
+
+    def __init__(self, waited: Callable[[float], None] = lambda _: None) -> None:
+        self.waited = waited
+        self._since: dict[Hashable, float] = {}
         self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
         self._waiting: set[Hashable] = set()  # queued, not yet handed out
         self._active: set[Hashable] = set()  # handed out, not yet done
@@ -29,6 +34,7 @@ class WorkQueue:
             self._again.add(key)
         elif key not in self._waiting:
             self._waiting.add(key)
+            self._since[key] = time.monotonic()
             self._queue.put_nowait(key)
 
     def _due(self, key: Hashable) -> None:
@@ -38,6 +44,7 @@ class WorkQueue:
     async def get(self) -> Hashable:
         key = await self._queue.get()
         self._waiting.discard(key)
+        self.waited(time.monotonic() - self._since.pop(key, time.monotonic()))
         self._active.add(key)
         return key
 
@@ -46,6 +53,10 @@ class WorkQueue:
         if key in self._again:
             self._again.discard(key)
             self.add(key)
+
+    def depth(self) -> int:
+        """Keys waiting to be handed out."""
+        return len(self._waiting)
 
     def close(self) -> None:
         for timer in self._timers.values():

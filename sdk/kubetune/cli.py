@@ -79,6 +79,15 @@ def _run(args: argparse.Namespace) -> int:
         on_update=None if args.json else view,
         log_limit=args.max_log_bytes,
     )
+    endpoint = None
+    if args.metrics_port is not None:
+        try:
+            endpoint = runner.telemetry.serve(args.metrics_host, args.metrics_port)
+        except OSError as exc:
+            print(f"kubetune: --metrics-port {args.metrics_port}: {exc.strerror}", file=sys.stderr)
+            return 1
+        url = f"http://{args.metrics_host}:{endpoint.port}/metrics"
+        print(f"Prometheus metrics at {url}", file=sys.stderr, flush=True)
     try:
         if args.json:
             result = runner.run()
@@ -96,6 +105,9 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 128 + signum
+    finally:
+        if endpoint is not None:
+            endpoint.close()
     if args.json:
         print(result_json(result))
     else:
@@ -125,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=64 * 1024 * 1024,
         metavar="N",
         help="a trial's log is rotated at N bytes; one older file is kept (default: 64 MiB)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics of the run at http://HOST:PORT/metrics (0: any free port)",
+    )
+    run.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="HOST", help="(default: 127.0.0.1)"
     )
     run.set_defaults(handler=_run)
 

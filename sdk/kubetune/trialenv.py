@@ -35,9 +35,15 @@ def env_name(param: str) -> str:
 
 
 def trial_env(
-    job: str, trial: str, params: Mapping[str, Any], metrics_address: str, token: str
+    job: str,
+    trial: str,
+    params: Mapping[str, Any],
+    metrics_address: str,
+    token: str,
+    metrics_port: int | None = None,
 ) -> dict[str, str]:
-    """The variables every trial gets, whatever runs it."""
+    """The variables every trial gets, whatever runs it. With `metrics_port` (a job whose
+    metrics are scraped), KUBETUNE_METRICS_PORT says where the trial serves them."""
     env = {
         "KUBETUNE_JOB": job,
         "KUBETUNE_TRIAL": trial,
@@ -45,6 +51,8 @@ def trial_env(
         "KUBETUNE_TRIAL_TOKEN": token,
         "KUBETUNE_PARAMS": json.dumps(dict(params), sort_keys=True),
     }
+    if metrics_port is not None:
+        env["KUBETUNE_METRICS_PORT"] = str(metrics_port)
     for name, value in params.items():
         env[env_name(name)] = format_value(value)
     return env

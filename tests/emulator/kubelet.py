@@ -1,8 +1,11 @@
 """The tests' kubelet: run each new Pod's primary container as a local process.
 
 Listens to the emulator's writes. A new Pod starts its first container's command + args with the
-pod's env (plain `value`s and `secretKeyRef`s) in `workdir`, goes Running, then Succeeded or
-Failed by exit code with a terminated container status. Deletion is graceful, as on a real node:
+pod's env (plain `value`s, `secretKeyRef`s and the `status.podIP` field) in `workdir`, `$(VAR)`
+references in command and args expanded as a kubelet does, goes Running, then Succeeded or
+Failed by exit code with a terminated container status. Each pod gets its own loopback address
+as its IP (127.0.0.2, 127.0.0.3, ...); all of them reach this host, so a process that binds its
+pod IP can be scraped there as on a pod network. Deletion is graceful, as on a real node:
 once the API server marks a running Pod (deletionTimestamp), the process group gets SIGTERM, then
 SIGKILL when deletionGracePeriodSeconds have passed, and only then does the object go. A forced
 deletion (grace 0) kills at once.
@@ -14,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import signal
 import sys
 from collections.abc import Coroutine
@@ -37,6 +41,8 @@ class Kubelet:
         self._tasks: set[asyncio.Task[None]] = set()
         self.admitting = asyncio.Event()  # cleared by hold(): pods wait, as on a full node
         self.admitting.set()
+        self.pod_ips: dict[tuple[str, str], str] = {}
+        self._next_ip = 2
         emulator.listeners.append(self.on_write)
 
     def hold(self) -> None:
@@ -71,11 +77,12 @@ class Kubelet:
         if key not in self.emulator.store.objects[("", "pods")]:
             return  # deleted while it waited
         container = pod["spec"]["containers"][0]
-        argv = [*container.get("command", []), *container.get("args", [])]
+        self.pod_ips[key] = self._new_ip()
+        own = self._env(pod["metadata"]["namespace"], container.get("env", []), self.pod_ips[key])
+        argv = [expand(a, own) for a in [*container.get("command", []), *container.get("args", [])]]
         if argv and argv[0] in ("python", "python3"):
             argv[0] = sys.executable
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        env.update(self._env(pod["metadata"]["namespace"], container.get("env", [])))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **own}
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{key[1]}.log", "wb")  # noqa: SIM115
         try:
@@ -103,13 +110,22 @@ class Kubelet:
         if key in self._terminating:
             await self._finish_termination(key)
 
-    def _env(self, namespace: str, env: list[dict[str, Any]]) -> dict[str, str]:
-        """Plain values and values from Secrets, as the kubelet resolves them at start."""
+    def _new_ip(self) -> str:
+        n = self._next_ip
+        self._next_ip += 1
+        return f"127.0.{n // 250}.{n % 250 + 2}"
+
+    def _env(self, namespace: str, env: list[dict[str, Any]], pod_ip: str) -> dict[str, str]:
+        """Plain values, values from Secrets and the pod IP, as the kubelet resolves them."""
         resolved = {}
         secrets = self.emulator.store.objects[("", "secrets")]
         for e in env:
             if "value" in e:
-                resolved[e["name"]] = e["value"]
+                resolved[e["name"]] = expand(e["value"], resolved)
+                continue
+            field = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            if field == "status.podIP":
+                resolved[e["name"]] = pod_ip
                 continue
             ref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
             secret = secrets.get((namespace, ref.get("name", "")))
@@ -180,6 +196,8 @@ class Kubelet:
             "started": code is None,
         }
         status = {"phase": phase, "startTime": now(), "containerStatuses": [container_status]}
+        if key in self.pod_ips:
+            status["podIP"] = self.pod_ips[key]
         before = store.rv
         try:
             store.update(kind, key[0], key[1], lambda o: {**o, "status": status}, "status")
@@ -191,3 +209,14 @@ class Kubelet:
         for key, process in self.processes.items():
             self._signal(key, process, signal.SIGKILL)
         self.processes.clear()
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """`$(VAR)` replaced by VAR's value where it is defined; `$$(VAR)` escapes, as in a Pod."""
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(0).startswith("$$"):
+            return match.group(0)[1:]
+        return env.get(match.group(1), match.group(0))
+
+    return re.sub(r"\$?\$\(([A-Za-z_][A-Za-z0-9_]*)\)", value, text)

@@ -47,6 +47,7 @@ def build_local_command(
     params: dict[str, Any],
     metrics_address: str,
     token: str,
+    metrics_port: int | None = None,
 ) -> LocalCommand:
     """The process that runs a trial on this host (pure)."""
     container = template.primary()
@@ -60,7 +61,7 @@ def build_local_command(
             env[item["name"]] = substitute(item["value"], params)
     for key, value in (local.env or {}).items():
         env[key] = substitute(value, params)
-    env.update(trial_env(job, trial, params, metrics_address, token))
+    env.update(trial_env(job, trial, params, metrics_address, token, metrics_port))
     env["PYTHONUNBUFFERED"] = "1"
     workdir = base_dir / local.working_dir if local.working_dir else base_dir
     return LocalCommand(argv, workdir.resolve(), env)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,12 +26,13 @@ from typing import Any
 
 import psutil
 
-from ..engine import Decision, TrialView, best_trial, decide
+from ..engine import Decision, TrialView, best_trial, decide, default_suggest
 from ..rpc import tokens
 from ..rpc.metrics import BadToken, ReportVerdict, TrialEnded, UnknownTrial
 from ..rpc.server import serve
 from ..spec import BestTrial, FieldError, SpecError, TuningJob, TuningJobSpec
 from ..stopping import NoStopper, create_stopper
+from ..telemetry import JobCounts, PullCollector, Sample, ScrapeError, Target, Telemetry
 from ._executor import (
     LOG_LIMIT,
     LocalExecutor,
@@ -45,6 +47,8 @@ ENGINE_STATES = {"stopping": "running", "interrupted": "pending"}
 STOP_DELAY = 1.0  # seconds between a stop verdict and SIGTERM: the reply reaches the trainer first
 BUDGET_FIELDS = ("maxTrials", "parallelism", "maxFailedTrials")  # may change while a job runs
 LOCK_FILE = "runner.lock"
+LOCAL_NAMESPACE = "local"  # the namespace label of a local job's Prometheus series
+SCRAPE_NOTE = "metrics endpoint: "  # prefix of a running trial's reason while scraping fails
 IDLE_DECIDE = 1.0  # seconds between decisions when no trial exited and no report arrived
 
 
@@ -93,7 +97,11 @@ def runner_pid(workdir: Path) -> int | None:
 def budget_changed_only(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether two specs differ in nothing but the budget (what `update` may change)."""
     drop = dict.fromkeys(BUDGET_FIELDS)
-    return {**old, **drop} == {**new, **drop}
+
+    def settled(spec: dict[str, Any]) -> dict[str, Any]:  # an unset field equals a None one
+        return {k: v for k, v in {**spec, **drop}.items() if v is not None}
+
+    return settled(old) == settled(new)
 
 
 @dataclass
@@ -120,13 +128,16 @@ class StoreMetrics:
         job: TuningJob,
         wake: Callable[[], None],
         changed: Callable[[], None] = lambda: None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
         self.changed = changed
         self.objective = job.spec.objective.metric
+        self.rule = job.spec.early_stopping.name
         self.stopper = create_stopper(job.spec)
         self.judges = not isinstance(self.stopper, NoStopper)  # skip the bookkeeping entirely
         self.wake = wake
+        self.telemetry = telemetry
 
     def report(
         self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
@@ -136,6 +147,14 @@ class StoreMetrics:
             raise UnknownTrial(trial)
         if not tokens.matches(known[0], token):
             raise BadToken(trial)
+        return self.accept(trial, step, metrics, invalid)
+
+    def accept(
+        self, trial: str, step: int, metrics: dict[str, float], invalid: list[str]
+    ) -> ReportVerdict:
+        """A report from a trusted source (the runner's own scrapes, or after `report`)."""
+        if self.store.trial(trial) is None:
+            raise UnknownTrial(trial)
         state = self.store.add_metrics(trial, step, {**metrics, **dict.fromkeys(invalid)})
         if state not in REPORTING:
             raise TrialEnded(trial, state)
@@ -149,6 +168,8 @@ class StoreMetrics:
             return ReportVerdict(False)
         others = [c for name, c in self.store.curves().items() if name != trial]
         verdict = self.stopper.should_stop(mine, others)
+        if self.telemetry is not None:
+            self.telemetry.stop_decision(self.rule, verdict.stop)
         if verdict.stop and self.store.request_stop(trial, f"early stopping: {verdict.reason}"):
             self.wake()
             return ReportVerdict(True, verdict.reason)
@@ -185,6 +206,10 @@ class LocalRunner:
         self._dirty = True
         self._decided_at = 0.0
         self.last_decision: Decision | None = None
+        self.telemetry = Telemetry(self.job_counts)
+        self.ports: dict[str, int] = {}  # scraped trials' metrics ports
+        self.started_at: dict[str, float] = {}
+        self.collector: PullCollector | None = None
 
     # -- public ---------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -193,9 +218,15 @@ class LocalRunner:
         self._lock = lock_workdir(self.workdir)
         run_id = self._open_job()
         self.executor = LocalExecutor(self.workdir, run_id, self.grace, self.log_limit)
-        backend = StoreMetrics(self.store, self.job, self._wake, self._mark_dirty)
-        server = serve("127.0.0.1:0", metrics=backend)
+        backend = StoreMetrics(self.store, self.job, self._wake, self._mark_dirty, self.telemetry)
+        server = serve("127.0.0.1:0", metrics=backend, observe_report=self.telemetry.report)
         self.address = server.address
+        if self.spec.collector.kind == "prometheus":
+            self.collector = PullCollector(
+                lambda name, sample: self._pulled(backend, str(name), sample),
+                lambda name, problem: self._scrape_trouble(str(name), problem),
+                self.telemetry,
+            )
         restore = self._catch_signals()
         try:
             self._recover()
@@ -213,6 +244,8 @@ class LocalRunner:
             raise
         finally:
             restore()
+            if self.collector is not None:
+                self.collector.close()
             server.stop(grace=0.5)
             self._lock.close()
         return self.result()
@@ -309,7 +342,8 @@ class LocalRunner:
             return not self.executor.running()
         if job is not None:
             self._follow_budget(job)
-        decision = decide(self.job.name, self.spec, [self._view(t) for t in trials])
+        suggest = self.telemetry.timed_suggest(default_suggest)
+        decision = decide(self.job.name, self.spec, [self._view(t) for t in trials], suggest)
         self.last_decision = decision
         for order in decision.stop:
             if self.store.request_stop(order.name, order.reason):
@@ -325,14 +359,25 @@ class LocalRunner:
         if decision.finish is not None:
             f = decision.finish
             self.store.finish_job(f.reason.value, f.succeeded, f.message)
+        self._sync_targets()
         if self.on_update:
             self.on_update(self, decision)
         return decision.finish is not None and not self.executor.running()
 
     def _start(self, name: str, params: dict[str, Any], token: str, attempts: int) -> None:
+        if self.collector is not None:
+            self.ports[name] = free_port()
         command = build_local_command(
-            self.template, self.manifest_dir, self.job.name, name, params, self.address, token
+            self.template,
+            self.manifest_dir,
+            self.job.name,
+            name,
+            params,
+            self.address,
+            token,
+            self.ports.get(name),
         )
+        self.started_at[name] = time.time()
         attempt = attempts + 1
         self.store.set_state(
             name, "running", started=time.time(), attempts=attempt, pid=None, pid_started=None
@@ -352,6 +397,11 @@ class LocalRunner:
         state = current[1] if current else "running"
         done = time.time()
         self.stop_marked.pop(name, None)
+        started = self.started_at.pop(name, None)
+        if not interrupted and started is not None:
+            self.telemetry.trial_ended(done - started)
+        if self.collector is not None and self.store.curve(name):
+            self.store.note(name, None, SCRAPE_NOTE)  # it was scraped: an exit-time hiccup
         if state == "stopping":
             self.store.set_state(name, "stopped", exit_code=ended.code, finished=done)
         elif interrupted:
@@ -401,6 +451,60 @@ class LocalRunner:
     def _view(self, t: TrialRow) -> TrialView:
         return engine_view(t)
 
+    # -- Prometheus ------------------------------------------------------------------------
+    def job_counts(self) -> list[JobCounts]:
+        """This job as a scrape of `/metrics` shows it."""
+        job = self.store.job()
+        if job is None:
+            return []
+        trials = self.store.trials()
+        counts = dict.fromkeys(("pending", "running", "succeeded", "failed", "stopped"), 0)
+        for t in trials:
+            counts[ENGINE_STATES.get(t.state, t.state)] += 1
+        best = best_trial(self.spec, [self._view(t) for t in trials])
+        phase = "Running"
+        if job.get("finished") is not None:
+            phase = "Succeeded" if job.get("succeeded") else "Failed"
+        return [
+            JobCounts(
+                LOCAL_NAMESPACE,
+                self.job.name,
+                phase,
+                counts,
+                len(trials),
+                self.spec.max_trials,
+                best.objective if best else None,
+            )
+        ]
+
+    def _sync_targets(self) -> None:
+        """Scrape the trials whose processes run (and stopping ones, until they exit)."""
+        if self.collector is None:
+            return
+        collector = self.spec.collector
+        names = (self.spec.objective.metric, *self.spec.objective.additional_metrics)
+        running = set(self.executor.running())
+        targets: dict[Any, Target] = {
+            name: Target(
+                f"http://127.0.0.1:{port}{collector.path}",
+                names,
+                collector.step_metric,
+                collector.interval_seconds,
+                collector.timeout_seconds,
+            )
+            for name, port in self.ports.items()
+            if name in running
+        }
+        self.collector.set_targets(self.job.name, targets)
+
+    def _pulled(self, backend: StoreMetrics, name: str, sample: Sample) -> None:
+        backend.accept(name, sample.step, sample.metrics, sample.invalid)
+
+    def _scrape_trouble(self, name: str, problem: ScrapeError | None) -> None:
+        """Show a failing endpoint as the running trial's reason (cleared once it works)."""
+        self.store.note(name, SCRAPE_NOTE + str(problem) if problem else None, SCRAPE_NOTE)
+        self._dirty = True
+
     def _wake(self) -> None:
         self._woken = True
         self._dirty = True
@@ -428,3 +532,10 @@ def _exit_reason(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
+
+
+def free_port() -> int:
+    """A port free on loopback now, for a scraped trial to serve its metrics on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -267,6 +267,18 @@ class Store:
                 view.row = replace(view.row, state="stopping", stop_reason=reason)
             return cur.rowcount > 0
 
+    def note(self, name: str, reason: str | None, prefix: str) -> None:
+        """Set a running trial's reason to `reason`, or clear a reason starting with `prefix`."""
+        with self.transaction() as db:
+            view = self.views.get(name)
+            if view is None or view.row.state != "running":
+                return
+            current = view.row.stop_reason
+            if reason is None and not (current or "").startswith(prefix):
+                return
+            db.execute("UPDATE trials SET stop_reason = ? WHERE name = ?", (reason, name))
+            view.row = replace(view.row, stop_reason=reason)
+
     def trials(self) -> list[TrialRow]:
         """Every trial, by index, with its current attempt's objective curve and latest values."""
         with self.lock:

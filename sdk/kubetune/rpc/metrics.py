@@ -10,6 +10,7 @@ reach the search or the stopping rules.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +45,20 @@ class NotReady(RuntimeError):
     """The backend cannot judge yet (e.g. a restarted operator still listing): retry later."""
 
 
+def rejection(exc: BaseException) -> str | None:
+    """The `kubetune_metric_reports_total` result label of a backend's refusal (None: a bug)."""
+    for kind, label in (
+        (UnknownTrial, "unknown_trial"),
+        (BadToken, "bad_token"),
+        (TrialEnded, "trial_ended"),
+        (NotReady, "not_ready"),
+        (LimitExceeded, "limit_exceeded"),
+    ):
+        if isinstance(exc, kind):
+            return label
+    return None
+
+
 @dataclass(frozen=True)
 class ReportVerdict:
     should_stop: bool
@@ -62,36 +77,43 @@ class MetricsBackend(Protocol):
 
 
 class MetricsServicer(pb_grpc.MetricsServiceServicer):
-    def __init__(self, backend: MetricsBackend) -> None:
+    """`observe(result)` hears of every report: accepted, non_finite or a rejection label."""
+
+    def __init__(
+        self, backend: MetricsBackend, observe: Callable[[str], None] = lambda _: None
+    ) -> None:
         self.backend = backend
+        self.observe = observe
 
     def Report(self, request: pb.ReportRequest, context: Any) -> pb.ReportResponse:
+        def fail(code: grpc.StatusCode, message: str, result: str) -> None:
+            self.observe(result)
+            context.abort(code, message)
+
         if not request.trial:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "trial: required")
+            fail(grpc.StatusCode.INVALID_ARGUMENT, "trial: required", "invalid_argument")
         try:
             check_report(request.step, list(request.metrics))
         except LimitExceeded as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            fail(grpc.StatusCode.INVALID_ARGUMENT, str(exc), "invalid_argument")
+        wrong_token = f"wrong token for trial {request.trial!r}"
         try:
             token = request.token.decode("utf-8")
         except UnicodeDecodeError:
-            context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, f"wrong token for trial {request.trial!r}"
-            )
+            fail(grpc.StatusCode.UNAUTHENTICATED, wrong_token, "bad_token")
         finite = {k: v for k, v in request.metrics.items() if usable(v)}
         invalid = sorted(k for k, v in request.metrics.items() if not usable(v))
         try:
             verdict = self.backend.report(request.trial, token, request.step, finite, invalid)
-        except UnknownTrial:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"trial {request.trial!r} is not known")
-        except TrialEnded as exc:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        except NotReady as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"not ready, retry: {exc}")
-        except LimitExceeded as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except BadToken:
-            context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, f"wrong token for trial {request.trial!r}"
-            )
+        except (UnknownTrial, TrialEnded, NotReady, LimitExceeded, BadToken) as exc:
+            answers: list[tuple[type[Exception], grpc.StatusCode, str]] = [
+                (UnknownTrial, grpc.StatusCode.NOT_FOUND, f"trial {request.trial!r} is not known"),
+                (TrialEnded, grpc.StatusCode.FAILED_PRECONDITION, str(exc)),
+                (NotReady, grpc.StatusCode.UNAVAILABLE, f"not ready, retry: {exc}"),
+                (LimitExceeded, grpc.StatusCode.INVALID_ARGUMENT, str(exc)),
+                (BadToken, grpc.StatusCode.UNAUTHENTICATED, wrong_token),
+            ]
+            code, message = next((c, m) for k, c, m in answers if isinstance(exc, k))
+            fail(code, message, rejection(exc) or "invalid_argument")
+        self.observe("non_finite" if invalid else "accepted")
         return pb.ReportResponse(should_stop=verdict.should_stop, reason=verdict.reason)

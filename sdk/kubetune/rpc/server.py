@@ -7,6 +7,7 @@ health checks stay open for the kubelet's probes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -61,6 +62,7 @@ def serve(
     suggestions: bool = False,
     workers: int = 16,
     suggestion_token: str | None = None,
+    observe_report: Callable[[str], None] = lambda _: None,
 ) -> Server:
     """Serve the MetricsService (given a backend) and/or the SuggestionService on `address`."""
     size = max(
@@ -75,7 +77,9 @@ def serve(
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if metrics is not None:
-        pb_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(metrics), server)
+        pb_grpc.add_MetricsServiceServicer_to_server(
+            MetricsServicer(metrics, observe_report), server
+        )
         health_servicer.set(METRICS, health_pb2.HealthCheckResponse.SERVING)
     if suggestions:
         pb_grpc.add_SuggestionServiceServicer_to_server(SuggestionServicer(), server)

@@ -20,6 +20,7 @@ from ._algorithms import (
     NoStopping,
     RandomAlgorithm,
 )
+from ._collector import MetricsCollector
 from ._errors import FieldError, SpecError
 from ._job import (
     Direction,
@@ -75,6 +76,7 @@ __all__ = [
     "JobPhase",
     "MedianSettings",
     "MedianStopping",
+    "MetricsCollector",
     "NoStopping",
     "Objective",
     "ParamValue",

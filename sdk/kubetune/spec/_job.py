@@ -19,6 +19,7 @@ from ._algorithms import (
     NoStopping,
 )
 from ._base import SpecModel, field_error, field_errors_at
+from ._collector import PROMETHEUS_NAME, MetricsCollector
 from ._errors import FieldError, SpecError, field_errors
 from ._parameters import NAME_PATTERN, CategoricalParameter, FloatParameter, Parameter
 from ._status import TuningJobStatus
@@ -207,6 +208,9 @@ class TuningJobSpec(SpecModel):
     retain_pods: bool = Field(
         False, description="Keep the pods of finished trials (by default they are deleted)."
     )
+    metrics_collector: MetricsCollector | None = Field(
+        None, description="How metrics reach kubetune: grpc (pushed, the default) or prometheus."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TuningJobSpec:
@@ -230,6 +234,8 @@ class TuningJobSpec(SpecModel):
             )
         if isinstance(self.algorithm, GridAlgorithm):
             self._check_grid(self.algorithm)
+        if self.collector.kind == "prometheus":
+            self._check_scraped_names()
         if self.trial_template is not None:
             known = set(names) | ({self.resource.name} if self.resource else set())
             problems = self.trial_template.placeholder_problems(known)
@@ -249,6 +255,30 @@ class TuningJobSpec(SpecModel):
                     f"grid search needs a finite space: give float parameter {p.name!r} a step, "
                     "or set algorithm.settings.points",
                 )
+
+    def _check_scraped_names(self) -> None:
+        """Scraped metrics are Prometheus gauges: their names must be valid, and the step's
+        gauge must be another one."""
+        named = [("objective.metric", self.objective.metric)] + [
+            (f"objective.additionalMetrics[{i}]", m)
+            for i, m in enumerate(self.objective.additional_metrics)
+        ]
+        for path, name in named:
+            if PROMETHEUS_NAME.match(name) is None:
+                raise field_error(
+                    path,
+                    f"{name!r} is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), "
+                    "which metricsCollector.kind prometheus needs",
+                )
+            if name == self.collector.step_metric:
+                raise field_error(
+                    "metricsCollector.stepMetric", f"{name!r} is also {path}; name another gauge"
+                )
+
+    @property
+    def collector(self) -> MetricsCollector:
+        """The metrics collector (the gRPC default when the spec names none)."""
+        return self.metrics_collector or MetricsCollector()
 
     @property
     def parameter_names(self) -> list[str]:

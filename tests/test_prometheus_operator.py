@@ -15,11 +15,11 @@ from kopf.testing import KopfRunner
 
 from .conftest import ROOT
 from .harness import OBJECTIVE, OPERATOR, Cluster, tuning_job, wait_for
-from .prometheus import Prometheus, needs_prometheus
+from .prometheus import RULES, Prometheus, needs_prometheus
 from .test_operator_e2e import asha_job
-from .test_prometheus_local import PROM_TRAINER, rules_file
+from .test_prometheus_local import PROM_TRAINER
 
-DASHBOARD = ROOT / "manifests" / "monitoring" / "grafana-dashboard.json"
+DASHBOARD = ROOT / "charts" / "kubetune" / "files" / "grafana-dashboard.json"
 
 
 def scraped_job(name: str, objective: str = "val_accuracy", **extra: Any) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def test_prometheus_sees_the_operator_run_both_kinds_of_job(
     exporter = os.environ["KUBETUNE_EXPORTER_BIND"]
     targets = {"kubetune-operator-metrics": [exporter]}
     with (
-        Prometheus(tmp_path, targets, [rules_file(tmp_path)]) as prom,
+        Prometheus(tmp_path, targets, [RULES]) as prom,
         KopfRunner(OPERATOR) as runner,
     ):
         wait_for(lambda: prom.value("up") == 1, 60, "the operator scraped")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kubetune.engine import TrialLaunch
@@ -99,8 +100,25 @@ def build_token_secret(trial: Mapping[str, Any], token: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class DefaultImage:
+    """The image of trial containers whose template names none (the chart's trainer image)."""
+
+    image: str
+    pull_policy: str | None = None
+
+    def fill(self, container: dict[str, Any]) -> None:
+        if not container.get("image"):
+            container["image"] = self.image
+            if self.pull_policy and "imagePullPolicy" not in container:
+                container["imagePullPolicy"] = self.pull_policy
+
+
 def build_trial_pod(
-    job: Mapping[str, Any], trial: Mapping[str, Any], metrics_address: str
+    job: Mapping[str, Any],
+    trial: Mapping[str, Any],
+    metrics_address: str,
+    default_image: DefaultImage | None = None,
 ) -> dict[str, Any]:
     """The Pod that runs `trial`, from the job's trial template, owned by the Trial."""
     spec = TuningJob.parse(dict(job)).spec
@@ -118,6 +136,8 @@ def build_trial_pod(
     pod_spec["restartPolicy"] = "Never"
     primary_name = template.primary()["name"]
     for container in pod_spec["containers"]:
+        if default_image is not None:
+            default_image.fill(container)
         if container["name"] != primary_name:
             continue
         for key in ("command", "args"):

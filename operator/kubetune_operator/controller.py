@@ -26,6 +26,7 @@ from kubetune.telemetry import PullCollector, Target
 from .builders import (
     API_VERSION,
     TOKEN_DIGEST_ANNOTATION,
+    DefaultImage,
     build_event,
     build_token_secret,
     build_trial,
@@ -68,8 +69,10 @@ class Controller:
         max_backoff: float = 30.0,
         health: OperatorHealth | None = None,
         collector: PullCollector | None = None,
+        default_image: DefaultImage | None = None,
     ) -> None:
         self.cache = cache
+        self.default_image = default_image
         self.kube = kube
         self.suggest = suggest
         self.metrics_address = metrics_address
@@ -259,7 +262,7 @@ class Controller:
         """The trial's Pod, if the client would accept it; else InvalidPod."""
         if "uid" not in trial["metadata"]:  # not created yet: check the pod it will get
             trial = {**trial, "metadata": {**trial["metadata"], "uid": "to-be-assigned"}}
-        pod = build_trial_pod(job, trial, self.metrics_address)
+        pod = build_trial_pod(job, trial, self.metrics_address, self.default_image)
         problem = pod_problem(pod)
         if problem is not None:
             raise InvalidPod(f"spec.trialTemplate: not a valid pod: {problem}")

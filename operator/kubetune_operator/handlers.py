@@ -17,7 +17,7 @@ from kubetune.rpc.server import Server, serve
 from kubetune.rpc.suggestion import SuggestionClient
 from kubetune.telemetry import PullCollector, ScrapeError, Telemetry
 
-from .builders import API_VERSION, TRIAL_LABEL
+from .builders import API_VERSION, TRIAL_LABEL, DefaultImage
 from .cache import Cache, job_key_of, key_of
 from .controller import Controller, now
 from .exporter import OperatorHealth, job_counts, scrape_condition, seconds_since
@@ -80,6 +80,11 @@ class Runtime:
             settings.max_backoff,
             health=self.health,
             collector=self.collector,
+            default_image=(
+                DefaultImage(settings.trainer_image, settings.trainer_pull_policy)
+                if settings.trainer_image
+                else None
+            ),
         )
         host, port = settings.exporter_bind.rsplit(":", 1)
         self.exporter = self.telemetry.serve(host.strip("[]"), int(port))

@@ -2,7 +2,8 @@
 
 Cluster-wide (`--all-namespaces`): a ClusterRole and ClusterRoleBinding. Namespaced
 (`-n team-a -n team-b`): a Role and RoleBinding in each watched namespace and no ClusterRole.
-`make crds` writes the cluster-wide RBAC into manifests/; print the namespaced one with
+`make crds` writes the rules into the Helm chart, which renders them either way
+(`watchNamespaces`); print them without the chart with
 
     python -m kubetune_operator.rbac -n team-a -n team-b > rbac.yaml
 
@@ -41,8 +42,9 @@ NAMESPACED_RULES: list[tuple[str, list[str], list[str], str]] = [
 # operator needs the same rules, only in a ClusterRole.
 
 
-def _rules(rules: list[tuple[str, list[str], list[str], str]]) -> list[dict[str, Any]]:
-    return [{"apiGroups": [g], "resources": r, "verbs": v} for g, r, v, _ in rules]
+def operator_rules() -> list[dict[str, Any]]:
+    """The PolicyRules of the operator's (Cluster)Role."""
+    return [{"apiGroups": [g], "resources": r, "verbs": v} for g, r, v, _ in NAMESPACED_RULES]
 
 
 def _subject() -> dict[str, str]:
@@ -61,7 +63,7 @@ def build_rbac(namespaces: list[str] | None = None) -> list[dict[str, Any]]:
             "apiVersion": f"{RBAC}/v1",
             "kind": "ClusterRole",
             "metadata": {"name": NAME},
-            "rules": _rules(NAMESPACED_RULES),
+            "rules": operator_rules(),
         }
         binding = {
             "apiVersion": f"{RBAC}/v1",
@@ -79,7 +81,7 @@ def build_rbac(namespaces: list[str] | None = None) -> list[dict[str, Any]]:
                 "apiVersion": f"{RBAC}/v1",
                 "kind": "Role",
                 "metadata": meta,
-                "rules": _rules(NAMESPACED_RULES),
+                "rules": operator_rules(),
             }
         )
         docs.append(

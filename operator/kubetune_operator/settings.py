@@ -20,6 +20,8 @@ class OperatorSettings:
     api_workers: int = 8  # threads making Kubernetes API calls at once
     suggestion_token_file: str | None = None  # the shared token of a remote SuggestionService
     exporter_bind: str = "0.0.0.0:8090"  # where Prometheus scrapes /metrics
+    trainer_image: str | None = None  # for trial containers whose template names no image
+    trainer_pull_policy: str | None = None
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -38,6 +40,8 @@ class OperatorSettings:
             api_workers=int(env.get("KUBETUNE_API_WORKERS", cls.api_workers)),
             suggestion_token_file=env.get("KUBETUNE_SUGGESTION_TOKEN_FILE") or None,
             exporter_bind=env.get("KUBETUNE_EXPORTER_BIND", cls.exporter_bind),
+            trainer_image=env.get("KUBETUNE_TRAINER_IMAGE") or None,
+            trainer_pull_policy=env.get("KUBETUNE_TRAINER_PULL_POLICY") or None,
         )
 
     def advertised_metrics_address(self, bound_port: int) -> str:

@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q '$(TORCH)'
-	$(BIN)/python -m pip install -q -e '.[test,trainer]'
+	$(BIN)/python -m pip install -q -e '.[operator,trainer,test]'
 	touch $@
 
 lint: $(STAMP)
@@ -46,9 +46,11 @@ clean:
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I sdk --python_out=sdk --grpc_python_out=sdk --pyi_out=sdk sdk/kubetune/rpc/kubetune.proto
 
-# Regenerate manifests/crds/ from the pydantic models.
+# Regenerate every generated copy: the CRDs (manifests/crds/ and the chart) and the RBAC rules
+# from the Python sources, then manifests/install.yaml and manifests/monitoring/ from the chart.
 crds: $(STAMP)
-	$(BIN)/python -m kubetune_operator.crds manifests/crds
+	$(BIN)/python -m kubetune_operator.crds
+	$(BIN)/python -m tests.chart
 
 # Real kubectl and helm for the end-to-end tests, unpacked into .tools/ (git-ignored).
 tools: $(STAMP)

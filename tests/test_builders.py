@@ -10,6 +10,7 @@ from typing import Any
 from kubetune.engine import TrialLaunch
 from kubetune.rpc.tokens import digest
 from kubetune_operator.builders import (
+    DefaultImage,
     build_event,
     build_token_secret,
     build_trial,
@@ -231,6 +232,21 @@ def test_hardening_defaults_yield_to_what_the_template_sets() -> None:
             }
         ],
     }
+
+
+def test_the_default_trainer_image_fills_only_containers_without_one() -> None:
+    job = json.loads(json.dumps(JOB))
+    containers = job["spec"]["trialTemplate"]["spec"]["containers"]
+    del containers[1]["image"]
+    containers[0]["imagePullPolicy"] = "Never"
+    trial = build_trial(job, LAUNCH)
+    trial["metadata"]["uid"] = "u"
+    default = DefaultImage("ghcr.io/kubetune/trainer:0.1.0", "IfNotPresent")
+    sidecar, trainer = build_trial_pod(job, trial, "m:1", default)["spec"]["containers"]
+    assert (sidecar["image"], sidecar["imagePullPolicy"]) == ("busybox", "Never")
+    assert (trainer["image"], trainer["imagePullPolicy"]) == (default.image, "IfNotPresent")
+    without = build_trial_pod(job, trial, "m:1")["spec"]["containers"][1]
+    assert "image" not in without  # the API server then says what is missing
 
 
 def test_build_event() -> None:

@@ -1,12 +1,10 @@
-"""Committed generated files must match their sources."""
+"""Committed generated files must match their sources (the chart's copies: tests/test_chart.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
-
-import yaml
 
 from .conftest import ROOT
 
@@ -31,32 +29,6 @@ def test_grpc_stubs_are_fresh(tmp_path: Path) -> None:
         fresh = (tmp_path / "kubetune" / "rpc" / name).read_text()
         committed = (ROOT / "sdk" / "kubetune" / "rpc" / name).read_text()
         assert committed == fresh, f"sdk/kubetune/rpc/{name} is stale: run `make proto`"
-
-
-def test_install_yaml_is_fresh_and_holds_everything() -> None:
-    from kubetune_operator.crds import render_install
-
-    text = render_install(ROOT / "manifests" / "operator")
-    assert (ROOT / "manifests" / "install.yaml").read_text() == text, "run `make crds`"
-    kinds = [d["kind"] for d in yaml.safe_load_all(text)]
-    assert kinds.count("CustomResourceDefinition") == 2
-    assert {
-        "Namespace",
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Service",
-        "Deployment",
-        "NetworkPolicy",
-    } <= set(kinds)
-
-
-def test_crds_are_fresh() -> None:
-    from kubetune_operator.crds import render
-
-    for name, text in render().items():
-        committed = (ROOT / "manifests" / "crds" / name).read_text()
-        assert committed == text, f"manifests/crds/{name} is stale: run `make crds`"
 
 
 def _walk(node: object, path: str = "") -> list[str]:

@@ -19,18 +19,32 @@ import contextlib
 import os
 import re
 import signal
-import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .sandbox import Sandbox
 from .server import ApiServerEmulator
 from .store import now
+from .workloads import container_port
 
 
 class Kubelet:
-    def __init__(self, emulator: ApiServerEmulator, workdir: Path, logs: Path) -> None:
+    def __init__(
+        self,
+        emulator: ApiServerEmulator,
+        workdir: Path,
+        logs: Path,
+        api_url: str | None = None,
+        resolve: Callable[[str, str], str | None] = lambda namespace, name: None,
+    ) -> None:
         self.emulator = emulator
+        self.api_url = api_url  # given: pods get their service account's credentials
+        self.resolve = resolve  # (namespace, service) -> cluster IP: the cluster's DNS
         self.workdir = workdir
         self.logs = logs
         emulator.log_dir = logs  # served as pods/log
@@ -77,12 +91,17 @@ class Kubelet:
         if key not in self.emulator.store.objects[("", "pods")]:
             return  # deleted while it waited
         container = pod["spec"]["containers"][0]
-        self.pod_ips[key] = self._new_ip()
-        own = self._env(pod["metadata"]["namespace"], container.get("env", []), self.pod_ips[key])
-        argv = [expand(a, own) for a in [*container.get("command", []), *container.get("args", [])]]
-        if argv and argv[0] in ("python", "python3"):
-            argv[0] = sys.executable
-        env = {**os.environ, "OMP_NUM_THREADS": "1", **own}
+        ip = self.pod_ips[key] = self._new_ip()
+        root = self.logs.parent / "pods" / key[1]
+        sandbox = Sandbox(self.emulator, pod, ip, root, self.api_url, self.resolve)
+        own = self._env(pod["metadata"]["namespace"], container.get("env", []), ip)
+        own = {k: sandbox.rewrite(v) for k, v in own.items()}
+        command = [*container.get("command", []), *container.get("args", [])]
+        argv = [sandbox.rewrite(expand(a, own)) for a in command]
+        if argv:
+            argv[0] = sandbox.executable(argv[0])
+        inherited = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        env = {**inherited, "OMP_NUM_THREADS": "1", **sandbox.env, **own}
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{key[1]}.log", "wb")  # noqa: SIM115
         try:
@@ -101,7 +120,10 @@ class Kubelet:
             log.close()
         self.processes[key] = process
         self.started.append(key[1])
-        await self._set_status(key, "Running", container["name"])
+        probe = container.get("readinessProbe")
+        await self._set_status(key, "Running", container["name"], ready=not probe)
+        if probe:
+            self._spawn(asyncio.get_running_loop(), self._probe(key, process, container, ip))
         code = await process.wait()
         if self.processes.pop(key, None) is None:
             return  # force-deleted meanwhile
@@ -109,6 +131,21 @@ class Kubelet:
         await self._set_status(key, "Succeeded" if code == 0 else "Failed", container["name"], code)
         if key in self._terminating:
             await self._finish_termination(key)
+
+    async def _probe(
+        self,
+        key: tuple[str, str],
+        process: asyncio.subprocess.Process,
+        container: dict[str, Any],
+        ip: str,
+    ) -> None:
+        """Ready once the readiness probe passes (tcpSocket, httpGet or gRPC health)."""
+        probe = container["readinessProbe"]
+        while process.returncode is None:
+            if await passes(probe, container, ip):
+                await self._set_status(key, "Running", container["name"], ready=True)
+                return
+            await asyncio.sleep(0.3)
 
     def _new_ip(self) -> str:
         n = self._next_ip
@@ -169,6 +206,7 @@ class Kubelet:
         container: str,
         code: int | None = None,
         message: str = "",
+        ready: bool = False,
     ) -> None:
         if code is None:
             state: dict[str, Any] = {"running": {"startedAt": now()}}
@@ -189,13 +227,19 @@ class Kubelet:
         container_status = {
             "name": container,
             "state": state,
-            "ready": code is None,
+            "ready": ready,
             "image": image,  # the fields a real kubelet always sets
             "imageID": f"emulated://{image}",
             "restartCount": 0,
             "started": code is None,
         }
-        status = {"phase": phase, "startTime": now(), "containerStatuses": [container_status]}
+        conditions = [{"type": "Ready", "status": str(ready), "lastTransitionTime": now()}]
+        status = {
+            "phase": phase,
+            "startTime": now(),
+            "conditions": conditions,
+            "containerStatuses": [container_status],
+        }
         if key in self.pod_ips:
             status["podIP"] = self.pod_ips[key]
         before = store.rv
@@ -209,6 +253,29 @@ class Kubelet:
         for key, process in self.processes.items():
             self._signal(key, process, signal.SIGKILL)
         self.processes.clear()
+
+
+async def passes(probe: dict[str, Any], container: dict[str, Any], ip: str) -> bool:
+    pod = {"metadata": {"name": container["name"]}, "spec": {"containers": [container]}}
+    try:
+        if "grpc" in probe:
+            port = container_port(pod, probe["grpc"]["port"])
+            async with grpc.aio.insecure_channel(f"{ip}:{port}") as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        if "httpGet" in probe:
+            get = probe["httpGet"]
+            url = f"http://{ip}:{container_port(pod, get['port'])}{get.get('path', '/')}"
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                return 200 <= response.status < 400
+        port = container_port(pod, probe["tcpSocket"]["port"])
+        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 1)
+        writer.close()
+        return True
+    except (OSError, TimeoutError, grpc.RpcError, aiohttp.ClientError):
+        return False
 
 
 def expand(text: str, env: dict[str, str]) -> str:

@@ -30,6 +30,7 @@ import yaml
 from kmock import KubernetesEmulator, ResourceInfo, Server, resource
 from kmock._internal import rendering
 
+from . import protobuf
 from .auth import Authorizer, verb_of
 from .store import ApiError, Kind, Store, matches_fields, matches_labels, merge_patch, now
 
@@ -54,7 +55,18 @@ CORE_KINDS = [
     Kind("", "v1", "secrets", "Secret"),
     Kind("", "v1", "configmaps", "ConfigMap", short_names=["cm"]),
     Kind("apps", "v1", "deployments", "Deployment", status=True, short_names=["deploy"]),
+    # served so that clients reading a Deployment's ReplicaSets (helm's kstatus) get a list;
+    # the tests' DeploymentController owns pods directly and makes none
+    Kind("apps", "v1", "replicasets", "ReplicaSet", status=True, short_names=["rs"]),
     Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=["netpol"]),
+    Kind(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        status=True,
+        short_names=["pdb"],
+    ),
     Kind("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
     Kind(
         "rbac.authorization.k8s.io",
@@ -152,6 +164,9 @@ class ApiServerEmulator(KubernetesEmulator):
             self.store.create(self.store.kind("", "namespaces"), "", {"metadata": {"name": ns}})
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        ctype = raw_request.headers.get("Content-Type", "")
+        if "protobuf" in ctype or "cbor" in ctype:
+            return await self._decoded(raw_request, ctype)
         if NAMESPACE_PATH.fullmatch(raw_request.path):
             # kmock's path parser fails on /api/v1/namespaces[/NAME]: build the request here.
             request = rendering.Request(
@@ -165,6 +180,28 @@ class ApiServerEmulator(KubernetesEmulator):
             self._requests.append(request)
             return await self._handle(request)
         return await super().__call__(raw_request)
+
+    async def _decoded(
+        self, raw_request: aiohttp.web.BaseRequest, ctype: str
+    ) -> aiohttp.web.StreamResponse:
+        """A protobuf body (helm's release Secrets), served as if it had been sent as JSON."""
+        try:
+            if "protobuf" not in ctype:
+                raise ValueError(f"the media type {ctype} is not supported")
+            obj = protobuf.decode(await raw_request.read())
+        except (ValueError, IndexError) as exc:
+            return self._status(ApiError(415, "UnsupportedMediaType", str(exc)))
+        headers = {**raw_request.headers, "Content-Type": "application/json"}
+        request = rendering.Request(
+            method=raw_request.method,
+            url=raw_request.url,
+            params=dict(raw_request.query),
+            headers=headers,
+            body=json.dumps(obj).encode(),
+            raw_request=raw_request,
+        )
+        self._requests.append(request)
+        return await self._handle(request)
 
     def add_kind(self, kind: Kind) -> None:
         self.store.add_kind(kind)

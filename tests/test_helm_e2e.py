@@ -216,3 +216,45 @@ def test_uninstall_removes_the_crds_unless_kept(helm_cluster: HelmCluster) -> No
     c.helm("uninstall", "kubetune", "-n", NS, "--wait", "--timeout", "120s")
     assert not c.objects("customresourcedefinitions", "apiextensions.k8s.io")
     assert not c.objects("secrets", "")  # the release record and the generated token
+
+
+def test_a_namespaced_install_runs_jobs_in_its_namespace_under_roles(
+    helm_cluster: HelmCluster,
+) -> None:
+    c = helm_cluster
+    c.kubectl("create", "namespace", "team-a")
+    c.helm(
+        "install",
+        "kubetune",
+        str(CHART),
+        "-n",
+        NS,
+        "--create-namespace",
+        "--set",
+        "watchNamespaces={team-a}",
+        "--set",
+        "suggestion.replicas=1",
+        "--wait",
+        "--timeout",
+        "240s",
+    )
+    assert not c.objects("clusterroles", "rbac.authorization.k8s.io")
+    assert [
+        r["metadata"]["namespace"] for r in c.objects("roles", "rbac.authorization.k8s.io").values()
+    ] == ["team-a"]
+    elsewhere = small_job("elsewhere")
+    c.apply(elsewhere)  # in default: not watched
+    job = small_job("scoped")
+    job["metadata"]["namespace"] = "team-a"
+    c.apply(job)
+    c.kubectl(
+        "wait",
+        "-n",
+        "team-a",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "tuningjob/scoped",
+        "--timeout=240s",
+    )
+    denied = c.emulator.call(lambda: list(c.emulator.emulator.auth.denied))
+    assert denied == [], denied  # the Role in team-a is all the operator needed
+    assert "status" not in c.objects("tuningjobs")["elsewhere"]

@@ -93,7 +93,11 @@ class Kubelet:
         container = pod["spec"]["containers"][0]
         ip = self.pod_ips[key] = self._new_ip()
         root = self.logs.parent / "pods" / key[1]
-        sandbox = Sandbox(self.emulator, pod, ip, root, self.api_url, self.resolve)
+        try:
+            sandbox = Sandbox(self.emulator, pod, ip, root, self.api_url, self.resolve)
+        except OSError as exc:  # as a kubelet reports CreateContainerError
+            await self._set_status(key, "Failed", container["name"], 128, str(exc))
+            return
         own = self._env(pod["metadata"]["namespace"], container.get("env", []), ip)
         own = {k: sandbox.rewrite(v) for k, v in own.items()}
         command = [*container.get("command", []), *container.get("args", [])]

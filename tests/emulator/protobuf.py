@@ -1,7 +1,7 @@
 """Kubernetes protobuf request bodies, decoded for the kinds clients send that way.
 
-client-go's typed clients (helm's release storage) write Secrets and ConfigMaps as
-`application/vnd.kubernetes.protobuf` and do not fall back to JSON. The body is the magic
+client-go's typed clients (helm's release storage, `kubectl create namespace`) write Secrets,
+ConfigMaps, Namespaces and DeleteOptions as `application/vnd.kubernetes.protobuf` and do not fall back to JSON. The body is the magic
 `k8s\\0` and a runtime.Unknown whose `raw` is the object in go-to-protobuf's encoding. Only the
 fields the tests' clients set are read; any other kind is refused (415).
 """
@@ -115,7 +115,25 @@ def _configmap(f: Fields) -> dict[str, Any]:
     return obj
 
 
-DECODERS = {("v1", "Secret"): _secret, ("v1", "ConfigMap"): _configmap}
+def _delete_options(f: Fields) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    if 1 in f:
+        obj["gracePeriodSeconds"] = f[1][-1]
+    if (policy := _str(f, 4)) is not None:
+        obj["propagationPolicy"] = policy
+    return obj
+
+
+def _namespace(f: Fields) -> dict[str, Any]:
+    return {"metadata": _metadata(f.get(1, [b""])[-1])}
+
+
+DECODERS = {
+    "Secret": _secret,
+    "ConfigMap": _configmap,
+    "Namespace": _namespace,
+    "DeleteOptions": _delete_options,
+}
 
 
 def decode(body: bytes) -> dict[str, Any]:
@@ -125,7 +143,7 @@ def decode(body: bytes) -> dict[str, Any]:
     unknown = fields(body[len(MAGIC) :])
     type_meta = fields(unknown.get(1, [b""])[-1])
     api_version, kind = _str(type_meta, 1) or "", _str(type_meta, 2) or ""
-    decoder = DECODERS.get((api_version, kind))
+    decoder = DECODERS.get(kind) if api_version in ("v1", "meta.k8s.io/v1") else None
     if decoder is None:
         raise ValueError(f"protobuf bodies of {api_version}/{kind} are not supported")
     return {"apiVersion": api_version, "kind": kind, **decoder(fields(unknown.get(2, [b""])[-1]))}

@@ -46,6 +46,7 @@ class Sandbox:
         self.resolve = resolve
         self.mounts: dict[str, Path] = {}
         self.env: dict[str, str] = {}
+        root.mkdir(parents=True, exist_ok=True)
         self._volumes()
         if api_url and self._automount():
             self.env["KUBECONFIG"] = str(self._credentials(api_url))

@@ -382,8 +382,13 @@ class ApiServerEmulator(KubernetesEmulator):
             (v for v in spec.get("versions", []) if v.get("storage")), spec.get("versions", [{}])[0]
         )
         key = (spec.get("group", ""), names.get("plural", ""))
-        if type_ == "DELETED":
-            self.store.kinds.pop(key, None)
+        if type_ == "DELETED":  # the API server deletes the CRD's objects with it
+            gone = self.store.kinds.pop(key, None)
+            self.store.objects.pop(key, None)
+            if gone is not None:
+                self.resources.pop(
+                    resource(group=gone.group, version=gone.version, plural=gone.plural), None
+                )
             return
         kind = Kind(
             group=key[0],

@@ -9,6 +9,13 @@ import os
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        import kopf
+    except ImportError:
+        raise SystemExit(
+            "kubetune-operator needs kopf, which the SDK alone does not install: "
+            "pip install 'kubetune[operator]'"
+        ) from None
     parser = argparse.ArgumentParser(prog="kubetune-operator", description=__doc__)
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
@@ -44,8 +51,6 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    import kopf
-
     from . import handlers  # noqa: F401  (registers the handlers)
 
     namespaces = args.namespace or (

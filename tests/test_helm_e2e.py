@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,16 @@ def helm_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[He
             emulator.call(proxy.close)
 
 
+def readme_install() -> list[str]:
+    """The `helm install` line of the README's "On a cluster" section, as documented."""
+    section = (ROOT / "README.md").read_text().split("## On a cluster\n", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    (line,) = [ln for ln in block.splitlines() if ln.startswith("helm install ")]
+    argv = shlex.split(line.split("#", 1)[0])
+    assert argv[:4] == ["helm", "install", "kubetune", "charts/kubetune"], argv
+    return [argv[0], argv[1], argv[2], str(ROOT / argv[3]), *argv[4:]]
+
+
 def small_job(name: str) -> dict[str, Any]:
     """Two trials of the real trainer; the template names no image: the chart's trainer image."""
     container = {
@@ -127,19 +138,7 @@ def test_helm_install_run_upgrade_test_and_uninstall(helm_cluster: HelmCluster) 
             }
         )
     )
-    notes = c.helm(
-        "install",
-        "kubetune",
-        str(CHART),
-        "-n",
-        NS,
-        "--create-namespace",
-        "--values",
-        str(values),
-        "--wait",
-        "--timeout",
-        "240s",
-    )
+    notes = c.helm(*readme_install()[1:], "--values", str(values), "--timeout", "240s")
     assert f"helm test kubetune -n {NS}" in notes and "kubetune submit" in notes
     deployments = c.objects("deployments", "apps")
     for name, replicas in [("kubetune-operator", 1), ("kubetune-suggestion", 2)]:

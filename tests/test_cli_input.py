@@ -91,7 +91,7 @@ def stored_run(workdir: Path, trials: int, curves: dict[int, list[float]]) -> No
         store.add_trial(f"t-{i}", i, {"lr": 0.01 * (i + 1)}, None, "token")
         store.set_state(f"t-{i}", "running", attempts=1)
         for step, value in enumerate(curves.get(i, []), 1):
-            store.add_metrics(f"t-{i}", step, {"val_accuracy": value})
+            store.add_metrics(f"t-{i}", [(step, {"val_accuracy": value})])
         store.set_state(f"t-{i}", "succeeded")
     store.close()
 

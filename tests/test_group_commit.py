@@ -7,7 +7,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from kubetune_operator.group_commit import GroupCommitter, Point
+from kubetune_operator.group_commit import CommitPoint as Point
+from kubetune_operator.group_commit import GroupCommitter
 
 
 class Recorder:
@@ -30,7 +31,7 @@ def test_every_acknowledged_report_is_written_in_few_writes() -> None:
 
     def report(i: int) -> None:
         trial = f"t-{i % 4}"
-        committer.submit(trial, i, {"acc": i / 100})
+        committer.submit(trial, [(i, {"acc": i / 100})])
         acknowledged.append((trial, i))  # only reached after the write
 
     with ThreadPoolExecutor(32) as pool:
@@ -44,7 +45,7 @@ def test_every_acknowledged_report_is_written_in_few_writes() -> None:
 def test_a_failed_write_acknowledges_nothing() -> None:
     committer = GroupCommitter(Recorder(fail=True), interval=0.05)
     with pytest.raises(ConnectionError):
-        committer.submit("t-0", 1, {"acc": 0.5}, timeout=5)
+        committer.submit("t-0", [(1, {"acc": 0.5})], timeout=5)
     committer.close()
 
 
@@ -52,6 +53,6 @@ def test_submit_waits_for_the_flush() -> None:
     recorder = Recorder()
     committer = GroupCommitter(recorder, interval=0.3)
     started = time.monotonic()
-    committer.submit("t-0", 1, {"acc": 0.5})
+    committer.submit("t-0", [(1, {"acc": 0.5})])
     assert time.monotonic() - started > 0.05 and recorder.calls == [("t-0", [(1, {"acc": 0.5})])]
     committer.close()

@@ -8,7 +8,7 @@ import copy
 from typing import Any
 
 import pytest
-from kubetune.rpc.metrics import TrialEnded
+from kubetune.rpc.metrics import Point, TrialEnded
 from kubetune_operator.cache import Cache
 from kubetune_operator.metrics import TrialStatusMetrics
 
@@ -49,7 +49,7 @@ def test_reports_for_an_ended_trial_are_refused_and_not_written(
     backend, writes = backend_with(phase, pod_phase)
     try:
         with pytest.raises(TrialEnded, match=f"has ended \\({phase}\\)"):
-            backend.report("long-0", "tok", 99, {"loss": -123.0}, [])
+            backend.report_batch("long-0", "tok", [Point(99, {"loss": -123.0}, [])])
     finally:
         backend.close()
     assert writes == []
@@ -58,7 +58,7 @@ def test_reports_for_an_ended_trial_are_refused_and_not_written(
 def test_a_stopped_trial_whose_pod_still_runs_reports_its_last_steps() -> None:
     backend, writes = backend_with("Stopped", "Running")
     try:
-        verdict = backend.report("long-0", "tok", 5, {"loss": 0.5}, [])
+        verdict = backend.report_batch("long-0", "tok", [Point(5, {"loss": 0.5}, [])]).verdict
     finally:
         backend.close()  # flushes the group commit
     assert verdict.should_stop and verdict.reason == "already stopping"

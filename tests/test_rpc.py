@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
-import kubetune
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from kubetune import _report
 from kubetune.local import Store, StoreMetrics
 from kubetune.rpc import kubetune_pb2 as pb
 from kubetune.rpc import kubetune_pb2_grpc as pb_grpc
@@ -238,65 +235,3 @@ def test_reports_after_the_trial_ended_are_refused_and_not_stored(
     assert [(t.name, t.state, t.curve) for t in reopened.trials()] == [
         (t.name, t.state, t.curve) for t in store.trials()
     ]
-
-
-# -- kubetune.report ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def reporter_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_report, "_reporter", None)
-    monkeypatch.setattr(_report, "RETRY_SECONDS", 0.3)
-    yield
-    if _report._reporter is not None:
-        _report._reporter.pending.clear()
-        _report._reporter.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_report_without_address_just_logs(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    monkeypatch.delenv("KUBETUNE_METRICS_ADDR", raising=False)
-    monkeypatch.setattr(_report, "_reporter", None)
-    assert kubetune.report(step=3, acc=0.5) is False
-    assert "[kubetune] step 3: acc=0.5" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="step"):
-        kubetune.report(step=-1, acc=1.0)
-    monkeypatch.setenv("KUBETUNE_PARAMS", '{"lr": 0.1}')
-    assert kubetune.trial_params() == {"lr": 0.1}
-
-
-def test_report_survives_an_outage_and_delivers_in_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reporter_env: None
-) -> None:
-    port = free_port()
-    monkeypatch.setenv("KUBETUNE_METRICS_ADDR", f"127.0.0.1:{port}")
-    monkeypatch.setenv("KUBETUNE_TRIAL", "job-0")
-    monkeypatch.setenv("KUBETUNE_TRIAL_TOKEN", "t0")
-    assert kubetune.report(step=1, acc=0.1) is False  # nobody listening: buffered
-    assert kubetune.report(step=2, acc=0.2) is False
-    assert _report._reporter is not None and len(_report._reporter.pending) == 2
-    job = TuningJob.parse(
-        manifest(
-            {
-                "objective": {"metric": "acc", "direction": "maximize"},
-                "parameters": [{"name": "x", "type": "float", "min": 0.0, "max": 1.0}],
-                "algorithm": {"name": "random"},
-            }
-        )
-    )
-    store = Store(tmp_path / "state.db", "acc")
-    store.add_trial("job-0", 0, {"x": 0.5}, None, "t0")
-    store.set_state("job-0", "running")
-    server = serve(f"127.0.0.1:{port}", metrics=StoreMetrics(store, job, lambda: None))
-    monkeypatch.setattr(_report, "RETRY_SECONDS", 5.0)
-    try:
-        assert kubetune.report(step=3, acc=0.3) is False
-        assert store.curves() == {"job-0": [(1, 0.1), (2, 0.2), (3, 0.3)]}
-        assert not _report._reporter.pending
-    finally:
-        server.stop(0)

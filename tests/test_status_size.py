@@ -7,8 +7,8 @@ import asyncio
 import json
 from typing import Any
 
-import pytest
 from kubetune.rpc.limits import MAX_NAMES_PER_REPORT, MAX_NAMES_PER_TRIAL, LimitExceeded
+from kubetune.rpc.metrics import Point
 from kubetune.rpc.tokens import digest
 from kubetune.spec import TuningJob
 from kubetune.stopping import compact_curve, create_stopper
@@ -69,13 +69,19 @@ def test_status_stays_small_and_asha_sees_its_rungs() -> None:
         return updated
 
     backend = TrialStatusMetrics(cache, asyncio.run, patch_status, lambda job: None, 0.01)
-    names = [f"metric_{i:04d}_" + "x" * 100 for i in range(1_000)]
+    names = [f"metric_{i:04d}_" + "x" * 100 for i in range(16 * MAX_NAMES_PER_REPORT)]
     try:
-        backend.report("long-0", "tok", 0, {"loss": 2.0}, [])
-        with pytest.raises(LimitExceeded, match=f"at most {MAX_NAMES_PER_TRIAL} distinct"):
-            for first in range(0, len(names), MAX_NAMES_PER_REPORT):
-                batch = dict.fromkeys(names[first : first + MAX_NAMES_PER_REPORT], 1.0)
-                backend.report("long-0", "tok", 0, batch, [])
+        backend.report_batch("long-0", "tok", [Point(0, {"loss": 2.0}, [])])
+        points = [
+            Point(0, dict.fromkeys(names[first : first + MAX_NAMES_PER_REPORT], 1.0), [])
+            for first in range(0, len(names), MAX_NAMES_PER_REPORT)
+        ]
+        refused = backend.report_batch("long-0", "tok", points).refused
+        assert sorted(refused) == list(range(3, len(points)))  # per point, past the bound
+        assert all(
+            isinstance(e, LimitExceeded) and f"at most {MAX_NAMES_PER_TRIAL} distinct" in str(e)
+            for e in refused.values()
+        )
         for first in range(1, STEPS + 1, 1000):  # as the group committer hands batches over
             batch = [(s, {"loss": loss(s)}) for s in range(first, min(first + 1000, STEPS + 1))]
             backend.committer.write("ns/long-0", batch)

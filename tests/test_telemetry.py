@@ -15,7 +15,14 @@ import grpc
 import pytest
 from kubetune.rpc import kubetune_pb2 as pb
 from kubetune.rpc import kubetune_pb2_grpc as pb_grpc
-from kubetune.rpc.metrics import BadToken, ReportVerdict, TrialEnded, UnknownTrial
+from kubetune.rpc.metrics import (
+    BadToken,
+    BatchVerdict,
+    Point,
+    ReportVerdict,
+    TrialEnded,
+    UnknownTrial,
+)
 from kubetune.rpc.server import serve
 from kubetune.telemetry import (
     JobCounts,
@@ -134,15 +141,13 @@ def test_failed_suggestions_are_counted_and_timed() -> None:
 class Refusing:
     """A MetricsBackend that answers by the trial's name."""
 
-    def report(
-        self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
-    ) -> ReportVerdict:
+    def report_batch(self, trial: str, token: str, points: list[Point]) -> BatchVerdict:
         errors = {"gone": UnknownTrial(trial), "ended": TrialEnded(trial, "Succeeded")}
         if trial in errors:
             raise errors[trial]
         if token != "good":
             raise BadToken(trial)
-        return ReportVerdict(False)
+        return BatchVerdict(ReportVerdict(False))
 
 
 def test_each_report_is_counted_by_its_result() -> None:

@@ -15,17 +15,19 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-Point = tuple[int, dict[str, float]]
+CommitPoint = tuple[int, dict[str, float]]
 
 
 @dataclass
 class _Pending:
-    points: list[Point]
+    points: list[CommitPoint]
     futures: list[Future[None]]
 
 
 class GroupCommitter:
-    def __init__(self, write: Callable[[str, list[Point]], None], interval: float = 0.5) -> None:
+    def __init__(
+        self, write: Callable[[str, list[CommitPoint]], None], interval: float = 0.5
+    ) -> None:
         self.write = write
         self.interval = interval
         self._lock = threading.Lock()
@@ -34,16 +36,17 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
-    def submit(
-        self, trial: str, step: int, metrics: dict[str, float], timeout: float = 30.0
-    ) -> None:
-        """Queue one report and wait until it is written (raises what the write raised)."""
+    def submit(self, trial: str, points: list[CommitPoint], timeout: float = 30.0) -> None:
+        """Queue a trial's reports and wait until they are written (raises what the write
+        raised). The points of one call always land in the same write."""
+        if not points:
+            return
         future: Future[None] = Future()
         with self._lock:
             if self._closed.is_set():
                 raise RuntimeError("group committer is closed")
             batch = self._pending[trial]
-            batch.points.append((step, dict(metrics)))
+            batch.points.extend((step, dict(metrics)) for step, metrics in points)
             batch.futures.append(future)
         future.result(timeout=timeout)
 

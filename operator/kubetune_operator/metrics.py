@@ -19,17 +19,25 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from kubetune.rpc.limits import check_trial_names
-from kubetune.rpc.metrics import BadToken, NotReady, ReportVerdict, TrialEnded, UnknownTrial
+from kubetune.rpc.limits import LimitExceeded, check_trial_names
+from kubetune.rpc.metrics import (
+    BadToken,
+    BatchVerdict,
+    NotReady,
+    Point,
+    ReportVerdict,
+    TrialEnded,
+    UnknownTrial,
+)
 from kubetune.rpc.tokens import matches_digest
 from kubetune.spec import SpecError, TuningJob, TuningJobSpec
-from kubetune.stopping import BaseStopper, compact_curve, create_stopper
+from kubetune.stopping import BaseStopper, compact_curve, create_stopper, judge_batch
 from kubetune.telemetry import Telemetry
 
 from .builders import TOKEN_DIGEST_ANNOTATION
 from .cache import Cache, Key
 from .controller import now
-from .group_commit import GroupCommitter, Point
+from .group_commit import CommitPoint, GroupCommitter
 from .status import build_metrics_status, stored_curve
 
 
@@ -60,12 +68,10 @@ class TrialStatusMetrics:
     def close(self) -> None:
         self.committer.close()
 
-    def report(
-        self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
-    ) -> ReportVerdict:
+    def report_batch(self, trial: str, token: str, points: list[Point]) -> BatchVerdict:
         if not self.ready():  # "unknown" now may only mean "not listed yet": never drop a report
             raise NotReady("the operator is starting")
-        return self._accept(self._authenticate(trial, token), step, metrics)
+        return self._accept(self._authenticate(trial, token), points)
 
     def accept(
         self, key: Key, step: int, metrics: dict[str, float], invalid: list[str]
@@ -76,9 +82,12 @@ class TrialStatusMetrics:
         body = self.cache.get("trials", key)
         if body is None:
             raise UnknownTrial(key[1])
-        return self._accept(body, step, metrics)
+        result = self._accept(body, [Point(step, metrics, invalid)])
+        if result.refused:
+            raise result.refused[0]
+        return result.verdict
 
-    def _accept(self, body: dict[str, Any], step: int, metrics: dict[str, float]) -> ReportVerdict:
+    def _accept(self, body: dict[str, Any], points: list[Point]) -> BatchVerdict:
         trial = body["metadata"]["name"]
         ns = body["metadata"].get("namespace", "default")
         job: Key = (ns, body["spec"]["job"])
@@ -89,42 +98,61 @@ class TrialStatusMetrics:
         phase = (body.get("status") or {}).get("phase")
         if not self._reporting(ns, trial, phase):
             raise TrialEnded(trial, phase or "Unknown")
+        refused: dict[int, Exception] = {}
+        kept: list[tuple[int, dict[str, float]]] = []
         with self.lock:
             names = self.names.get((ns, trial))
             if names is None:
                 names = set((body.get("status") or {}).get("metrics") or {})
                 self.names[(ns, trial)] = names
-            check_trial_names(names, list(metrics))
-            names.update(metrics)
-        self.committer.submit(f"{ns}/{trial}", step, metrics)
+            for i, point in enumerate(points):
+                try:
+                    check_trial_names(names, list(point.metrics))
+                except LimitExceeded as exc:
+                    refused[i] = exc
+                    continue
+                names.update(point.metrics)
+                kept.append((point.step, point.metrics))
+        self.committer.submit(f"{ns}/{trial}", kept)
         self.wake(job)
         if phase == "Stopped":
-            return ReportVerdict(True, "already stopping")
-        if spec.objective.metric not in metrics:
-            return ReportVerdict(False)
+            return BatchVerdict(ReportVerdict(True, "already stopping"), refused)
+        objective = spec.objective.metric
+        steps = [s for s, values in kept if objective in values]
         with self.lock:
             mine = sorted(self.curves.get((ns, trial), {}).items())
-            if not stopper.judges(mine):
-                return ReportVerdict(False)
-            others = [
-                sorted(self._curve((ns, name), other).items())
-                for name, other in self.cache.of_job("trials", job).items()
-                if name != trial
-            ]
-        verdict = stopper.should_stop(mine, [c for c in others if c])
-        if self.telemetry is not None:
-            self.telemetry.stop_decision(spec.early_stopping.name, verdict.stop)
-        if not verdict.stop:
-            return ReportVerdict(False)
+        decision = judge_batch(
+            stopper,
+            mine,
+            steps,
+            lambda: self._others(job, trial),
+            lambda d: (
+                self.telemetry.stop_decision(spec.early_stopping.name, d.stop)
+                if self.telemetry
+                else None
+            ),
+        )
+        if not decision.stop:
+            return BatchVerdict(ReportVerdict(False), refused, stopper.next_judged_step(mine))
         stopped = {
             "phase": "Stopped",
             "reason": "EarlyStopped",
-            "message": f"early stopping: {verdict.reason}",
+            "message": f"early stopping: {decision.reason}",
             "completionTime": now(),
         }
         self.run(self.patch_status(ns, trial, stopped))
         self.wake(job)
-        return ReportVerdict(True, verdict.reason)
+        return BatchVerdict(ReportVerdict(True, decision.reason), refused)
+
+    def _others(self, job: Key, trial: str) -> list[list[tuple[int, float]]]:
+        ns = job[0]
+        with self.lock:
+            curves = [
+                sorted(self._curve((ns, name), other).items())
+                for name, other in self.cache.of_job("trials", job).items()
+                if name != trial
+            ]
+        return [c for c in curves if c]
 
     def _reporting(self, ns: str, trial: str, phase: str | None) -> bool:
         """Whether the trial still takes reports: it runs, or it was stopped and its pod is still
@@ -168,7 +196,7 @@ class TrialStatusMetrics:
             return stored_curve(body or self.cache.get("trials", key) or {})
         return self.curves[key]
 
-    def _write(self, name: str, points: list[Point]) -> None:
+    def _write(self, name: str, points: list[CommitPoint]) -> None:
         """One status write carrying every report of this interval for one trial."""
         ns, trial = name.split("/", 1)
         key = (ns, trial)

@@ -1,6 +1,7 @@
 """kubetune: hyperparameter tuning for PyTorch models, on Kubernetes or on one machine.
 
-Training code calls `kubetune.report(step=..., **metrics)` and `kubetune.trial_params()`.
+Training code calls `kubetune.report(step=..., **metrics)` and `kubetune.trial_params()`
+(`kubetune.flush()` or `with kubetune.reporting():` to deliver buffered reports at a point).
 Notebooks and scripts use `kubetune.Client` and the job helpers of `kubetune.define`
 (`tuning_job`, `loguniform`, `maximize`, `container`...), loaded on first use so that a trainer's
 `import kubetune` stays light.
@@ -8,7 +9,7 @@ Notebooks and scripts use `kubetune.Client` and the job helpers of `kubetune.def
 
 from typing import Any
 
-from ._report import report, trial_params
+from ._report import flush, report, reporting, trial_params
 
 __version__ = "0.1.0"
 LAZY = {
@@ -37,7 +38,7 @@ LAZY = {
         "kubetune.define",
     ),
 }
-__all__ = ["__version__", "report", "trial_params", *LAZY]
+__all__ = ["__version__", "flush", "report", "reporting", "trial_params", *LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,30 +1,46 @@
 """`kubetune.report(...)` and `kubetune.trial_params()`: the API training code calls.
 
 With `KUBETUNE_METRICS_ADDR` set (kubetune started this process), reports go to the
-MetricsService over gRPC; the reply says whether to stop. If the service is briefly unreachable,
-reports are retried with backoff, then buffered and delivered (in order) with the next report or
-at exit, so training never crashes for it. Without the variable, reports are just printed, so the
-same script runs by hand.
+MetricsService over gRPC in batches: `report` queues the point and a sender thread ships what
+has queued within a few milliseconds (or 256 points) in one `ReportBatch` call. Where the
+early-stopping rule will judge a step (the server names the next such step in every reply),
+`report` sends at once and waits for the verdict, so stopping is never late. The buffer is
+flushed at normal exit, on SIGTERM (unless the program handles SIGTERM itself) and by
+`kubetune.flush()` or the end of a `with kubetune.reporting():` block. If the service is briefly
+unreachable, points stay buffered and are retried in order; the server stores a step once however
+often it is sent. Without the variable, reports are just printed, so the same script runs by hand.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import threading
 import time
-from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 RETRY_SECONDS = float(os.environ.get("KUBETUNE_REPORT_RETRY_SECONDS", "5"))
 EXIT_FLUSH_SECONDS = float(os.environ.get("KUBETUNE_REPORT_EXIT_SECONDS", "30"))
+LINGER_SECONDS = float(os.environ.get("KUBETUNE_REPORT_LINGER_MS", "5")) / 1000
+SIGTERM_FLUSH_SECONDS = 5.0
+BATCH_POINTS = 256
+BATCH_BYTES = 128 * 1024  # well under the server's 256 KiB message bound
+MAX_BUFFERED = 20_000  # past this, report() waits for the sender (up to RETRY_SECONDS)
+DELIVERED = ("accepted", "non_finite")
 
 
 class _Reporter:
-    """One process's connection to the MetricsService, with an ordered buffer of reports."""
+    """One process's connection to the MetricsService: an ordered buffer and a sender thread.
+
+    Buffered entries are (sequence number, point); a point leaves the buffer when the server has
+    answered for it, so `_resolved(seq)` means "stored or refused, never to be sent again".
+    """
 
     def __init__(self, address: str, trial: str, token: str) -> None:
         import grpc
@@ -32,9 +48,9 @@ class _Reporter:
         from .rpc import kubetune_pb2 as pb
         from .rpc import kubetune_pb2_grpc as pb_grpc
 
-        self._grpc = grpc
-        self._pb = pb
-        self.trial, self.token = trial, token
+        self._grpc, self._pb = grpc, pb
+        self.pid = os.getpid()
+        self.trial, self.token = trial, token.encode("utf-8", "surrogateescape")
         self.channel = grpc.insecure_channel(
             address,
             options=[
@@ -43,60 +59,176 @@ class _Reporter:
                 ("grpc.max_reconnect_backoff_ms", 1000),
             ],
         )
-        self.closed = False
         self.stub = pb_grpc.MetricsServiceStub(self.channel)
-        self.pending: deque[Any] = deque()
+        self.cond = threading.Condition()
+        self.buffer: list[tuple[int, Any]] = []
+        self.sequence = 0
+        self.oldest = 0.0  # when the buffer last went from empty to not
+        self.urgent = False  # send without lingering until the buffer is empty
+        self.closing = False
+        self.stopped = False
         self.stop_requested = False
-        self.lock = threading.Lock()
-
-    def report(self, step: int, metrics: dict[str, float]) -> bool:
-        request = self._pb.ReportRequest(
-            trial=self.trial, token=self.token.encode("utf-8", "surrogateescape"), step=step
+        self.verdict_step: int | None = 0  # until the first reply, every report waits
+        self.unreachable = False
+        self.sender = threading.Thread(
+            target=self._send_forever, name="kubetune-report", daemon=True
         )
-        for name, value in metrics.items():
-            request.metrics[name] = float(value)
-        with self.lock:
-            self.pending.append(request)
-            self._flush(RETRY_SECONDS)
+        self.sender.start()
+
+    # -- called by training code -----------------------------------------------------------
+    def report(self, step: int, metrics: dict[str, float]) -> bool:
+        point = self._pb.ReportPoint(step=step, metrics=metrics)
+        with self.cond:
+            if len(self.buffer) >= MAX_BUFFERED:
+                self.cond.wait_for(lambda: len(self.buffer) < MAX_BUFFERED, RETRY_SECONDS)
+            self.sequence += 1
+            if not self.buffer:
+                self.oldest = time.monotonic()
+            self.buffer.append((self.sequence, point))
+            judged = self.verdict_step is not None and step >= self.verdict_step
+            if judged or len(self.buffer) >= BATCH_POINTS:
+                self.urgent = True
+            self.cond.notify_all()
+            if judged and not self.unreachable:  # in an outage, wait once, not at every step
+                self._wait(self.sequence, RETRY_SECONDS)
             return self.stop_requested
 
-    def _flush(self, budget: float) -> None:
-        deadline = time.monotonic() + budget
-        delay = 0.05
-        while self.pending:
-            try:
-                reply = self.stub.Report(
-                    self.pending[0],
-                    timeout=max(0.2, min(5.0, deadline - time.monotonic())),
-                    wait_for_ready=True,
-                )
-            except self._grpc.RpcError as exc:
-                code = exc.code()
-                if code in (
-                    self._grpc.StatusCode.UNAVAILABLE,
-                    self._grpc.StatusCode.DEADLINE_EXCEEDED,
-                ):
-                    if time.monotonic() + delay >= deadline:
-                        _log(f"metrics service unreachable; {len(self.pending)} report(s) buffered")
-                        return
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-                    continue
-                _log(f"report rejected ({code.name}): {exc.details()}")
-                self.pending.popleft()
-                continue
-            self.pending.popleft()
-            if reply.should_stop:
-                self.stop_requested = True
+    def flush(self, timeout: float) -> bool:
+        """Send everything queued so far and wait for the answers (at most `timeout` s)."""
+        with self.cond:
+            if self.buffer:
+                self.urgent = True
+                self.cond.notify_all()
+                self._wait(self.sequence, timeout)
+            return self.stop_requested
 
-    def close(self) -> None:
-        with self.lock:
-            if self.closed:
+    def close(self, timeout: float = EXIT_FLUSH_SECONDS) -> None:
+        with self.cond:
+            if self.stopped:
                 return
-            self.closed = True
-            if self.pending:
-                self._flush(EXIT_FLUSH_SECONDS)
-            self.channel.close()
+            self.closing = True
+            self.cond.notify_all()
+            self._wait(self.sequence, timeout)
+            left = len(self.buffer)
+            self.stopped = True
+            self.cond.notify_all()
+        if left:
+            _log(f"{left} report(s) could not be delivered before exit")
+        self.sender.join(timeout=1.0)
+        self.channel.close()
+
+    def _wait(self, seq: int, timeout: float) -> None:
+        self.cond.wait_for(lambda: not self.buffer or self.buffer[0][0] > seq, timeout)
+
+    # -- the sender thread -----------------------------------------------------------------
+    def _send_forever(self) -> None:
+        delay = 0.05
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            try:
+                retry = self._send(batch)
+            except Exception as exc:  # never let the sender die: training must go on
+                retry = True
+                if not self.unreachable:
+                    _log(f"metrics service unreachable ({exc.__class__.__name__}); buffering")
+                self.unreachable = True
+            if retry:
+                with self.cond:
+                    self.cond.wait_for(lambda: self.stopped, delay)
+                delay = min(delay * 2, 1.0)
+            else:
+                delay = 0.05
+
+    def _next_batch(self) -> list[tuple[int, Any]] | None:
+        with self.cond:
+            while True:
+                if self.stopped:
+                    return None
+                if self.buffer:
+                    if self.urgent or self.closing or len(self.buffer) >= BATCH_POINTS:
+                        break
+                    left = self.oldest + LINGER_SECONDS - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.cond.wait(left)
+                else:
+                    self.cond.wait()
+            batch: list[tuple[int, Any]] = []
+            size = 0
+            for entry in self.buffer[:BATCH_POINTS]:
+                size += entry[1].ByteSize() + 8
+                if batch and size > BATCH_BYTES:
+                    break
+                batch.append(entry)
+            return batch
+
+    def _send(self, batch: list[tuple[int, Any]]) -> bool:
+        """Send one batch; True when (some of) it must be retried."""
+        grpc = self._grpc
+        request = self._pb.ReportBatchRequest(
+            trial=self.trial, token=self.token, points=[p for _, p in batch]
+        )
+        try:
+            reply = self.stub.ReportBatch(request, timeout=10.0, wait_for_ready=True)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if not self.unreachable:
+                    _log(f"metrics service unreachable; {len(self.buffer)} report(s) buffered")
+                self.unreachable = True
+                return True
+            if exc.code() is grpc.StatusCode.UNIMPLEMENTED:  # an older server: a call per point
+                return self._send_each(batch)
+            _log(f"reports rejected ({exc.code().name}): {exc.details()}")
+            self._settle(batch, [], self.verdict_step, False)
+            return False
+        self.unreachable = False
+        retry: list[tuple[int, Any]] = []
+        refused: dict[str, tuple[int, str]] = {}
+        for entry, result in zip(batch, reply.results, strict=True):
+            if result.result == "not_ready":
+                retry.append(entry)
+            elif result.result not in DELIVERED:
+                refused.setdefault(result.result, (0, result.message))
+                count, message = refused[result.result]
+                refused[result.result] = (count + 1, message)
+        for label, (count, message) in refused.items():
+            _log(f"{count} report(s) rejected ({label}): {message}")
+        step = None if reply.verdict_step < 0 else reply.verdict_step
+        self._settle(batch, retry, step, reply.should_stop)
+        return bool(retry)
+
+    def _send_each(self, batch: list[tuple[int, Any]]) -> bool:
+        stop = False
+        for _, point in batch:
+            request = self._pb.ReportRequest(
+                trial=self.trial, token=self.token, step=point.step, metrics=point.metrics
+            )
+            try:
+                stop = self.stub.Report(request, timeout=10.0, wait_for_ready=True).should_stop
+            except self._grpc.RpcError as exc:
+                _log(f"report rejected ({exc.code().name}): {exc.details()}")
+        self._settle(batch, [], 0, stop)  # no verdict step from an older server: always wait
+        return False
+
+    def _settle(
+        self,
+        batch: list[tuple[int, Any]],
+        retry: list[tuple[int, Any]],
+        step: int | None,
+        stop: bool,
+    ) -> None:
+        """Drop the answered points from the head of the buffer, keeping `retry` first."""
+        with self.cond:
+            self.buffer[: len(batch)] = retry
+            self.verdict_step = step if not stop else None
+            self.stop_requested = self.stop_requested or stop
+            if not self.buffer:
+                self.urgent = False
+            elif step is not None and any(p.step >= step for _, p in self.buffer):
+                self.urgent = True
+            self.cond.notify_all()
 
 
 _reporter: _Reporter | None = None
@@ -109,14 +241,31 @@ def _get_reporter() -> _Reporter | None:
     if not address:
         return None
     with _reporter_lock:
-        if _reporter is None:
+        if _reporter is None or _reporter.pid != os.getpid():  # a forked child starts afresh
             _reporter = _Reporter(
                 address,
                 os.environ.get("KUBETUNE_TRIAL", ""),
                 os.environ.get("KUBETUNE_TRIAL_TOKEN", ""),
             )
             atexit.register(_reporter.close)
+            _flush_on_sigterm(_reporter)
         return _reporter
+
+
+def _flush_on_sigterm(reporter: _Reporter) -> None:
+    """On SIGTERM, deliver the buffer, then die of SIGTERM as before. Only where the program
+    kept the default action: a handler of its own runs instead (and its exit flushes)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        reporter.close(SIGTERM_FLUSH_SECONDS)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def report(step: int, **metrics: float) -> bool:
@@ -140,6 +289,23 @@ def report(step: int, **metrics: float) -> bool:
         _log(f"step {step}: {shown}")
         return False
     return reporter.report(step, clean)
+
+
+def flush(timeout: float = EXIT_FLUSH_SECONDS) -> bool:
+    """Deliver every report made so far (waiting at most `timeout` s); True when kubetune wants
+    this trial to stop."""
+    reporter = _get_reporter()
+    return reporter.flush(timeout) if reporter is not None else False
+
+
+@contextlib.contextmanager
+def reporting(timeout: float = EXIT_FLUSH_SECONDS) -> Iterator[None]:
+    """`with kubetune.reporting():` flushes the reports made inside when the block ends,
+    however it ends."""
+    try:
+        yield
+    finally:
+        flush(timeout)
 
 
 def trial_params() -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """A trainer whose behaviour the runner tests choose: how long it runs, what it leaves behind,
 how it takes SIGTERM. It reports through the real `kubetune.report` over gRPC.
 
-Each acknowledged report is appended to --acked as "trial step", so a test can check
-that no acknowledged report was lost.
+With --acked, the trainer flushes at every even step and at the end (odd steps go out with the
+batch sender's linger), and after each flush that emptied the buffer appends the steps reported
+so far to --acked as "trial step": a test can check that no acknowledged report was lost.
 """
 
 from __future__ import annotations
@@ -54,13 +55,17 @@ def main() -> int:
     for _ in range(args.spew // len(line)):
         sys.stdout.buffer.write(line)
     sys.stdout.flush()
+    acked = 0
     for step in range(1, args.steps + 1):
         time.sleep(args.step_seconds)
         stop = kubetune.report(step, score=args.x * step)
-        reporter = _report._reporter
-        if args.acked and reporter is not None and not reporter.pending:
-            with open(args.acked, "a") as f:
-                f.write(f"{trial} {step}\n")
+        if args.acked and (step % 2 == 0 or step == args.steps):
+            stop = kubetune.flush(_report.RETRY_SECONDS) or stop
+            reporter = _report._reporter
+            if reporter is not None and not reporter.buffer:
+                with open(args.acked, "a") as f:
+                    f.writelines(f"{trial} {s}\n" for s in range(acked + 1, step + 1))
+                acked = step
         if stop and not args.ignore_term:
             return 0
     if args.wait_file:

@@ -28,10 +28,10 @@ import psutil
 
 from ..engine import Decision, TrialView, best_trial, decide, default_suggest
 from ..rpc import tokens
-from ..rpc.metrics import BadToken, ReportVerdict, TrialEnded, UnknownTrial
+from ..rpc.metrics import BadToken, BatchVerdict, Point, ReportVerdict, TrialEnded, UnknownTrial
 from ..rpc.server import serve
 from ..spec import BestTrial, FieldError, SpecError, TuningJob, TuningJobSpec
-from ..stopping import NoStopper, create_stopper
+from ..stopping import NoStopper, create_stopper, judge_batch
 from ..telemetry import (
     JobCounts,
     PullCollector,
@@ -147,41 +147,52 @@ class StoreMetrics:
         self.wake = wake
         self.telemetry = telemetry
 
-    def report(
-        self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
-    ) -> ReportVerdict:
+    def report_batch(self, trial: str, token: str, points: list[Point]) -> BatchVerdict:
         known = self.store.trial(trial)
         if known is None:
             raise UnknownTrial(trial)
         if not tokens.matches(known[0], token):
             raise BadToken(trial)
-        return self.accept(trial, step, metrics, invalid)
+        return self.accept_batch(trial, points)
 
     def accept(
         self, trial: str, step: int, metrics: dict[str, float], invalid: list[str]
     ) -> ReportVerdict:
-        """A report from a trusted source (the runner's own scrapes, or after `report`)."""
+        """One report from a trusted source (the runner's own scrapes)."""
+        result = self.accept_batch(trial, [Point(step, metrics, invalid)])
+        if result.refused:
+            raise result.refused[0]
+        return result.verdict
+
+    def accept_batch(self, trial: str, points: list[Point]) -> BatchVerdict:
+        """Store the points in one commit, then judge them in order."""
         if self.store.trial(trial) is None:
             raise UnknownTrial(trial)
-        state = self.store.add_metrics(trial, step, {**metrics, **dict.fromkeys(invalid)})
+        state, refused = self.store.add_metrics(
+            trial, [(p.step, {**p.metrics, **dict.fromkeys(p.invalid)}) for p in points]
+        )
         if state not in REPORTING:
             raise TrialEnded(trial, state)
         self.changed()
         if state == "stopping":
-            return ReportVerdict(True, "already stopping")
-        if not self.judges or self.objective not in metrics:
-            return ReportVerdict(False)
+            return BatchVerdict(ReportVerdict(True, "already stopping"), refused)
+        if not self.judges:
+            return BatchVerdict(ReportVerdict(False), refused)
         mine = self.store.curve(trial)
-        if not self.stopper.judges(mine):
-            return ReportVerdict(False)
-        others = [c for name, c in self.store.curves().items() if name != trial]
-        verdict = self.stopper.should_stop(mine, others)
-        if self.telemetry is not None:
-            self.telemetry.stop_decision(self.rule, verdict.stop)
-        if verdict.stop and self.store.request_stop(trial, f"early stopping: {verdict.reason}"):
+        steps = [
+            p.step for i, p in enumerate(points) if i not in refused and self.objective in p.metrics
+        ]
+        decision = judge_batch(
+            self.stopper,
+            mine,
+            steps,
+            lambda: [c for name, c in self.store.curves().items() if name != trial],
+            lambda d: self.telemetry.stop_decision(self.rule, d.stop) if self.telemetry else None,
+        )
+        if decision.stop and self.store.request_stop(trial, f"early stopping: {decision.reason}"):
             self.wake()
-            return ReportVerdict(True, verdict.reason)
-        return ReportVerdict(False)
+            return BatchVerdict(ReportVerdict(True, decision.reason), refused)
+        return BatchVerdict(ReportVerdict(False), refused, self.stopper.next_judged_step(mine))
 
 
 class LocalRunner:

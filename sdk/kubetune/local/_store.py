@@ -15,13 +15,13 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..rpc.limits import check_trial_names
+from ..rpc.limits import LimitExceeded, check_trial_names
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS job (
@@ -296,24 +296,39 @@ class Store:
             return (view.row.token, view.row.state) if view else None
 
     # -- metrics -----------------------------------------------------------------------------
-    def add_metrics(self, trial: str, step: int, metrics: Mapping[str, float | None]) -> str:
-        """Record a report under the trial's current attempt (a restart keeps earlier ones) if
-        the trial is running or stopping; the trial's state either way. Raises LimitExceeded when
-        the trial would have too many distinct metric names."""
+    def add_metrics(
+        self, trial: str, points: Sequence[tuple[int, Mapping[str, float | None]]]
+    ) -> tuple[str, dict[int, LimitExceeded]]:
+        """Record reports under the trial's current attempt (a restart keeps earlier ones) in one
+        commit, if the trial is running or stopping. Returns the trial's state and the points
+        refused because the trial would have too many distinct metric names (by index). A step
+        reported again replaces its values, so a retried batch stores nothing twice."""
         now = time.time()
         with self.lock:
             view = self.views[trial]
             if view.row.state not in REPORTING:
-                return view.row.state
-            check_trial_names(view.names, list(metrics))
+                return view.row.state, {}
+            refused: dict[int, LimitExceeded] = {}
+            rows, kept = [], []
+            names = set(view.names)
+            for i, (step, metrics) in enumerate(points):
+                try:
+                    check_trial_names(names, list(metrics))
+                except LimitExceeded as exc:
+                    refused[i] = exc
+                    continue
+                names.update(metrics)
+                kept.append((step, metrics))
+                rows += [(trial, view.row.attempts, step, k, v, now) for k, v in metrics.items()]
             with self.transaction() as db:
                 db.executemany(
                     "INSERT OR REPLACE INTO metrics (trial, attempt, step, name, value, received)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    [(trial, view.row.attempts, step, k, v, now) for k, v in metrics.items()],
+                    rows,
                 )
-            view.record(step, metrics, self.objective)
-            return view.row.state
+            for step, metrics in kept:
+                view.record(step, metrics, self.objective)
+            return view.row.state, refused
 
     def curve(self, trial: str) -> list[tuple[int, float]]:
         """The objective curve of a trial's current attempt, by step."""

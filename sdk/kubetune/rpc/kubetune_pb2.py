@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkubetune/rpc/kubetune.proto\x12\x11kubetune.v1alpha1\"I\n\nParamValue\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x02 \x01(\x03H\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"\xdc\x01\n\x10TrialObservation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12?\n\x06params\x18\x02 \x03(\x0b\x32/.kubetune.v1alpha1.TrialObservation.ParamsEntry\x12\r\n\x05state\x18\x03 \x01(\t\x12\x12\n\x05value\x18\x04 \x01(\x01H\x00\x88\x01\x01\x1aL\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.kubetune.v1alpha1.ParamValue:\x02\x38\x01\x42\x08\n\x06_value\"n\n\x15GetSuggestionsRequest\x12\x11\n\tspec_json\x18\x01 \x01(\t\x12\x33\n\x06trials\x18\x02 \x03(\x0b\x32#.kubetune.v1alpha1.TrialObservation\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"\x95\x01\n\nSuggestion\x12\x39\n\x06params\x18\x01 \x03(\x0b\x32).kubetune.v1alpha1.Suggestion.ParamsEntry\x1aL\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.kubetune.v1alpha1.ParamValue:\x02\x38\x01\"L\n\x16GetSuggestionsResponse\x12\x32\n\x0bsuggestions\x18\x01 \x03(\x0b\x32\x1d.kubetune.v1alpha1.Suggestion\"(\n\x13ValidateSpecRequest\x12\x11\n\tspec_json\x18\x01 \x01(\t\"/\n\x0e\x46ieldViolation\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"X\n\x14ValidateSpecResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x31\n\x06\x65rrors\x18\x02 \x03(\x0b\x32!.kubetune.v1alpha1.FieldViolation\"\xab\x01\n\rReportRequest\x12\r\n\x05trial\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12>\n\x07metrics\x18\x04 \x03(\x0b\x32-.kubetune.v1alpha1.ReportRequest.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"5\n\x0eReportResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xdb\x01\n\x11SuggestionService\x12\x65\n\x0eGetSuggestions\x12(.kubetune.v1alpha1.GetSuggestionsRequest\x1a).kubetune.v1alpha1.GetSuggestionsResponse\x12_\n\x0cValidateSpec\x12&.kubetune.v1alpha1.ValidateSpecRequest\x1a\'.kubetune.v1alpha1.ValidateSpecResponse2_\n\x0eMetricsService\x12M\n\x06Report\x12 .kubetune.v1alpha1.ReportRequest\x1a!.kubetune.v1alpha1.ReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkubetune/rpc/kubetune.proto\x12\x11kubetune.v1alpha1\"I\n\nParamValue\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x02 \x01(\x03H\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"\xdc\x01\n\x10TrialObservation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12?\n\x06params\x18\x02 \x03(\x0b\x32/.kubetune.v1alpha1.TrialObservation.ParamsEntry\x12\r\n\x05state\x18\x03 \x01(\t\x12\x12\n\x05value\x18\x04 \x01(\x01H\x00\x88\x01\x01\x1aL\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.kubetune.v1alpha1.ParamValue:\x02\x38\x01\x42\x08\n\x06_value\"n\n\x15GetSuggestionsRequest\x12\x11\n\tspec_json\x18\x01 \x01(\t\x12\x33\n\x06trials\x18\x02 \x03(\x0b\x32#.kubetune.v1alpha1.TrialObservation\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"\x95\x01\n\nSuggestion\x12\x39\n\x06params\x18\x01 \x03(\x0b\x32).kubetune.v1alpha1.Suggestion.ParamsEntry\x1aL\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.kubetune.v1alpha1.ParamValue:\x02\x38\x01\"L\n\x16GetSuggestionsResponse\x12\x32\n\x0bsuggestions\x18\x01 \x03(\x0b\x32\x1d.kubetune.v1alpha1.Suggestion\"(\n\x13ValidateSpecRequest\x12\x11\n\tspec_json\x18\x01 \x01(\t\"/\n\x0e\x46ieldViolation\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"X\n\x14ValidateSpecResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x31\n\x06\x65rrors\x18\x02 \x03(\x0b\x32!.kubetune.v1alpha1.FieldViolation\"\xab\x01\n\rReportRequest\x12\r\n\x05trial\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12>\n\x07metrics\x18\x04 \x03(\x0b\x32-.kubetune.v1alpha1.ReportRequest.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"5\n\x0eReportResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x89\x01\n\x0bReportPoint\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12<\n\x07metrics\x18\x02 \x03(\x0b\x32+.kubetune.v1alpha1.ReportPoint.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"b\n\x12ReportBatchRequest\x12\r\n\x05trial\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\x12.\n\x06points\x18\x03 \x03(\x0b\x32\x1e.kubetune.v1alpha1.ReportPoint\"<\n\x0bPointResult\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x81\x01\n\x13ReportBatchResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.kubetune.v1alpha1.PointResult\x12\x13\n\x0bshould_stop\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0cverdict_step\x18\x04 \x01(\x03\x32\xdb\x01\n\x11SuggestionService\x12\x65\n\x0eGetSuggestions\x12(.kubetune.v1alpha1.GetSuggestionsRequest\x1a).kubetune.v1alpha1.GetSuggestionsResponse\x12_\n\x0cValidateSpec\x12&.kubetune.v1alpha1.ValidateSpecRequest\x1a\'.kubetune.v1alpha1.ValidateSpecResponse2\xbd\x01\n\x0eMetricsService\x12M\n\x06Report\x12 .kubetune.v1alpha1.ReportRequest\x1a!.kubetune.v1alpha1.ReportResponse\x12\\\n\x0bReportBatch\x12%.kubetune.v1alpha1.ReportBatchRequest\x1a&.kubetune.v1alpha1.ReportBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUGGESTION_PARAMSENTRY']._serialized_options = b'8\001'
   _globals['_REPORTREQUEST_METRICSENTRY']._loaded_options = None
   _globals['_REPORTREQUEST_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_REPORTPOINT_METRICSENTRY']._loaded_options = None
+  _globals['_REPORTPOINT_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_PARAMVALUE']._serialized_start=50
   _globals['_PARAMVALUE']._serialized_end=123
   _globals['_TRIALOBSERVATION']._serialized_start=126
@@ -63,8 +65,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORTREQUEST_METRICSENTRY']._serialized_end=1043
   _globals['_REPORTRESPONSE']._serialized_start=1045
   _globals['_REPORTRESPONSE']._serialized_end=1098
-  _globals['_SUGGESTIONSERVICE']._serialized_start=1101
-  _globals['_SUGGESTIONSERVICE']._serialized_end=1320
-  _globals['_METRICSSERVICE']._serialized_start=1322
-  _globals['_METRICSSERVICE']._serialized_end=1417
+  _globals['_REPORTPOINT']._serialized_start=1101
+  _globals['_REPORTPOINT']._serialized_end=1238
+  _globals['_REPORTPOINT_METRICSENTRY']._serialized_start=997
+  _globals['_REPORTPOINT_METRICSENTRY']._serialized_end=1043
+  _globals['_REPORTBATCHREQUEST']._serialized_start=1240
+  _globals['_REPORTBATCHREQUEST']._serialized_end=1338
+  _globals['_POINTRESULT']._serialized_start=1340
+  _globals['_POINTRESULT']._serialized_end=1400
+  _globals['_REPORTBATCHRESPONSE']._serialized_start=1403
+  _globals['_REPORTBATCHRESPONSE']._serialized_end=1532
+  _globals['_SUGGESTIONSERVICE']._serialized_start=1535
+  _globals['_SUGGESTIONSERVICE']._serialized_end=1754
+  _globals['_METRICSSERVICE']._serialized_start=1757
+  _globals['_METRICSSERVICE']._serialized_end=1946
 # @@protoc_insertion_point(module_scope)

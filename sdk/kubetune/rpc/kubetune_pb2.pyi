@@ -112,3 +112,50 @@ class ReportResponse(_message.Message):
     should_stop: bool
     reason: str
     def __init__(self, should_stop: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReportPoint(_message.Message):
+    __slots__ = ("step", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, step: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ReportBatchRequest(_message.Message):
+    __slots__ = ("trial", "token", "points")
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    trial: str
+    token: bytes
+    points: _containers.RepeatedCompositeFieldContainer[ReportPoint]
+    def __init__(self, trial: _Optional[str] = ..., token: _Optional[bytes] = ..., points: _Optional[_Iterable[_Union[ReportPoint, _Mapping]]] = ...) -> None: ...
+
+class PointResult(_message.Message):
+    __slots__ = ("step", "result", "message")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    result: str
+    message: str
+    def __init__(self, step: _Optional[int] = ..., result: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ReportBatchResponse(_message.Message):
+    __slots__ = ("results", "should_stop", "reason", "verdict_step")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SHOULD_STOP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_STEP_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PointResult]
+    should_stop: bool
+    reason: str
+    verdict_step: int
+    def __init__(self, results: _Optional[_Iterable[_Union[PointResult, _Mapping]]] = ..., should_stop: _Optional[bool] = ..., reason: _Optional[str] = ..., verdict_step: _Optional[int] = ...) -> None: ...

@@ -154,12 +154,23 @@ class MetricsServiceStub:
                 request_serializer=kubetune_dot_rpc_dot_kubetune__pb2.ReportRequest.SerializeToString,
                 response_deserializer=kubetune_dot_rpc_dot_kubetune__pb2.ReportResponse.FromString,
                 _registered_method=True)
+        self.ReportBatch = channel.unary_unary(
+                '/kubetune.v1alpha1.MetricsService/ReportBatch',
+                request_serializer=kubetune_dot_rpc_dot_kubetune__pb2.ReportBatchRequest.SerializeToString,
+                response_deserializer=kubetune_dot_rpc_dot_kubetune__pb2.ReportBatchResponse.FromString,
+                _registered_method=True)
 
 
 class MetricsServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Report(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportBatch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +183,11 @@ def add_MetricsServiceServicer_to_server(servicer, server):
                     servicer.Report,
                     request_deserializer=kubetune_dot_rpc_dot_kubetune__pb2.ReportRequest.FromString,
                     response_serializer=kubetune_dot_rpc_dot_kubetune__pb2.ReportResponse.SerializeToString,
+            ),
+            'ReportBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportBatch,
+                    request_deserializer=kubetune_dot_rpc_dot_kubetune__pb2.ReportBatchRequest.FromString,
+                    response_serializer=kubetune_dot_rpc_dot_kubetune__pb2.ReportBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -201,6 +217,33 @@ class MetricsService:
             '/kubetune.v1alpha1.MetricsService/Report',
             kubetune_dot_rpc_dot_kubetune__pb2.ReportRequest.SerializeToString,
             kubetune_dot_rpc_dot_kubetune__pb2.ReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetune.v1alpha1.MetricsService/ReportBatch',
+            kubetune_dot_rpc_dot_kubetune__pb2.ReportBatchRequest.SerializeToString,
+            kubetune_dot_rpc_dot_kubetune__pb2.ReportBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

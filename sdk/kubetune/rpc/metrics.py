@@ -1,8 +1,11 @@
 """MetricsService: training code reports metrics; the reply says whether to stop.
 
-The servicer authenticates, validates and hands the report to a `MetricsBackend` (the local
-runner's SQLite store, or the operator's Trial-status writer), which persists it before the reply
-goes out: an acknowledged report is never lost. Non-finite values, and values beyond
+Reports come one per call (`Report`) or batched per trial (`ReportBatch`, what `kubetune.report`
+uses); both take the same path. The servicer authenticates, validates and hands the points to a
+`MetricsBackend` (the local runner's SQLite store, or the operator's Trial-status writer), which
+persists them in one commit before the reply goes out: an acknowledged report is never lost. A
+batch's reply says what became of each point, carries the stop verdict, and names the next step
+the stopping rule judges, so the client knows when to wait for a verdict. Non-finite values, and values beyond
 ±MAX_ABS_VALUE (whose arithmetic would overflow), are recorded as failed measurements and never
 reach the search or the stopping rules.
 """
@@ -10,8 +13,8 @@ reach the search or the stopping rules.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
@@ -65,19 +68,45 @@ class ReportVerdict:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Point:
+    """One report of a batch: usable `metrics`, and the names of unusable ones in `invalid`."""
+
+    step: int
+    metrics: dict[str, float]
+    invalid: list[str]
+
+
+@dataclass(frozen=True)
+class BatchVerdict:
+    verdict: ReportVerdict
+    refused: Mapping[int, Exception] = field(default_factory=dict)  # point index: why not stored
+    verdict_step: int | None = None  # next step the stopping rule judges; None: never
+
+
 class MetricsBackend(Protocol):
-    def report(
-        self, trial: str, token: str, step: int, metrics: dict[str, float], invalid: list[str]
-    ) -> ReportVerdict:
-        """Persist one report (finite `metrics`, names of non-finite ones in `invalid`) and decide
-        whether the trial should stop. Raises UnknownTrial, BadToken, TrialEnded (reports are
-        accepted only while the trial runs or stops), NotReady or LimitExceeded (more distinct
-        metric names than a trial may have)."""
+    def report_batch(self, trial: str, token: str, points: list[Point]) -> BatchVerdict:
+        """Persist a trial's points in one commit, then judge them in order with the stopping
+        rule. Raises UnknownTrial, BadToken, TrialEnded (reports are accepted only while the
+        trial runs or stops) or NotReady for the whole batch; a point past a per-trial bound
+        (LimitExceeded) is refused alone, in `refused`."""
         ...
 
 
+MAX_POINTS_PER_BATCH = 1_000
+
+_CODES: dict[str, grpc.StatusCode] = {
+    "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
+    "limit_exceeded": grpc.StatusCode.INVALID_ARGUMENT,
+    "bad_token": grpc.StatusCode.UNAUTHENTICATED,
+    "unknown_trial": grpc.StatusCode.NOT_FOUND,
+    "trial_ended": grpc.StatusCode.FAILED_PRECONDITION,
+    "not_ready": grpc.StatusCode.UNAVAILABLE,
+}
+
+
 class MetricsServicer(pb_grpc.MetricsServiceServicer):
-    """`observe(result)` hears of every report: accepted, non_finite or a rejection label."""
+    """`observe(result)` hears of every point: accepted, non_finite or a rejection label."""
 
     def __init__(
         self, backend: MetricsBackend, observe: Callable[[str], None] = lambda _: None
@@ -86,34 +115,81 @@ class MetricsServicer(pb_grpc.MetricsServiceServicer):
         self.observe = observe
 
     def Report(self, request: pb.ReportRequest, context: Any) -> pb.ReportResponse:
-        def fail(code: grpc.StatusCode, message: str, result: str) -> None:
-            self.observe(result)
-            context.abort(code, message)
+        point = pb.ReportPoint(step=request.step, metrics=request.metrics)
+        reply = self._batch(request.trial, request.token, [point])
+        result = reply.results[0]
+        if result.result in _CODES:
+            context.abort(_CODES[result.result], result.message)
+        return pb.ReportResponse(should_stop=reply.should_stop, reason=reply.reason)
 
-        if not request.trial:
-            fail(grpc.StatusCode.INVALID_ARGUMENT, "trial: required", "invalid_argument")
-        try:
-            check_report(request.step, list(request.metrics))
-        except LimitExceeded as exc:
-            fail(grpc.StatusCode.INVALID_ARGUMENT, str(exc), "invalid_argument")
-        wrong_token = f"wrong token for trial {request.trial!r}"
-        try:
-            token = request.token.decode("utf-8")
-        except UnicodeDecodeError:
-            fail(grpc.StatusCode.UNAUTHENTICATED, wrong_token, "bad_token")
-        finite = {k: v for k, v in request.metrics.items() if usable(v)}
-        invalid = sorted(k for k, v in request.metrics.items() if not usable(v))
-        try:
-            verdict = self.backend.report(request.trial, token, request.step, finite, invalid)
-        except (UnknownTrial, TrialEnded, NotReady, LimitExceeded, BadToken) as exc:
-            answers: list[tuple[type[Exception], grpc.StatusCode, str]] = [
-                (UnknownTrial, grpc.StatusCode.NOT_FOUND, f"trial {request.trial!r} is not known"),
-                (TrialEnded, grpc.StatusCode.FAILED_PRECONDITION, str(exc)),
-                (NotReady, grpc.StatusCode.UNAVAILABLE, f"not ready, retry: {exc}"),
-                (LimitExceeded, grpc.StatusCode.INVALID_ARGUMENT, str(exc)),
-                (BadToken, grpc.StatusCode.UNAUTHENTICATED, wrong_token),
-            ]
-            code, message = next((c, m) for k, c, m in answers if isinstance(exc, k))
-            fail(code, message, rejection(exc) or "invalid_argument")
-        self.observe("non_finite" if invalid else "accepted")
-        return pb.ReportResponse(should_stop=verdict.should_stop, reason=verdict.reason)
+    def ReportBatch(self, request: pb.ReportBatchRequest, context: Any) -> pb.ReportBatchResponse:
+        if len(request.points) > MAX_POINTS_PER_BATCH:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"points: at most {MAX_POINTS_PER_BATCH} per batch (got {len(request.points)})",
+            )
+        return self._batch(request.trial, request.token, list(request.points))
+
+    def _batch(
+        self, trial: str, raw_token: bytes, points: list[pb.ReportPoint]
+    ) -> pb.ReportBatchResponse:
+        results: list[tuple[str, str] | None] = [None] * len(points)
+        valid: list[int] = []
+        for i, point in enumerate(points):
+            try:
+                if not trial:
+                    raise LimitExceeded("trial: required")
+                check_report(point.step, list(point.metrics))
+                valid.append(i)
+            except LimitExceeded as exc:
+                results[i] = ("invalid_argument", str(exc))
+        verdict = BatchVerdict(ReportVerdict(False))
+        if valid:
+            try:
+                verdict = self.backend.report_batch(
+                    trial, _decode(trial, raw_token), [_split(points[i]) for i in valid]
+                )
+            except (UnknownTrial, TrialEnded, NotReady, BadToken) as exc:
+                for i in valid:
+                    results[i] = (rejection(exc) or "invalid_argument", _message(trial, exc))
+            else:
+                for j, i in enumerate(valid):
+                    if j in verdict.refused:
+                        why = verdict.refused[j]
+                        results[i] = (rejection(why) or "invalid_argument", str(why))
+                    else:
+                        bad = any(not usable(v) for v in points[i].metrics.values())
+                        results[i] = ("non_finite" if bad else "accepted", "")
+        reply = pb.ReportBatchResponse(
+            should_stop=verdict.verdict.should_stop,
+            reason=verdict.verdict.reason,
+            verdict_step=-1 if verdict.verdict_step is None else verdict.verdict_step,
+        )
+        for point, outcome in zip(points, results, strict=True):
+            assert outcome is not None
+            self.observe(outcome[0])
+            reply.results.add(step=point.step, result=outcome[0], message=outcome[1])
+        return reply
+
+
+def _decode(trial: str, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadToken(trial) from None
+
+
+def _split(point: pb.ReportPoint) -> Point:
+    finite = {k: v for k, v in point.metrics.items() if usable(v)}
+    invalid = sorted(k for k, v in point.metrics.items() if not usable(v))
+    return Point(point.step, finite, invalid)
+
+
+def _message(trial: str, exc: Exception) -> str:
+    if isinstance(exc, UnknownTrial):
+        return f"trial {trial!r} is not known"
+    if isinstance(exc, BadToken):
+        return f"wrong token for trial {trial!r}"
+    if isinstance(exc, NotReady):
+        return f"not ready, retry: {exc}"
+    return str(exc)

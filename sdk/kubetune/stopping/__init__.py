@@ -6,7 +6,7 @@ library.
 
 from ..spec import AshaStopping, MedianStopping, TuningJobSpec
 from ._asha import AshaStopper, rungs
-from ._base import KEEP, BaseStopper, Curve, NoStopper, Point, StopDecision
+from ._base import KEEP, BaseStopper, Curve, NoStopper, Point, StopDecision, judge_batch
 from ._compact import CURVE_LIMIT, compact_curve
 from ._median import MedianStopper
 
@@ -32,5 +32,6 @@ __all__ = [
     "StopDecision",
     "compact_curve",
     "create_stopper",
+    "judge_batch",
     "rungs",
 ]

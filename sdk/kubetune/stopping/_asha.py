@@ -8,6 +8,7 @@ per rung, at the report that crosses it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from ..spec import AshaStopping, TuningJobSpec
@@ -44,6 +45,11 @@ class AshaStopper(BaseStopper):
 
     def judges(self, curve: Curve) -> bool:
         return self.crossed_rung(sorted_curve(curve)) is not None
+
+    def next_judged_step(self, curve: Curve) -> int | None:
+        latest = max((int(s) for s, _ in curve), default=-1)
+        ahead = [math.ceil(r) for r in self.rungs if r > latest]
+        return min(ahead) if ahead else None
 
     def should_stop(self, curve: Curve, others: Sequence[Curve]) -> StopDecision:
         points = sorted_curve(curve)

@@ -8,7 +8,7 @@ applies the objective's direction itself.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..spec import Direction, TuningJobSpec
@@ -50,6 +50,11 @@ class BaseStopper(abc.ABC):
         skip gathering the other curves (ASHA only judges at rung crossings)."""
         return bool(curve)
 
+    def next_judged_step(self, curve: Curve) -> int | None:
+        """The first step past the curve's latest at which the rule may judge (None: never).
+        A batching client sends a point at or past it at once and waits for the verdict."""
+        return _latest(curve) + 1
+
     def anchors(self) -> list[float]:
         """Steps whose first report the rule ranks trials by; a compacted curve keeps them."""
         return []
@@ -70,6 +75,38 @@ class NoStopper(BaseStopper):
     def judges(self, curve: Curve) -> bool:
         return False
 
+    def next_judged_step(self, curve: Curve) -> int | None:
+        return None
+
 
 def sorted_curve(curve: Curve) -> list[Point]:
     return sorted(((int(s), float(v)) for s, v in curve), key=lambda p: p[0])
+
+
+def _latest(curve: Curve) -> int:
+    return max((int(s) for s, _ in curve), default=-1)
+
+
+def judge_batch(
+    stopper: BaseStopper,
+    curve: Curve,
+    steps: Sequence[int],
+    others: Callable[[], Sequence[Curve]],
+    decided: Callable[[StopDecision], None] = lambda _: None,
+) -> StopDecision:
+    """Judge the points of one batch at `steps` (in the order they were reported), each against
+    the curve as it stood at that step, until one says stop. `others` is called at most once,
+    and only if some step is judged; `decided` hears every decision made."""
+    points = sorted_curve(curve)
+    rivals: Sequence[Curve] | None = None
+    for step in steps:
+        prefix = [p for p in points if p[0] <= step]
+        if not stopper.judges(prefix):
+            continue
+        if rivals is None:
+            rivals = others()
+        decision = stopper.should_stop(prefix, rivals)
+        decided(decision)
+        if decision.stop:
+            return decision
+    return KEEP

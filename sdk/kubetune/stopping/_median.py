@@ -23,6 +23,9 @@ class MedianStopper(BaseStopper):
     def judges(self, curve: Curve) -> bool:
         return bool(curve) and max(s for s, _ in curve) >= self.start_step
 
+    def next_judged_step(self, curve: Curve) -> int | None:
+        return max(self.start_step, max((int(s) for s, _ in curve), default=-1) + 1)
+
     def should_stop(self, curve: Curve, others: Sequence[Curve]) -> StopDecision:
         points = sorted_curve(curve)
         if not points:

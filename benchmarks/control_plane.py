@@ -7,6 +7,12 @@ the two. Also: total wall time against the ideal (T/P trial durations back to ba
 that no trial is lost or duplicated. The operator runs as its own process (`kubetune-operator`).
 
     python benchmarks/control_plane.py [--jobs 10] [--parallelism 5] [--trials 20]
+        [--profile profile.txt]
+
+Where the time goes: the Kubernetes API requests the operator made per trial (counted at the
+emulated API server, by verb and resource), its own /metrics at the end (reconcile time,
+suggestion time, work-queue wait, event-loop lag), and with `--profile` a py-spy sample of the
+operator process (collapsed stacks, summarized by the functions that hold the most samples).
 """
 
 from __future__ import annotations
@@ -15,22 +21,26 @@ import argparse
 import json
 import math
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.emulator.kubelet import Kubelet  # noqa: E402
-from tests.emulator.server import EmulatorThread  # noqa: E402
+from tests.emulator.server import EmulatorThread, parse_route  # noqa: E402
 from tests.tools import ensure_tools  # noqa: E402
 
 TRAINER = (
@@ -74,8 +84,10 @@ def main() -> int:
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks" / "results" / "control_plane.json")
     )
+    parser.add_argument("--profile", help="sample the operator with py-spy into this file")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
+    exporter_port = free_port()
     created: dict[str, list[float]] = defaultdict(list)
     succeeded: dict[str, list[float]] = defaultdict(list)
     running: dict[str, float] = {}
@@ -113,10 +125,15 @@ def main() -> int:
             "KUBETUNE_METRICS_BIND": "127.0.0.1:0",
             "KUBETUNE_STATUS_INTERVAL": "0.2",
             "OMP_NUM_THREADS": "1",
+            "KUBETUNE_EXPORTER_BIND": f"127.0.0.1:{exporter_port}",
         }
         log = (tmp / "operator.log").open("wb")
+        command = [sys.executable, "-m", "kubetune_operator.main", "--all-namespaces"]
+        if args.profile:
+            spy = str(Path(sys.executable).parent / "py-spy")
+            command = [spy, "record", "-r", "200", "-f", "raw", "-o", args.profile, "--", *command]
         operator = subprocess.Popen(
-            [sys.executable, "-m", "kubetune_operator.main", "--all-namespaces"],
+            command,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -138,10 +155,13 @@ def main() -> int:
                     break
                 time.sleep(0.5)
             wall = time.monotonic() - start
+            exposed = scrape(exporter_port)
         finally:
-            operator.terminate()
-            operator.wait(30)
+            for proc in [*psutil.Process(operator.pid).children(recursive=True), operator]:
+                proc.terminate()
+            operator.wait(60)
             emu.call(kubelet.stop)
+        requests = emu.call(lambda: count_requests(emu.emulator))
         jobs = emu.objects("tuningjobs")
         trials = emu.objects("trials")
 
@@ -181,11 +201,97 @@ def main() -> int:
         "wall_s": round(wall, 1),
         "ideal_s": round(ideal, 1),
         "wall_over_ideal": round(wall / ideal, 2),
+        "api_requests_per_trial": {
+            k: round(v / len(trials), 2) for k, v in sorted(requests.items(), key=lambda kv: -kv[1])
+        },
+        "api_requests_per_trial_total": round(sum(requests.values()) / len(trials), 2),
+        "operator": exposed,
     }
+    if args.profile:
+        result["profile_top"] = summarize_profile(Path(args.profile))
     print(json.dumps(result, indent=2))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     assert lost_or_extra == 0 and duplicates == 0, "lost or duplicate trials"
     return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def count_requests(emulator: Any) -> dict[str, int]:
+    """The operator's API requests (not kubectl's, not watches), by verb and resource."""
+    counts: dict[str, int] = defaultdict(int)
+    for request in list(emulator):
+        agent = dict(request.headers).get("User-Agent", "")
+        params = dict(request.params)
+        route = parse_route(request.url.path)
+        if agent.startswith("kubectl") or route is None or params.get("watch") in ("true", "1"):
+            continue
+        resource = f"{route.plural}/{route.subresource}" if route.subresource else route.plural
+        if request.method.value.upper() == "GET" and route.name is None:
+            verb = "list"
+        else:
+            verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(
+                request.method.value.upper(), "get"
+            )
+        counts[f"{verb} {resource}"] += 1
+    return dict(counts)
+
+
+def scrape(port: int) -> dict[str, Any]:
+    """The operator's own figures from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def total(name: str) -> float:
+        return sum(v for (n, _), v in samples.items() if n == name)
+
+    def mean_ms(name: str) -> float | None:
+        count = total(f"{name}_count")
+        return round(1000 * total(f"{name}_sum") / count, 2) if count else None
+
+    def share_over(name: str, bound: str) -> float | None:
+        count = total(f"{name}_count")
+        below = sum(
+            v
+            for (n, labels), v in samples.items()
+            if n == f"{name}_bucket" and ("le", bound) in labels
+        )
+        return round(1 - below / count, 4) if count else None
+
+    return {
+        "reconciles": int(total("kubetune_reconcile_duration_seconds_count")),
+        "reconcile_mean_ms": mean_ms("kubetune_reconcile_duration_seconds"),
+        "reconciles_over_100ms": share_over("kubetune_reconcile_duration_seconds", "0.1"),
+        "suggest_calls": int(total("kubetune_suggest_duration_seconds_count")),
+        "suggest_mean_ms": mean_ms("kubetune_suggest_duration_seconds"),
+        "workqueue_wait_mean_ms": mean_ms("kubetune_workqueue_latency_seconds"),
+        "loop_lag_mean_ms": mean_ms("kubetune_event_loop_lag_seconds"),
+        "loop_lag_over_50ms": share_over("kubetune_event_loop_lag_seconds", "0.05"),
+        "api_requests": int(total("kubetune_kube_api_requests_total")),
+    }
+
+
+def summarize_profile(path: Path, top: int = 25) -> list[tuple[str, float]]:
+    """Functions by the share of samples in which they are on the stack (inclusive)."""
+    inclusive: dict[str, int] = defaultdict(int)
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        samples += n
+        for frame in set(stack.split(";")):
+            inclusive[frame] += n
+    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
+    return [(frame, round(n / samples, 3)) for frame, n in ranked]
 
 
 if __name__ == "__main__":

@@ -1,10 +1,18 @@
-"""Metrics ingestion: sustained MetricsService.Report calls per second over loopback.
+"""Metrics ingestion: sustained accepted reports per second over loopback, batched and unary.
 
-    .venv/bin/python benchmarks/metrics_ingestion.py [--clients 8] [--reports 1500]
+    .venv/bin/python benchmarks/metrics_ingestion.py [--clients 8] [--reports 10000]
 
-The local runner's real backend (SQLite, each report committed before the reply, ASHA judging
-every report) serves on 127.0.0.1; `--clients` processes report concurrently, each with its own
-trial and token. Afterwards every report must be in the store: none lost.
+The local runner's real backend (SQLite, each batch committed before the reply, ASHA judging
+the points that cross a rung) serves on 127.0.0.1; `--clients` processes report as fast as they
+can, each as its own trial with its own token:
+
+- batched: `kubetune.report(...)` itself (buffer, sender thread, ReportBatch, verdicts at
+  rungs); latency is measured per point, from the `report` call to the reply that acknowledged
+  it, and the time `report` itself takes;
+- unary (the peer, same run): one blocking `Report` call per point, what `kubetune.report` did
+  before batching.
+
+Afterwards every point must be in the store: none lost.
 """
 
 from __future__ import annotations
@@ -14,10 +22,12 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from kubetune.local import Store, StoreMetrics
@@ -29,20 +39,53 @@ from kubetune.spec import TuningJob
 RESULTS = Path(__file__).parent / "results"
 
 
-def client(address: str, trial: str, reports: int, start: mp.Event) -> None:  # type: ignore[valid-type]
-    stub = pb_grpc.MetricsServiceStub(grpc.insecure_channel(address))
-    start.wait()  # type: ignore[attr-defined]
+def batched_client(address: str, trial: str, reports: int, start: Any, out: Any) -> None:
+    os.environ.update(
+        KUBETUNE_METRICS_ADDR=address, KUBETUNE_TRIAL=trial, KUBETUNE_TRIAL_TOKEN=trial
+    )
+    import kubetune
+    from kubetune import _report
+
+    called: dict[int, float] = {}
+    acked: dict[int, float] = {}
+    settle = _report._Reporter._settle
+
+    def timed_settle(self: Any, batch: list[Any], *args: Any) -> None:  # ack time per point
+        now = time.perf_counter()
+        for seq, _ in batch:
+            acked.setdefault(seq, now)
+        settle(self, batch, *args)
+
+    _report._Reporter._settle = timed_settle  # type: ignore[method-assign]
+    call_seconds = []
+    start.wait()
     for step in range(reports):
+        began = time.perf_counter()
+        called[step + 1] = began
+        kubetune.report(step, acc=0.5, loss=1.0)
+        call_seconds.append(time.perf_counter() - began)
+    kubetune.flush()
+    out.put((call_seconds, [acked[s] - called[s] for s in called]))
+
+
+def unary_client(address: str, trial: str, reports: int, start: Any, out: Any) -> None:
+    stub = pb_grpc.MetricsServiceStub(grpc.insecure_channel(address))
+    seconds = []
+    start.wait()
+    for step in range(reports):
+        began = time.perf_counter()
         stub.Report(
             pb.ReportRequest(
                 trial=trial, token=trial.encode(), step=step, metrics={"acc": 0.5, "loss": 1.0}
             ),
             timeout=30,
         )
+        seconds.append(time.perf_counter() - began)
+    out.put((seconds, seconds))
 
 
 def asha_job(max_epochs: int) -> TuningJob:
-    """A one-parameter job with ASHA, so that every report is judged (the costly path)."""
+    """A one-parameter job with ASHA, so that reports are judged at rungs."""
     return TuningJob.parse(
         {
             "apiVersion": "kubetune.dev/v1alpha1",
@@ -59,50 +102,73 @@ def asha_job(max_epochs: int) -> TuningJob:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--reports", type=int, default=1500, help="per client")
-    args = parser.parse_args()
-    job = asha_job(100000)
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(mode: str, clients: int, reports: int) -> dict[str, Any]:
+    target = batched_client if mode == "batched" else unary_client
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "state.db", "acc")
-        names = [f"bench-{i}" for i in range(args.clients)]
+        names = [f"bench-{i}" for i in range(clients)]
         for i, name in enumerate(names):
             store.add_trial(name, i, {"x": 0.5}, None, name)
             store.set_state(name, "running")
-        server = serve(metrics=StoreMetrics(store, job, lambda: None))
-        start = mp.Event()
+        server = serve(metrics=StoreMetrics(store, asha_job(10**9), lambda: None))
+        ctx = mp.get_context("spawn")
+        start, out = ctx.Event(), ctx.Queue()
         procs = [
-            mp.Process(target=client, args=(server.address, n, args.reports, start)) for n in names
+            ctx.Process(target=target, args=(server.address, n, reports, start, out)) for n in names
         ]
         for p in procs:
             p.start()
         time.sleep(3.0)  # spawned interpreters import grpc
         began = time.perf_counter()
         start.set()
+        gathered = [out.get(timeout=600) for _ in procs]
+        took = time.perf_counter() - began
         for p in procs:
             p.join()
-        took = time.perf_counter() - began
         server.stop(0)
         stored = store.metric_count()
-    total = args.clients * args.reports
-    rate = total / took
-    lost = total * 2 - stored
-    print(
-        f"{total} reports from {args.clients} clients in {took:.2f}s: {rate:,.0f} reports/s; lost {lost}"
-    )
+    calls = [s for c, _ in gathered for s in c]
+    acks = [s for _, a in gathered for s in a]
+    total = clients * reports
+    result = {
+        "reports": total,
+        "seconds": round(took, 3),
+        "reports_per_second": round(total / took),
+        "lost": total * 2 - stored,
+        "report_call_p50_ms": round(statistics.median(calls) * 1000, 3),
+        "report_call_p99_ms": round(quantile(calls, 0.99) * 1000, 3),
+        "ack_p50_ms": round(statistics.median(acks) * 1000, 3),
+        "ack_p99_ms": round(quantile(acks, 0.99) * 1000, 3),
+        "failed_clients": sum(1 for p in procs if p.exitcode),
+    }
+    print(mode, json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--reports", type=int, default=10_000, help="per client, batched")
+    parser.add_argument("--unary-reports", type=int, default=1_500, help="per client, unary peer")
+    args = parser.parse_args()
+    batched = run("batched", args.clients, args.reports)
+    unary = run("unary", args.clients, args.unary_reports)
     RESULTS.mkdir(exist_ok=True)
     out = {
         "command": " ".join(sys.argv),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}",
-        "reports": total,
-        "seconds": took,
-        "reports_per_second": rate,
-        "lost": lost,
+        "batched": batched,
+        "unary": unary,
+        "speedup": round(batched["reports_per_second"] / unary["reports_per_second"], 2),
     }
-    (RESULTS / "metrics_ingestion.json").write_text(json.dumps(out, indent=2))
-    if any(p.exitcode for p in procs) or lost:
+    (RESULTS / "metrics_ingestion.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"batched/unary: x{out['speedup']}")
+    if batched["lost"] or unary["lost"] or batched["failed_clients"] or unary["failed_clients"]:
         raise SystemExit("clients failed or reports were lost")
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubetune.stopping import AshaStopper, MedianStopper, NoStopper, create_stopper, rungs
+from kubetune.stopping import (
+    AshaStopper,
+    MedianStopper,
+    NoStopper,
+    create_stopper,
+    judge_batch,
+    rungs,
+)
 
 from .conftest import make_spec
 
@@ -111,3 +118,31 @@ def test_asha_with_eta_two_keeps_half() -> None:
 def test_no_stopping_never_stops(curve: list[tuple[int, float]]) -> None:
     assert isinstance(create_stopper(make_spec()), NoStopper)
     assert not create_stopper(make_spec()).should_stop(curve, ASHA_OTHERS)
+
+
+def test_each_rule_names_the_next_step_it_judges() -> None:
+    asha = asha_rule()  # rungs 1, 3, 9
+    assert [asha.next_judged_step(c) for c in ([], [(1, 0.5)], [(3, 0.5)], [(9, 0.1)])] == [
+        1,
+        3,
+        9,
+        None,
+    ]
+    median = median_rule(startStep=4)
+    assert [median.next_judged_step(c) for c in ([], [(5, 0.1)])] == [4, 6]
+    assert create_stopper(make_spec()).next_judged_step([(1, 0.0)]) is None
+
+
+def test_a_batch_is_judged_at_the_point_that_crossed_the_rung() -> None:
+    rule = asha_rule()
+    curve = [(1, 0.65), (2, 0.66), (3, 0.5), (4, 0.9)]  # rung 3 crossed mid-batch, then 0.9
+    asked: list[int] = []
+
+    def others() -> list[Any]:
+        asked.append(1)
+        return ASHA_OTHERS
+
+    verdict = judge_batch(rule, curve, [2, 3, 4], others)
+    assert verdict.stop and "ranks 2 of 3" in verdict.reason  # judged on 0.5, not on 0.9
+    assert asked == [1]  # the other curves were gathered once
+    assert not judge_batch(rule, curve, [2, 4], others) and asked == [1]  # no rung: none asked

@@ -1,12 +1,13 @@
 """The operator's Prometheus side: per-job series from the cache, its own health, and the
 pull collector's targets (running trial pods of jobs whose metrics are scraped).
 
-`OperatorHealth` counts reconciles, Kubernetes API requests and work-queue waits in the
-process's `Telemetry` registry; `job_counts` and `scrape_targets` are pure reads of the cache.
+`OperatorHealth` counts reconciles, Kubernetes API requests, work-queue waits and event-loop
+lag in the process's `Telemetry` registry; `job_counts` and `scrape_targets` are pure reads of the cache.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from .cache import Cache, Key
 from .status import condition
 
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 SCRAPE_CONDITION = "MetricsCollected"
 
@@ -48,6 +50,12 @@ class OperatorHealth:
             buckets=RECONCILE_BUCKETS,
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "kubetune_event_loop_lag_seconds",
+            "How late the operator's event loop ran a timer: time spent in code that blocked it.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
         depth = Gauge(
             "kubetune_workqueue_depth", "TuningJobs waiting in the work queue.", registry=r
         )
@@ -55,6 +63,14 @@ class OperatorHealth:
 
     def api_request(self, verb: str, code: int | str) -> None:
         self.api_requests.labels(verb, str(code)).inc()
+
+    async def watch_loop_lag(self, period: float = 0.05) -> None:
+        """Sleep `period` again and again; whatever more it takes is the loop's lag."""
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            await asyncio.sleep(period)
+            self.loop_lag.observe(max(0.0, loop.time() - began - period))
 
 
 def job_counts(cache: Cache) -> list[JobCounts]:

@@ -89,6 +89,7 @@ class Runtime:
         host, port = settings.exporter_bind.rsplit(":", 1)
         self.exporter = self.telemetry.serve(host.strip("[]"), int(port))
         self.task = asyncio.create_task(self.controller.run(settings.workers))
+        self.lag_task = asyncio.create_task(self.health.watch_loop_lag())
 
     def _trial_ended(self, trial: dict[str, Any]) -> None:
         status = trial.get("status") or {}
@@ -121,7 +122,8 @@ class Runtime:
 
     async def stop(self) -> None:
         self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        self.lag_task.cancel()
+        await asyncio.gather(self.task, self.lag_task, return_exceptions=True)
         self.controller.queue.close()
         await asyncio.to_thread(self.collector.close)
         await asyncio.to_thread(self.exporter.close)
@@ -171,6 +173,8 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 
 def _observe(kind: str, event: dict[str, Any]) -> None:
+    """Runs on the event loop (the handlers are async: kopf runs sync handlers in threads, and
+    the work queue is an asyncio structure)."""
     rt = runtime()
     obj = event["object"]
     if event.get("type") == "DELETED":
@@ -183,31 +187,31 @@ def _observe(kind: str, event: dict[str, Any]) -> None:
 
 
 @kopf.index(GROUP, VERSION, "trials")
-def trials_listed(body: kopf.Body, **_: Any) -> dict[str, Any]:
+async def trials_listed(body: kopf.Body, **_: Any) -> dict[str, Any]:
     runtime().cache.put("trials", dict(body))
     return {}
 
 
 @kopf.index("", "v1", "pods", labels={TRIAL_LABEL: kopf.PRESENT})
-def pods_listed(body: kopf.Body, **_: Any) -> dict[str, Any]:
+async def pods_listed(body: kopf.Body, **_: Any) -> dict[str, Any]:
     runtime().cache.put("pods", dict(body))
     return {}
 
 
 @kopf.on.event(GROUP, VERSION, "tuningjobs")
-def tuningjob_event(**kwargs: Any) -> None:
+async def tuningjob_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     _observe("tuningjobs", event)
     runtime().controller.ready.set()
 
 
 @kopf.on.event(GROUP, VERSION, "trials")
-def trial_event(**kwargs: Any) -> None:
+async def trial_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     _observe("trials", event)
 
 
 @kopf.on.event("", "v1", "pods", labels={TRIAL_LABEL: kopf.PRESENT})
-def pod_event(**kwargs: Any) -> None:
+async def pod_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     _observe("pods", event)

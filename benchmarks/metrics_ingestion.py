@@ -1,6 +1,6 @@
 """Metrics ingestion: sustained accepted reports per second over loopback, batched and unary.
 
-    .venv/bin/python benchmarks/metrics_ingestion.py [--clients 8] [--reports 10000]
+    .venv/bin/python benchmarks/metrics_ingestion.py [--clients 8] [--reports 40000]
 
 The local runner's real backend (SQLite, each batch committed before the reply, ASHA judging
 the points that cross a rung) serves on 127.0.0.1; `--clients` processes report as fast as they
@@ -9,6 +9,8 @@ can, each as its own trial with its own token:
 - batched: `kubetune.report(...)` itself (buffer, sender thread, ReportBatch, verdicts at
   rungs); latency is measured per point, from the `report` call to the reply that acknowledged
   it, and the time `report` itself takes;
+- batched again, paced: the clients together offer `--paced` reports/s (5,000), so the
+  latency is that of a server that keeps up rather than of a queue;
 - unary (the peer, same run): one blocking `Report` call per point, what `kubetune.report` did
   before batching.
 
@@ -27,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from kubetune.local import Store, StoreMetrics
@@ -39,7 +41,9 @@ from kubetune.spec import TuningJob
 RESULTS = Path(__file__).parent / "results"
 
 
-def batched_client(address: str, trial: str, reports: int, start: Any, out: Any) -> None:
+def batched_client(
+    address: str, trial: str, reports: int, start: Any, out: Any, rate: float = 0.0
+) -> None:
     os.environ.update(
         KUBETUNE_METRICS_ADDR=address, KUBETUNE_TRIAL=trial, KUBETUNE_TRIAL_TOKEN=trial
     )
@@ -58,8 +62,14 @@ def batched_client(address: str, trial: str, reports: int, start: Any, out: Any)
 
     _report._Reporter._settle = timed_settle  # type: ignore[method-assign]
     call_seconds = []
-    start.wait()
+    start.ready.release()
+    start.go.wait()
+    first = time.perf_counter()
     for step in range(reports):
+        if rate:  # paced: the step-th report is due at first + step / rate (10 ms bursts)
+            ahead = first + step / rate - time.perf_counter()
+            if ahead > 0.01:
+                time.sleep(ahead)
         began = time.perf_counter()
         called[step + 1] = began
         kubetune.report(step, acc=0.5, loss=1.0)
@@ -68,10 +78,13 @@ def batched_client(address: str, trial: str, reports: int, start: Any, out: Any)
     out.put((call_seconds, [acked[s] - called[s] for s in called]))
 
 
-def unary_client(address: str, trial: str, reports: int, start: Any, out: Any) -> None:
+def unary_client(
+    address: str, trial: str, reports: int, start: Any, out: Any, rate: float = 0.0
+) -> None:
     stub = pb_grpc.MetricsServiceStub(grpc.insecure_channel(address))
     seconds = []
-    start.wait()
+    start.ready.release()
+    start.go.wait()
     for step in range(reports):
         began = time.perf_counter()
         stub.Report(
@@ -82,6 +95,11 @@ def unary_client(address: str, trial: str, reports: int, start: Any, out: Any) -
         )
         seconds.append(time.perf_counter() - began)
     out.put((seconds, seconds))
+
+
+class Start(NamedTuple):
+    ready: Any  # a semaphore each client releases once it is ready
+    go: Any  # the event that starts them all
 
 
 def asha_job(max_epochs: int) -> TuningJob:
@@ -107,7 +125,8 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(mode: str, clients: int, reports: int) -> dict[str, Any]:
+def run(mode: str, clients: int, reports: int, rate: float = 0.0) -> dict[str, Any]:
+    """`rate`: reports per second offered in all (0: as fast as the clients can)."""
     target = batched_client if mode == "batched" else unary_client
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "state.db", "acc")
@@ -117,15 +136,19 @@ def run(mode: str, clients: int, reports: int) -> dict[str, Any]:
             store.set_state(name, "running")
         server = serve(metrics=StoreMetrics(store, asha_job(10**9), lambda: None))
         ctx = mp.get_context("spawn")
-        start, out = ctx.Event(), ctx.Queue()
+        start, out = Start(ctx.Semaphore(0), ctx.Event()), ctx.Queue()
         procs = [
-            ctx.Process(target=target, args=(server.address, n, reports, start, out)) for n in names
+            ctx.Process(
+                target=target, args=(server.address, n, reports, start, out, rate / clients)
+            )
+            for n in names
         ]
         for p in procs:
             p.start()
-        time.sleep(3.0)  # spawned interpreters import grpc
+        for _ in procs:  # every client has imported what it needs
+            start.ready.acquire(timeout=300)
         began = time.perf_counter()
-        start.set()
+        start.go.set()
         gathered = [out.get(timeout=600) for _ in procs]
         took = time.perf_counter() - began
         for p in procs:
@@ -136,6 +159,7 @@ def run(mode: str, clients: int, reports: int) -> dict[str, Any]:
     acks = [s for _, a in gathered for s in a]
     total = clients * reports
     result = {
+        "offered_per_second": rate or "as fast as possible",
         "reports": total,
         "seconds": round(took, 3),
         "reports_per_second": round(total / took),
@@ -147,29 +171,33 @@ def run(mode: str, clients: int, reports: int) -> dict[str, Any]:
         "failed_clients": sum(1 for p in procs if p.exitcode),
     }
     print(mode, json.dumps(result), flush=True)
+    if result["lost"] or result["failed_clients"]:
+        raise SystemExit("clients failed or reports were lost")
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--reports", type=int, default=10_000, help="per client, batched")
+    parser.add_argument("--reports", type=int, default=40_000, help="per client, batched")
+    parser.add_argument("--paced-reports", type=int, default=10_000, help="per client, paced")
     parser.add_argument("--unary-reports", type=int, default=1_500, help="per client, unary peer")
+    parser.add_argument("--paced", type=float, default=5_000, help="offered rate for latency")
     args = parser.parse_args()
     batched = run("batched", args.clients, args.reports)
+    paced = run("batched", args.clients, args.paced_reports, args.paced)
     unary = run("unary", args.clients, args.unary_reports)
     RESULTS.mkdir(exist_ok=True)
     out = {
         "command": " ".join(sys.argv),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}",
         "batched": batched,
+        "batched_paced": paced,
         "unary": unary,
         "speedup": round(batched["reports_per_second"] / unary["reports_per_second"], 2),
     }
     (RESULTS / "metrics_ingestion.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"batched/unary: x{out['speedup']}")
-    if batched["lost"] or unary["lost"] or batched["failed_clients"] or unary["failed_clients"]:
-        raise SystemExit("clients failed or reports were lost")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import datetime
 import logging
 import secrets
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Coroutine, Hashable, Mapping
 from typing import Any
 
 import grpc
@@ -164,47 +164,33 @@ class Controller:
         trials: dict[str, dict[str, Any]],
         pods: dict[str, dict[str, Any]],
     ) -> None:
-        """Record pod phases on the Trials, decide, carry the decision out, write the status."""
+        """Record pod phases on the Trials, decide, carry the decision out, write the status.
+
+        The phase writes go out while the suggestion is computed and the next trials are
+        created: the decision needs only the phases observed here, not the writes' results."""
         status = job.get("status") or {}
         views: list[TrialView] = []
+        records: list[Coroutine[Any, Any, None]] = []
         for name, trial in sorted(trials.items(), key=lambda kv: int(kv[1]["spec"]["index"])):
             seen = observe_trial(trial, pods.get(name), now())
             if seen.status_patch is not None:
-                trial = await self._write_trial_status(trial, seen.status_patch)
-                if seen.state == "failed":
-                    self.event(
-                        job, "Warning", "TrialFailed", f"{name}: {seen.status_patch.get('message')}"
-                    )
-                elif seen.state == "succeeded":
-                    self.event(job, "Normal", "TrialSucceeded", f"{name} finished")
+                records.append(self._record(job, trial, seen.state, seen.status_patch))
             if seen.needs_pod:
                 await self._create_pod(job, trial)
             views.append(trial_view(trial, seen.state))
-
+        recording = asyncio.gather(*records)
         try:
-            decision = await asyncio.to_thread(decide, key[1], spec, views, self.suggest)
-        except grpc.RpcError as exc:  # the SuggestionService is out: say so, retry with backoff
-            delay = self._next_backoff(key)
-            message = f"suggestion service unavailable ({_short(exc)}); retrying in {delay:.0f} s"
-            log.warning("%s/%s: %s", *key, message)
-            conditions = [
-                c for c in status.get("conditions", []) if c.get("type") != "SuggestionsAvailable"
-            ]
-            conditions.append(
-                condition(
-                    status.get("conditions", []),
-                    "SuggestionsAvailable",
-                    False,
-                    "SuggestionServiceUnavailable",
-                    message,
-                    now(),
-                )
-            )
-            await self._write_job_status(job, {"conditions": conditions})
-            self.queue.add(key, delay)
+            decision = await self._decide(key, job, spec, views)
+            if decision is not None and decision.stop:
+                await recording  # a Stopped phase must land after any phase observed here
+            if decision is not None:
+                await self._carry_out(job, decision, trials)
+        except BaseException:
+            await asyncio.gather(recording, return_exceptions=True)
+            raise
+        await recording
+        if decision is None:
             return
-        self._backoff.pop(key, None)
-        await self._carry_out(job, decision, trials)
         trials = self.cache.of_job("trials", key)
         pods = self.cache.of_job("pods", key)
         await self._release_pods(job, trials, pods)
@@ -227,6 +213,48 @@ class Controller:
             self.event(job, kind, decision.finish.reason.value, decision.finish.message)
         if any(status.get(k) != v for k, v in new_status.items()):
             await self._write_job_status(job, new_status)
+
+    async def _record(
+        self, job: dict[str, Any], trial: dict[str, Any], state: str, patch: dict[str, Any]
+    ) -> None:
+        """Write a trial's observed phase, and post its Event."""
+        name = trial["metadata"]["name"]
+        await self._write_trial_status(trial, patch)
+        if state == "failed":
+            self.event(job, "Warning", "TrialFailed", f"{name}: {patch.get('message')}")
+        elif state == "succeeded":
+            self.event(job, "Normal", "TrialSucceeded", f"{name} finished")
+
+    async def _decide(
+        self, key: Key, job: dict[str, Any], spec: TuningJobSpec, views: list[TrialView]
+    ) -> Decision | None:
+        """The decision core's answer; None (and a condition saying why) while the
+        SuggestionService is out, with a retry after a backoff."""
+        try:
+            decision = await asyncio.to_thread(decide, key[1], spec, views, self.suggest)
+        except grpc.RpcError as exc:
+            status = job.get("status") or {}
+            delay = self._next_backoff(key)
+            message = f"suggestion service unavailable ({_short(exc)}); retrying in {delay:.0f} s"
+            log.warning("%s/%s: %s", *key, message)
+            conditions = [
+                c for c in status.get("conditions", []) if c.get("type") != "SuggestionsAvailable"
+            ]
+            conditions.append(
+                condition(
+                    status.get("conditions", []),
+                    "SuggestionsAvailable",
+                    False,
+                    "SuggestionServiceUnavailable",
+                    message,
+                    now(),
+                )
+            )
+            await self._write_job_status(job, {"conditions": conditions})
+            self.queue.add(key, delay)
+            return None
+        self._backoff.pop(key, None)
+        return decision
 
     async def _carry_out(
         self, job: dict[str, Any], decision: Decision, trials: Mapping[str, dict[str, Any]]

@@ -74,7 +74,8 @@ class _View:
     points: dict[int, float] = field(default_factory=dict)  # objective by step
     latest: dict[str, tuple[int, float]] = field(default_factory=dict)  # name: (step, value)
     names: set[str] = field(default_factory=set)  # every metric name, in any attempt
-    curve: list[tuple[int, float]] | None = None  # sorted `points`, rebuilt after a change
+    # sorted `points`, appended to in order, rebuilt after an out-of-order step; handed out copied
+    curve: list[tuple[int, float]] | None = None
 
     def sorted_curve(self) -> list[tuple[int, float]]:
         if self.curve is None:
@@ -89,13 +90,19 @@ class _View:
             if name not in self.latest or step >= self.latest[name][0]:
                 self.latest[name] = (step, value)
             if name == objective:
+                if self.curve is not None and step not in self.points:
+                    if not self.curve or step > self.curve[-1][0]:
+                        self.curve.append((step, value))  # in order: no re-sort
+                    else:
+                        self.curve = None
+                elif self.curve is not None:
+                    self.curve = None
                 self.points[step] = value
-                self.curve = None
 
     def snapshot(self) -> TrialRow:
         latest = {k: v for k, (_, v) in self.latest.items()}
         return replace(
-            self.row, params=dict(self.row.params), curve=self.sorted_curve(), latest=latest
+            self.row, params=dict(self.row.params), curve=list(self.sorted_curve()), latest=latest
         )
 
 
@@ -333,12 +340,12 @@ class Store:
     def curve(self, trial: str) -> list[tuple[int, float]]:
         """The objective curve of a trial's current attempt, by step."""
         with self.lock:
-            return self.views[trial].sorted_curve()
+            return list(self.views[trial].sorted_curve())
 
     def curves(self) -> dict[str, list[tuple[int, float]]]:
         """Objective curves of every trial that has one."""
         with self.lock:
-            return {n: c for n, v in self.views.items() if (c := v.sorted_curve())}
+            return {n: list(c) for n, v in self.views.items() if (c := v.sorted_curve())}
 
     def metric_count(self) -> int:
         with self.lock:

@@ -8,6 +8,7 @@ applies the objective's direction itself.
 from __future__ import annotations
 
 import abc
+import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -89,24 +90,31 @@ def _latest(curve: Curve) -> int:
 
 def judge_batch(
     stopper: BaseStopper,
-    curve: Curve,
+    curve: Sequence[Point],
     steps: Sequence[int],
     others: Callable[[], Sequence[Curve]],
     decided: Callable[[StopDecision], None] = lambda _: None,
 ) -> StopDecision:
     """Judge the points of one batch at `steps` (in the order they were reported), each against
-    the curve as it stood at that step, until one says stop. `others` is called at most once,
-    and only if some step is judged; `decided` hears every decision made."""
-    points = sorted_curve(curve)
+    the curve (sorted by step, holding the batch) as it stood at that step, until one says stop. `others` is called at most once,
+    and only if some step is judged; `decided` hears every decision made. A step is judged when
+    it reaches the rule's next judged step after the point before it, so skipping the others
+    costs a bisection each."""
+
     rivals: Sequence[Curve] | None = None
     for step in steps:
-        prefix = [p for p in points if p[0] <= step]
-        if not stopper.judges(prefix):
+        i = bisect.bisect_left(curve, step, key=_step)
+        due = stopper.next_judged_step(curve[i - 1 : i])
+        if due is None or step < due:
             continue
         if rivals is None:
             rivals = others()
-        decision = stopper.should_stop(prefix, rivals)
+        decision = stopper.should_stop(curve[: bisect.bisect_right(curve, step, key=_step)], rivals)
         decided(decision)
         if decision.stop:
             return decision
     return KEEP
+
+
+def _step(point: Point) -> int:
+    return point[0]

@@ -85,6 +85,12 @@ def main() -> int:
         "--out", default=str(ROOT / "benchmarks" / "results" / "control_plane.json")
     )
     parser.add_argument("--profile", help="sample the operator with py-spy into this file")
+    parser.add_argument(
+        "--trial-nice",
+        type=int,
+        default=0,
+        help="run trial processes at this nice level: on a real cluster they run on other nodes",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     exporter_port = free_port()
@@ -94,7 +100,9 @@ def main() -> int:
     durations: list[float] = []
 
     with EmulatorThread() as emu:
-        kubelet: Kubelet = emu.call(lambda: Kubelet(emu.emulator, tmp, tmp / "logs"))
+        kubelet: Kubelet = emu.call(
+            lambda: Kubelet(emu.emulator, tmp, tmp / "logs", nice=args.trial_nice)
+        )
 
         async def record(type_: str, obj: dict[str, Any]) -> None:
             if obj.get("kind") != "Pod":
@@ -131,7 +139,7 @@ def main() -> int:
         command = [sys.executable, "-m", "kubetune_operator.main", "--all-namespaces"]
         if args.profile:
             spy = str(Path(sys.executable).parent / "py-spy")
-            command = [spy, "record", "-r", "200", "-f", "raw", "-o", args.profile, "--", *command]
+            command = [spy, "record", "-r", "50", "-f", "raw", "-o", args.profile, "--", *command]
         operator = subprocess.Popen(
             command,
             env=env,
@@ -157,7 +165,8 @@ def main() -> int:
             wall = time.monotonic() - start
             exposed = scrape(exporter_port)
         finally:
-            for proc in [*psutil.Process(operator.pid).children(recursive=True), operator]:
+            children = psutil.Process(operator.pid).children(recursive=True)
+            for proc in children if args.profile else [operator]:  # py-spy writes once it exits
                 proc.terminate()
             operator.wait(60)
             emu.call(kubelet.stop)
@@ -185,6 +194,7 @@ def main() -> int:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
 
     result = {
+        "trial_nice": args.trial_nice,
         "jobs": args.jobs,
         "parallelism": args.parallelism,
         "trials_per_job": args.trials,
@@ -280,18 +290,45 @@ def scrape(port: int) -> dict[str, Any]:
     }
 
 
-def summarize_profile(path: Path, top: int = 25) -> list[tuple[str, float]]:
-    """Functions by the share of samples in which they are on the stack (inclusive)."""
+WAITING = (
+    "Condition.wait",
+    "Event.wait",
+    "select (",
+    "poll (",
+    "Queue.get",
+    "sleep (",
+    "_worker (concurrent/futures/thread.py:81)",
+)
+
+
+def summarize_profile(path: Path, top: int = 30) -> dict[str, Any]:
+    """Where the operator's working samples go (stacks that end in a wait are left out):
+    functions by the share of working samples with them on the stack, and by their own."""
     inclusive: dict[str, int] = defaultdict(int)
-    samples = 0
+    own: dict[str, int] = defaultdict(int)
+    working = waiting = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
         n = int(count)
-        samples += n
-        for frame in set(stack.split(";")):
+        if any(w in frames[-1] for w in WAITING):
+            waiting += n
+            continue
+        working += n
+        own[frames[-1]] += n
+        for frame in set(frames):
             inclusive[frame] += n
-    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
-    return [(frame, round(n / samples, 3)) for frame, n in ranked]
+
+    def ranked(counts: dict[str, int]) -> list[tuple[str, float]]:
+        best = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return [(frame, round(n / max(working, 1), 3)) for frame, n in best]
+
+    return {
+        "working_samples": working,
+        "waiting_samples": waiting,
+        "inclusive": ranked(inclusive),
+        "own": ranked(own),
+    }
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def test_status_stays_small_and_asha_sees_its_rungs() -> None:
     async def patch_status(ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         body = cache.get("trials", (ns, name)) or {}
         updated = merge_patch(body, {"status": patch})
-        updated["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+        version = str(int(body["metadata"]["resourceVersion"]) + 1)  # never edit the cached body
+        updated["metadata"] = {**body["metadata"], "resourceVersion": version}
         cache.put("trials", updated)
         writes.append(len(json.dumps(updated)))
         return updated

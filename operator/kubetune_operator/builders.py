@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import base64
 import copy
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubetune.engine import TrialLaunch
-from kubetune.spec import TuningJob
+from kubetune.spec import TuningJob, TuningJobSpec
 from kubetune.trialenv import short_value, substitute, trial_env
 
 API_VERSION = "kubetune.dev/v1alpha1"
@@ -114,6 +116,30 @@ class DefaultImage:
                 container["imagePullPolicy"] = self.pull_policy
 
 
+_specs: OrderedDict[tuple[Any, ...], TuningJobSpec] = OrderedDict()
+_specs_lock = threading.Lock()
+SPEC_CACHE = 1024  # parsed specs kept, most recently used first
+
+
+def job_spec(job: Mapping[str, Any]) -> TuningJobSpec:
+    """The TuningJob's parsed spec, parsed once per generation (a spec change bumps it); raises
+    SpecError. Called for every reconcile, trial pod and report: pydantic parsing is not free."""
+    meta = job["metadata"]
+    key = (meta.get("namespace"), meta.get("name"), meta.get("uid"), meta.get("generation"))
+    if key[2] is None or key[3] is None:  # not from an API server: no identity to cache by
+        return TuningJob.parse(dict(job)).spec
+    with _specs_lock:
+        if key in _specs:
+            _specs.move_to_end(key)
+            return _specs[key]
+    spec = TuningJob.parse(dict(job)).spec
+    with _specs_lock:
+        _specs[key] = spec
+        while len(_specs) > SPEC_CACHE:
+            _specs.popitem(last=False)
+    return spec
+
+
 def build_trial_pod(
     job: Mapping[str, Any],
     trial: Mapping[str, Any],
@@ -121,7 +147,7 @@ def build_trial_pod(
     default_image: DefaultImage | None = None,
 ) -> dict[str, Any]:
     """The Pod that runs `trial`, from the job's trial template, owned by the Trial."""
-    spec = TuningJob.parse(dict(job)).spec
+    spec = job_spec(job)
     template = spec.trial_template
     if template is None:
         raise ValueError("spec.trialTemplate: required to run trials")

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from kubetune.engine import Decision, SuggestFn, TrialView, decide
 from kubetune.rpc.tokens import digest, new_token
-from kubetune.spec import SpecError, TuningJob, TuningJobSpec
+from kubetune.spec import SpecError, TuningJobSpec
 from kubetune.telemetry import PullCollector, Target
 
 from .builders import (
@@ -31,6 +31,7 @@ from .builders import (
     build_token_secret,
     build_trial,
     build_trial_pod,
+    job_spec,
 )
 from .cache import Cache, Key, key_of
 from .exporter import OperatorHealth, scrape_targets
@@ -151,7 +152,7 @@ class Controller:
             )
             status = job.get("status") or {}
         try:
-            spec = TuningJob.parse(job).spec
+            spec = job_spec(job)
             await self._advance(key, job, spec, trials, pods)
         except (SpecError, InvalidPod) as exc:
             await self._invalid(job, str(exc))
@@ -171,8 +172,9 @@ class Controller:
         status = job.get("status") or {}
         views: list[TrialView] = []
         records: list[Coroutine[Any, Any, None]] = []
+        moment = now()
         for name, trial in sorted(trials.items(), key=lambda kv: int(kv[1]["spec"]["index"])):
-            seen = observe_trial(trial, pods.get(name), now())
+            seen = observe_trial(trial, pods.get(name), moment)
             if seen.status_patch is not None:
                 records.append(self._record(job, trial, seen.state, seen.status_patch))
             if seen.needs_pod:

@@ -30,11 +30,11 @@ from kubetune.rpc.metrics import (
     UnknownTrial,
 )
 from kubetune.rpc.tokens import matches_digest
-from kubetune.spec import SpecError, TuningJob, TuningJobSpec
+from kubetune.spec import SpecError, TuningJobSpec
 from kubetune.stopping import BaseStopper, compact_curve, create_stopper, judge_batch
 from kubetune.telemetry import Telemetry
 
-from .builders import TOKEN_DIGEST_ANNOTATION
+from .builders import TOKEN_DIGEST_ANNOTATION, job_spec
 from .cache import Cache, Key
 from .controller import now
 from .group_commit import CommitPoint, GroupCommitter
@@ -62,7 +62,7 @@ class TrialStatusMetrics:
         self.latest: dict[Key, dict[str, float]] = {}
         self.names: dict[Key, set[str]] = {}  # distinct metric names per trial, bounded
         self.lock = threading.Lock()
-        self._specs: dict[tuple[Key, Any], tuple[TuningJobSpec, BaseStopper]] = {}
+        self._stoppers: dict[Key, tuple[TuningJobSpec, BaseStopper]] = {}  # per job, its spec's
         self.committer = GroupCommitter(self._write, interval)
 
     def close(self) -> None:
@@ -181,14 +181,15 @@ class TrialStatusMetrics:
         body = self.cache.get("tuningjobs", job)
         if body is None:
             return None
-        cache_key = (job, body["metadata"].get("generation"))
-        if cache_key not in self._specs:
-            try:
-                spec = TuningJob.parse(body).spec
-            except SpecError:
-                return None
-            self._specs[cache_key] = (spec, create_stopper(spec))
-        return self._specs[cache_key]
+        try:
+            spec = job_spec(body)
+        except SpecError:
+            return None
+        with self.lock:
+            known = self._stoppers.get(job)
+            if known is None or known[0] is not spec:
+                known = self._stoppers[job] = (spec, create_stopper(spec))
+        return known
 
     def _curve(self, key: Key, body: dict[str, Any] | None = None) -> dict[int, float]:
         """The objective curve of a trial: ours if we wrote it, else as stored in its status."""

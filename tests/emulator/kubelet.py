@@ -41,8 +41,10 @@ class Kubelet:
         logs: Path,
         api_url: str | None = None,
         resolve: Callable[[str, str], str | None] = lambda namespace, name: None,
+        nice: int = 0,
     ) -> None:
         self.emulator = emulator
+        self.nice = nice  # > 0: containers run at a lower CPU priority (as if on other nodes)
         self.api_url = api_url  # given: pods get their service account's credentials
         self.resolve = resolve  # (namespace, service) -> cluster IP: the cluster's DNS
         self.workdir = workdir
@@ -104,6 +106,8 @@ class Kubelet:
         argv = [sandbox.rewrite(expand(a, own)) for a in command]
         if argv:
             argv[0] = sandbox.executable(argv[0])
+        if argv and self.nice:
+            argv = ["nice", "-n", str(self.nice), *argv]
         inherited = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         env = {**inherited, "OMP_NUM_THREADS": "1", **sandbox.env, **own}
         self.logs.mkdir(parents=True, exist_ok=True)

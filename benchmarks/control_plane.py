@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -91,6 +92,11 @@ def main() -> int:
         default=0,
         help="run trial processes at this nice level: on a real cluster they run on other nodes",
     )
+    parser.add_argument(
+        "--suggestion-service",
+        action="store_true",
+        help="run the SuggestionService as its own process, as the Helm chart deploys it",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     exporter_port = free_port()
@@ -98,6 +104,8 @@ def main() -> int:
     succeeded: dict[str, list[float]] = defaultdict(list)
     running: dict[str, float] = {}
     durations: list[float] = []
+    born: dict[tuple[str, str], float] = {}  # (kind, name): when the API server created it
+    pod_born: dict[str, float] = {}
 
     with EmulatorThread() as emu:
         kubelet: Kubelet = emu.call(
@@ -105,6 +113,8 @@ def main() -> int:
         )
 
         async def record(type_: str, obj: dict[str, Any]) -> None:
+            if type_ == "ADDED" and obj.get("kind") in ("Trial", "Secret"):
+                born[(obj["kind"], obj["metadata"]["name"])] = time.monotonic()
             if obj.get("kind") != "Pod":
                 return
             t = time.monotonic()
@@ -113,6 +123,7 @@ def main() -> int:
             phase = (obj.get("status") or {}).get("phase")
             if type_ == "ADDED":
                 created[job_name].append(t)
+                pod_born[name] = t
             elif phase == "Running" and name not in running:
                 running[name] = t
             elif phase == "Succeeded" and name in running and type_ == "MODIFIED":
@@ -133,9 +144,19 @@ def main() -> int:
             "KUBETUNE_METRICS_BIND": "127.0.0.1:0",
             "KUBETUNE_STATUS_INTERVAL": "0.2",
             "OMP_NUM_THREADS": "1",
+            **{k: v for k, v in os.environ.items() if k.startswith("KUBETUNE_")},
             "KUBETUNE_EXPORTER_BIND": f"127.0.0.1:{exporter_port}",
         }
         log = (tmp / "operator.log").open("wb")
+        suggestion = None
+        if args.suggestion_service:
+            address = f"127.0.0.1:{free_port()}"
+            suggestion = subprocess.Popen(
+                [sys.executable, "-m", "kubetune_operator.suggestion_main", "--address", address],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            env["KUBETUNE_SUGGESTION_ADDRESS"] = address
         command = [sys.executable, "-m", "kubetune_operator.main", "--all-namespaces"]
         if args.profile:
             spy = str(Path(sys.executable).parent / "py-spy")
@@ -151,6 +172,7 @@ def main() -> int:
             docs = [job(f"cp{i}", args.parallelism, args.trials) for i in range(args.jobs)]
             (tmp / "jobs.yaml").write_text(yaml.safe_dump_all(docs))
             start = time.monotonic()
+            own_cpu = time.process_time()
             subprocess.run(
                 [*kubectl, "apply", "-f", str(tmp / "jobs.yaml")], check=True, capture_output=True
             )
@@ -164,21 +186,37 @@ def main() -> int:
                 time.sleep(0.5)
             wall = time.monotonic() - start
             exposed = scrape(exporter_port)
+            emulator_cpu = time.process_time() - own_cpu  # the API server, kubelet and this
+            spied = psutil.Process(operator.pid)
+            target = spied.children()[0] if args.profile else spied
+            operator_cpu = sum(target.cpu_times()[:2])
         finally:
             children = psutil.Process(operator.pid).children(recursive=True)
             for proc in children if args.profile else [operator]:  # py-spy writes once it exits
                 proc.terminate()
             operator.wait(60)
+            if suggestion is not None:
+                suggestion.terminate()
+                suggestion.wait(30)
             emu.call(kubelet.stop)
         requests = emu.call(lambda: count_requests(emu.emulator))
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        trials_cpu = children.ru_utime + children.ru_stime - operator_cpu
         jobs = emu.objects("tuningjobs")
         trials = emu.objects("trials")
 
     latencies = []
+    stages: dict[str, list[float]] = defaultdict(list)  # the turnover, step by step
+    by_birth = {t: name for name, t in pod_born.items()}
     for name, done in succeeded.items():
         births = sorted(created[name])[args.parallelism :]
         for finish, birth in zip(sorted(done), births, strict=False):
             latencies.append(birth - finish)
+            pod = by_birth[birth]
+            trial_at, secret_at = born[("Trial", pod)], born[("Secret", f"{pod}-token")]
+            stages["succeeded_to_trial_created"].append(trial_at - finish)
+            stages["trial_to_secret"].append(secret_at - trial_at)
+            stages["secret_to_pod"].append(birth - secret_at)
     latencies.sort()
     by_job: dict[str, list[str]] = defaultdict(list)
     for t in trials:
@@ -194,6 +232,7 @@ def main() -> int:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
 
     result = {
+        "suggestion_service": "own process" if args.suggestion_service else "in the operator",
         "trial_nice": args.trial_nice,
         "jobs": args.jobs,
         "parallelism": args.parallelism,
@@ -207,6 +246,9 @@ def main() -> int:
         "turnover_p95_s": round(pct(0.95), 3),
         "turnover_max_s": round(latencies[-1], 3),
         "turnover_samples": len(latencies),
+        "turnover_stages_p50_p95_s": {
+            k: [round(quantile(v, 0.5), 3), round(quantile(v, 0.95), 3)] for k, v in stages.items()
+        },
         "mean_trial_s": round(statistics.mean(durations), 2),
         "wall_s": round(wall, 1),
         "ideal_s": round(ideal, 1),
@@ -216,6 +258,12 @@ def main() -> int:
         },
         "api_requests_per_trial_total": round(sum(requests.values()) / len(trials), 2),
         "operator": exposed,
+        "cpu_s": {
+            "operator": round(operator_cpu, 1),
+            "emulated_api_server_and_kubelet": round(emulator_cpu, 1),
+            "trial_processes": round(trials_cpu, 1),
+            "available": round(wall * (os.cpu_count() or 1), 1),
+        },
     }
     if args.profile:
         result["profile_top"] = summarize_profile(Path(args.profile))
@@ -223,6 +271,11 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     assert lost_or_extra == 0 and duplicates == 0, "lost or duplicate trials"
     return 0
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 from typing import Any
@@ -16,7 +17,9 @@ from kubetune_operator.builders import (
     build_trial,
     build_trial_pod,
     harden,
+    job_spec,
 )
+from kubetune_operator.cache import Cache
 
 JOB: dict[str, Any] = {
     "apiVersion": "kubetune.dev/v1alpha1",
@@ -276,3 +279,35 @@ def test_build_event() -> None:
         "lastTimestamp": "T",
         "count": 1,
     }
+
+
+def test_a_spec_is_parsed_once_per_generation() -> None:
+    first = {**JOB, "metadata": {**JOB["metadata"], "generation": 1}}
+    assert job_spec(first) is job_spec(copy.deepcopy(first))  # same generation: cached
+    changed = copy.deepcopy(first)
+    changed["metadata"]["generation"] = 2
+    changed["spec"]["algorithm"] = {"name": "bayesian"}
+    assert job_spec(changed).algorithm.name == "bayesian"  # a new generation: parsed again
+    assert job_spec(first).algorithm.name == "random"
+    unsaved = {**JOB, "metadata": {"name": "mnist"}}  # no uid or generation: never cached
+    assert job_spec(unsaved) is not job_spec(unsaved)
+
+
+def test_the_cache_holds_its_own_copy_and_skips_a_version_it_has() -> None:
+    cache = Cache()
+    trial = {
+        "metadata": {"name": "t-0", "namespace": "ml", "resourceVersion": "5"},
+        "status": {"curve": [{"step": 1, "value": 0.5}]},
+    }
+    cache.put("trials", trial)
+    trial["status"]["curve"].append({"step": 2, "value": 0.6})  # the caller's copy changes
+    held = cache.get("trials", ("ml", "t-0"))
+    assert held is not None and held["status"]["curve"] == [{"step": 1, "value": 0.5}]
+    cache.put("trials", {**trial, "status": {"phase": "Succeeded"}})  # same version: kept
+    assert cache.get("trials", ("ml", "t-0")) is held
+    newer = {**trial, "metadata": {**trial["metadata"], "resourceVersion": "6"}}
+    cache.put("trials", newer)
+    assert cache.get("trials", ("ml", "t-0")) == newer
+    older = {**trial, "metadata": {**trial["metadata"], "resourceVersion": "4"}}
+    cache.put("trials", older)
+    assert cache.get("trials", ("ml", "t-0")) == newer  # a late event never undoes a write

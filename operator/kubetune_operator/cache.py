@@ -68,23 +68,24 @@ class Cache:
         self.trial_ended = trial_ended
         self._lock = threading.Lock()
         self._objects: dict[str, dict[Key, dict[str, Any]]] = {k: {} for k in KINDS}
+        self._own: dict[str, set[Key]] = {k: set() for k in KINDS}  # held versions we wrote
         self._by_job: dict[str, dict[Key, dict[str, dict[str, Any]]]] = {
             k: defaultdict(dict) for k in KINDS
         }
 
-    def put(self, kind: str, obj: Mapping[str, Any]) -> None:
+    def put(self, kind: str, obj: Mapping[str, Any], own: bool = False) -> None:
+        """Hold (a copy of) `obj` unless a newer or the same version is held. `own`: it is the
+        response to one of our own writes, whose watch event will change nothing."""
         key = key_of(obj)
-        version = obj["metadata"].get("resourceVersion")
-        with self._lock:
-            held = self._objects[kind].get(key)
-            if held is not None and version and held["metadata"].get("resourceVersion") == version:
-                return  # this very version is held already (the index and the event handler)
+        if self.holds(kind, obj):
+            return  # this very version is held already (the index and the event handler)
         copied: dict[str, Any] = _copy(obj)
         with self._lock:
             old = self._objects[kind].get(key)
             if not _newer(old, copied):
                 return
             self._objects[kind][key] = copied
+            (self._own[kind].add if own else self._own[kind].discard)(key)
             job = job_key_of(copied)
             if job is not None:
                 self._by_job[kind][job][key[1]] = copied
@@ -92,9 +93,27 @@ class Cache:
         if kind == "trials" and old is not None and ended and self.trial_ended is not None:
             self.trial_ended(copied)
 
+    def holds(self, kind: str, obj: Mapping[str, Any]) -> bool:
+        """Whether this very version of `obj` is held."""
+        version = obj["metadata"].get("resourceVersion")
+        with self._lock:
+            held = self._objects[kind].get(key_of(obj))
+        return (
+            held is not None
+            and bool(version)
+            and held["metadata"].get("resourceVersion") == version
+        )
+
+    def echo(self, kind: str, obj: Mapping[str, Any]) -> bool:
+        """Whether `obj` is the watch event of one of our own writes, already held: nothing new."""
+        with self._lock:
+            own = key_of(obj) in self._own[kind]
+        return own and self.holds(kind, obj)
+
     def drop(self, kind: str, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)
         with self._lock:
+            self._own[kind].discard(key)
             self._objects[kind].pop(key, None)
             job = job_key_of(obj)
             if job is not None:

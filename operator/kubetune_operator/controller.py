@@ -284,7 +284,7 @@ class Controller:
             created = await self.kube.create(trial, "trials")
             if created is None:  # already there (a stale cache, or a restart): nothing to do
                 continue
-            self.cache.put("trials", created)
+            self.cache.put("trials", created, own=True)
             await self._create_pod(job, created, token)
             self.event(job, "Normal", "TrialCreated", f"{launch.name}: {dict(launch.params)}")
 
@@ -312,10 +312,10 @@ class Controller:
             trial = await self.kube.patch(
                 API_VERSION, "trials", ns, name, {"metadata": {"annotations": annotations}}
             )
-            self.cache.put("trials", trial)
+            self.cache.put("trials", trial, own=True)
         created = await self.kube.create(self._check_pod(job, trial), "pods")
         if created is not None:
-            self.cache.put("pods", created)
+            self.cache.put("pods", created, own=True)
 
     async def _delete_pod(self, ns: str, name: str) -> None:
         if await self.kube.delete("v1", "pods", ns, name):
@@ -369,7 +369,7 @@ class Controller:
         updated = await self.kube.patch(
             API_VERSION, plural, namespace, name, {"status": patch}, status=True
         )
-        self.cache.put(plural, updated)
+        self.cache.put(plural, updated, own=True)
         return updated
 
     async def _write_job_status(self, job: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -179,6 +179,8 @@ def _observe(kind: str, event: dict[str, Any]) -> None:
     obj = event["object"]
     if event.get("type") == "DELETED":
         rt.cache.drop(kind, obj)
+    elif rt.cache.echo(kind, obj):
+        return  # our own write coming back: whoever wrote it has acted on it already
     else:
         rt.cache.put(kind, obj)
     job = key_of(obj) if kind == "tuningjobs" else job_key_of(obj)

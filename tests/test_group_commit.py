@@ -56,3 +56,21 @@ def test_submit_waits_for_the_flush() -> None:
     committer.submit("t-0", [(1, {"acc": 0.5})])
     assert time.monotonic() - started > 0.05 and recorder.calls == [("t-0", [(1, {"acc": 0.5})])]
     committer.close()
+
+
+def test_many_trials_stretch_the_interval_instead_of_flooding_the_api() -> None:
+    recorder = Recorder()
+    committer = GroupCommitter(recorder, interval=0.01, max_writes_per_second=100)
+
+    def report(i: int) -> None:
+        committer.submit(f"t-{i % 40}", [(i, {"acc": 0.5})])
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(40) as pool:
+        list(pool.map(report, range(120)))  # 40 trials, 3 reports each, all at once
+    took = time.monotonic() - started
+    committer.close()
+    writes = len(recorder.calls)
+    # every flush of k writes is followed by a pause of k / 100 s: 40+ writes take 0.4+ s
+    assert writes >= 40 and took >= (writes - 40) / 100
+    assert {step for _, points in recorder.calls for step, _ in points} == set(range(120))

@@ -80,6 +80,7 @@ class Cache:
         if self.holds(kind, obj):
             return  # this very version is held already (the index and the event handler)
         copied: dict[str, Any] = _copy(obj)
+        copied["metadata"].pop("managedFields", None)  # never read here; large at scale
         with self._lock:
             old = self._objects[kind].get(key)
             if not _newer(old, copied):

@@ -5,6 +5,10 @@ acknowledged once it is stored. `GroupCommitter.submit` therefore blocks until t
 its report has been written: a flusher thread collects everything submitted during one interval
 and hands each trial's new points to `write(trial, points)` in one call. If the write fails, every
 report of that batch gets the exception (so the client retries) and nothing is acknowledged.
+
+The writes of all trials together stay within `max_writes_per_second`: after a flush of k
+writes the next one waits at least k / max_writes_per_second, so 2,000 trials reporting at once
+stretch the interval rather than flood the API server (whose flow control would answer 429).
 """
 
 from __future__ import annotations
@@ -26,10 +30,14 @@ class _Pending:
 
 class GroupCommitter:
     def __init__(
-        self, write: Callable[[str, list[CommitPoint]], None], interval: float = 0.5
+        self,
+        write: Callable[[str, list[CommitPoint]], None],
+        interval: float = 0.5,
+        max_writes_per_second: float = 200.0,
     ) -> None:
         self.write = write
         self.interval = interval
+        self.max_writes_per_second = max_writes_per_second
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = defaultdict(lambda: _Pending([], []))
         self._closed = threading.Event()
@@ -50,8 +58,9 @@ class GroupCommitter:
             batch.futures.append(future)
         future.result(timeout=timeout)
 
-    def flush(self) -> None:
-        """Write everything queued so far (the flusher calls this every interval)."""
+    def flush(self) -> int:
+        """Write everything queued so far (the flusher calls this every interval); the number
+        of writes."""
         with self._lock:
             batches, self._pending = self._pending, defaultdict(lambda: _Pending([], []))
         for trial, batch in batches.items():
@@ -63,6 +72,7 @@ class GroupCommitter:
             else:
                 for f in batch.futures:
                     f.set_result(None)
+        return len(batches)
 
     def close(self) -> None:
         self._closed.set()
@@ -70,5 +80,6 @@ class GroupCommitter:
         self.flush()
 
     def _run(self) -> None:
-        while not self._closed.wait(self.interval):
-            self.flush()
+        wait = self.interval
+        while not self._closed.wait(wait):
+            wait = max(self.interval, self.flush() / self.max_writes_per_second)

@@ -58,6 +58,7 @@ class Runtime:
             settings.status_interval,
             ready=lambda: self.controller.ready.is_set(),
             telemetry=self.telemetry,
+            max_writes_per_second=settings.status_writes_per_second,
         )
         self.metrics_server = serve(
             settings.metrics_bind, metrics=self.metrics, observe_report=self.telemetry.report

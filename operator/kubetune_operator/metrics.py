@@ -51,6 +51,7 @@ class TrialStatusMetrics:
         interval: float = 0.5,
         ready: Callable[[], bool] = lambda: True,
         telemetry: Telemetry | None = None,
+        max_writes_per_second: float = 200.0,
     ) -> None:
         self.telemetry = telemetry
         self.cache = cache
@@ -63,7 +64,7 @@ class TrialStatusMetrics:
         self.names: dict[Key, set[str]] = {}  # distinct metric names per trial, bounded
         self.lock = threading.Lock()
         self._stoppers: dict[Key, tuple[TuningJobSpec, BaseStopper]] = {}  # per job, its spec's
-        self.committer = GroupCommitter(self._write, interval)
+        self.committer = GroupCommitter(self._write, interval, max_writes_per_second)
 
     def close(self) -> None:
         self.committer.close()

@@ -13,6 +13,7 @@ class OperatorSettings:
     metrics_bind: str = "0.0.0.0:9090"
     metrics_address: str | None = None  # what trial pods dial; default: this pod's address
     status_interval: float = 0.5  # how often reported metrics are written to Trial status
+    status_writes_per_second: float = 200.0  # report-driven status writes, all trials together
     workers: int = 4  # jobs reconciled at once
     suggestion_timeout: float = 60.0
     max_backoff: float = 30.0
@@ -31,6 +32,9 @@ class OperatorSettings:
             metrics_bind=env.get("KUBETUNE_METRICS_BIND", cls.metrics_bind),
             metrics_address=env.get("KUBETUNE_METRICS_ADDRESS") or None,
             status_interval=float(env.get("KUBETUNE_STATUS_INTERVAL", cls.status_interval)),
+            status_writes_per_second=float(
+                env.get("KUBETUNE_STATUS_WRITES_PER_SECOND", cls.status_writes_per_second)
+            ),
             workers=int(env.get("KUBETUNE_WORKERS", cls.workers)),
             suggestion_timeout=float(
                 env.get("KUBETUNE_SUGGESTION_TIMEOUT", cls.suggestion_timeout)

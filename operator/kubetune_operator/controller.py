@@ -14,7 +14,7 @@ import datetime
 import logging
 import secrets
 import time
-from collections.abc import Coroutine, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import grpc
@@ -165,34 +165,21 @@ class Controller:
         trials: dict[str, dict[str, Any]],
         pods: dict[str, dict[str, Any]],
     ) -> None:
-        """Record pod phases on the Trials, decide, carry the decision out, write the status.
-
-        The phase writes go out while the suggestion is computed and the next trials are
-        created: the decision needs only the phases observed here, not the writes' results."""
+        """Record pod phases on the Trials, decide, carry the decision out, write the status."""
         status = job.get("status") or {}
         views: list[TrialView] = []
-        records: list[Coroutine[Any, Any, None]] = []
         moment = now()
         for name, trial in sorted(trials.items(), key=lambda kv: int(kv[1]["spec"]["index"])):
             seen = observe_trial(trial, pods.get(name), moment)
             if seen.status_patch is not None:
-                records.append(self._record(job, trial, seen.state, seen.status_patch))
+                trial = await self._record(job, trial, seen.state, seen.status_patch)
             if seen.needs_pod:
                 await self._create_pod(job, trial)
             views.append(trial_view(trial, seen.state))
-        recording = asyncio.gather(*records)
-        try:
-            decision = await self._decide(key, job, spec, views)
-            if decision is not None and decision.stop:
-                await recording  # a Stopped phase must land after any phase observed here
-            if decision is not None:
-                await self._carry_out(job, decision, trials)
-        except BaseException:
-            await asyncio.gather(recording, return_exceptions=True)
-            raise
-        await recording
+        decision = await self._decide(key, job, spec, views)
         if decision is None:
             return
+        await self._carry_out(job, decision, trials)
         trials = self.cache.of_job("trials", key)
         pods = self.cache.of_job("pods", key)
         await self._release_pods(job, trials, pods)
@@ -218,14 +205,15 @@ class Controller:
 
     async def _record(
         self, job: dict[str, Any], trial: dict[str, Any], state: str, patch: dict[str, Any]
-    ) -> None:
+    ) -> dict[str, Any]:
         """Write a trial's observed phase, and post its Event."""
         name = trial["metadata"]["name"]
-        await self._write_trial_status(trial, patch)
+        trial = await self._write_trial_status(trial, patch)
         if state == "failed":
             self.event(job, "Warning", "TrialFailed", f"{name}: {patch.get('message')}")
         elif state == "succeeded":
             self.event(job, "Normal", "TrialSucceeded", f"{name} finished")
+        return trial
 
     async def _decide(
         self, key: Key, job: dict[str, Any], spec: TuningJobSpec, views: list[TrialView]

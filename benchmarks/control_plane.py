@@ -190,6 +190,7 @@ def main() -> int:
             spied = psutil.Process(operator.pid)
             target = spied.children()[0] if args.profile else spied
             operator_cpu = sum(target.cpu_times()[:2])
+            operator_rss = target.memory_info().rss
         finally:
             children = psutil.Process(operator.pid).children(recursive=True)
             for proc in children if args.profile else [operator]:  # py-spy writes once it exits
@@ -264,6 +265,7 @@ def main() -> int:
             "trial_processes": round(trials_cpu, 1),
             "available": round(wall * (os.cpu_count() or 1), 1),
         },
+        "operator_rss_mib": round(operator_rss / 2**20, 1),
     }
     if args.profile:
         result["profile_top"] = summarize_profile(Path(args.profile))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -27,7 +26,7 @@ from kubetune.rpc.server import serve
 from kubetune.spec import TuningJob
 
 from .conftest import manifest
-from .harness import wait_for
+from .harness import free_port, wait_for
 
 NEVER_LINGER_OUT = "600000"  # ms: only a size limit, a verdict or a flush sends
 
@@ -64,12 +63,6 @@ def new_store(tmp_path: Path, trials: int = 1) -> Store:
         store.add_trial(f"job-{i}", i, {"x": 0.5}, 27, f"t{i}")
         store.set_state(f"job-{i}", "running")
     return store
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ class _Reporter:
         self.buffer: list[tuple[int, Any]] = []
         self.sequence = 0
         self.oldest = 0.0  # when the buffer last went from empty to not
-        self.urgent = False  # send without lingering until the buffer is empty
+        self.urgent_through = 0  # points up to this sequence number go out without lingering
         self.closing = False
         self.stopped = False
         self.stop_requested = False
@@ -86,8 +86,8 @@ class _Reporter:
                 self.oldest = time.monotonic()
             self.buffer.append((self.sequence, point))
             judged = self.verdict_step is not None and step >= self.verdict_step
-            if judged or len(self.buffer) >= BATCH_POINTS:
-                self.urgent = True
+            if judged:
+                self.urgent_through = self.sequence
             self.cond.notify_all()
             if judged and not self.unreachable:  # in an outage, wait once, not at every step
                 self._wait(self.sequence, RETRY_SECONDS)
@@ -97,7 +97,7 @@ class _Reporter:
         """Send everything queued so far and wait for the answers (at most `timeout` s)."""
         with self.cond:
             if self.buffer:
-                self.urgent = True
+                self.urgent_through = self.sequence
                 self.cond.notify_all()
                 self._wait(self.sequence, timeout)
             return self.stop_requested
@@ -147,7 +147,8 @@ class _Reporter:
                 if self.stopped:
                     return None
                 if self.buffer:
-                    if self.urgent or self.closing or len(self.buffer) >= BATCH_POINTS:
+                    urgent = self.buffer[0][0] <= self.urgent_through
+                    if urgent or self.closing or len(self.buffer) >= BATCH_POINTS:
                         break
                     left = self.oldest + LINGER_SECONDS - time.monotonic()
                     if left <= 0:
@@ -224,10 +225,10 @@ class _Reporter:
             self.buffer[: len(batch)] = retry
             self.verdict_step = step if not stop else None
             self.stop_requested = self.stop_requested or stop
-            if not self.buffer:
-                self.urgent = False
-            elif step is not None and any(p.step >= step for _, p in self.buffer):
-                self.urgent = True
+            # a point queued meanwhile at or past the new verdict step goes out at once, and so
+            # does everything before it (steps mostly grow: the last point is the one to check)
+            if step is not None and self.buffer and self.buffer[-1][1].step >= step:
+                self.urgent_through = max(self.urgent_through, self.buffer[-1][0])
             self.cond.notify_all()
 
 

@@ -7,7 +7,13 @@ the two. Also: total wall time against the ideal (T/P trial durations back to ba
 that no trial is lost or duplicated. The operator runs as its own process (`kubetune-operator`).
 
     python benchmarks/control_plane.py [--jobs 10] [--parallelism 5] [--trials 20]
-        [--profile profile.txt]
+        [--trial-nice 19] [--profile profile.txt]
+
+On a cluster the trials run on other nodes than the operator. Here they share its 2 cores, so by
+default they run at nice 19: they use the CPU the control plane leaves, and the figure measures the
+control plane. `--trial-nice 0` runs them as its equals; the test kubelet then starts each in a
+session of its own, which with the kernel's autogroup scheduling is a scheduling group of its own,
+and 50 trials get 50/51 of the CPU while the operator and the API server wait for theirs.
 
 Where the time goes: the Kubernetes API requests the operator made per trial (counted at the
 emulated API server, by verb and resource), its own /metrics at the end (reconcile time,
@@ -18,6 +24,7 @@ operator process (collapsed stacks, summarized by the functions that hold the mo
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -89,8 +96,8 @@ def main() -> int:
     parser.add_argument(
         "--trial-nice",
         type=int,
-        default=0,
-        help="run trial processes at this nice level: on a real cluster they run on other nodes",
+        default=19,
+        help="run trial processes at this nice level (0: as equals of the control plane)",
     )
     parser.add_argument(
         "--suggestion-service",
@@ -131,6 +138,8 @@ def main() -> int:
                 durations.append(t - running.pop(name))
 
         emu.call(lambda: emu.emulator.listeners.insert(0, record))
+        emulator_stalls: list[tuple[float, float]] = []  # (when, how long) over 0.1 s
+        lag_watch = asyncio.run_coroutine_threadsafe(watch_lag(emulator_stalls), emu.loop)
         kubeconfig = emu.kubeconfig(str(tmp / "kubeconfig"))
         kubectl = [str(ensure_tools()["kubectl"]), "--kubeconfig", kubeconfig]
         subprocess.run(
@@ -200,6 +209,7 @@ def main() -> int:
                 suggestion.terminate()
                 suggestion.wait(30)
             emu.call(kubelet.stop)
+            lag_watch.cancel()
         requests = emu.call(lambda: count_requests(emu.emulator))
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         trials_cpu = children.ru_utime + children.ru_stime - operator_cpu
@@ -207,12 +217,14 @@ def main() -> int:
         trials = emu.objects("trials")
 
     latencies = []
+    slowest: list[tuple[float, float, str]] = []  # (when, turnover, job)
     stages: dict[str, list[float]] = defaultdict(list)  # the turnover, step by step
     by_birth = {t: name for name, t in pod_born.items()}
     for name, done in succeeded.items():
         births = sorted(created[name])[args.parallelism :]
         for finish, birth in zip(sorted(done), births, strict=False):
             latencies.append(birth - finish)
+            slowest.append((finish - start, birth - finish, name))
             pod = by_birth[birth]
             trial_at, secret_at = born[("Trial", pod)], born[("Secret", f"{pod}-token")]
             stages["succeeded_to_trial_created"].append(trial_at - finish)
@@ -250,6 +262,16 @@ def main() -> int:
         "turnover_stages_p50_p95_s": {
             k: [round(quantile(v, 0.5), 3), round(quantile(v, 0.95), 3)] for k, v in stages.items()
         },
+        "slowest_turnovers_at_s_took_s_job": [
+            [round(at, 2), round(took, 3), job]
+            for at, took, job in sorted(slowest, key=lambda s: s[1])[-5:]
+        ],
+        "emulator_loop_stalls_over_100ms_at_s_took_s": [
+            [round(at - start, 2), round(took, 3)] for at, took in emulator_stalls
+        ],
+        "operator_loop_stalls_over_250ms": (tmp / "operator.log")
+        .read_text(errors="replace")
+        .count("event loop stalled"),
         "mean_trial_s": round(statistics.mean(durations), 2),
         "wall_s": round(wall, 1),
         "ideal_s": round(ideal, 1),
@@ -273,6 +295,16 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     assert lost_or_extra == 0 and duplicates == 0, "lost or duplicate trials"
     return 0
+
+
+async def watch_lag(stalls: list[tuple[float, float]], period: float = 0.02) -> None:
+    """Note every time the emulator's loop (API server and kubelet) was late by over 0.1 s."""
+    while True:
+        began = time.monotonic()
+        await asyncio.sleep(period)
+        lag = time.monotonic() - began - period
+        if lag > 0.1:
+            stalls.append((began, lag))
 
 
 def quantile(values: list[float], q: float) -> float:

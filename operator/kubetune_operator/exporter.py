@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from .status import condition
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 SCRAPE_CONDITION = "MetricsCollected"
+log = logging.getLogger("kubetune.operator")
 
 
 class OperatorHealth:
@@ -64,13 +66,17 @@ class OperatorHealth:
     def api_request(self, verb: str, code: int | str) -> None:
         self.api_requests.labels(verb, str(code)).inc()
 
-    async def watch_loop_lag(self, period: float = 0.05) -> None:
-        """Sleep `period` again and again; whatever more it takes is the loop's lag."""
+    async def watch_loop_lag(self, period: float = 0.05, warn_over: float = 0.25) -> None:
+        """Sleep `period` again and again; whatever more it takes is the loop's lag (a stall
+        over `warn_over` seconds is also logged, with when it happened)."""
         loop = asyncio.get_running_loop()
         while True:
             began = loop.time()
             await asyncio.sleep(period)
-            self.loop_lag.observe(max(0.0, loop.time() - began - period))
+            lag = max(0.0, loop.time() - began - period)
+            self.loop_lag.observe(lag)
+            if lag > warn_over:
+                log.warning("the event loop stalled for %.2f s", lag)
 
 
 def job_counts(cache: Cache) -> list[JobCounts]:

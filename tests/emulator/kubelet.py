@@ -119,7 +119,9 @@ class Kubelet:
                 env=env,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
+                # a session of its own would also be an autogroup of its own, whose CPU share
+                # nice cannot lower: niced containers get only a process group
+                **({"process_group": 0} if self.nice else {"start_new_session": True}),
             )
         except OSError as exc:
             await self._set_status(key, "Failed", container["name"], 127, str(exc))

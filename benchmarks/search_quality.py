@@ -54,7 +54,8 @@ def run_kubetune(
     while len(history) < trials:
         for params in suggester.suggest(history, min(batch, trials - len(history))):
             history.append(Observation(params=params, value=f.observe(params)))
-    return [(o.params, float(o.value)) for o in history if o.value is not None]
+    # a NaN objective (a diverged trial) is a failed trial: it counts, and is never the best
+    return [(o.params, float("nan") if o.value is None else float(o.value)) for o in history]
 
 
 def _optuna_params(trial: Any, parameters: list[dict[str, Any]]) -> Params:
@@ -102,7 +103,7 @@ METHODS: dict[str, Callable[[Problem, Instance, int, int], Run]] = {
 
 def regret_curve(run: Run, instance: Instance) -> list[float]:
     """After each trial: the true value of the best point observed so far, minus the optimum."""
-    curve, best, pick = [], float("inf"), float("nan")
+    curve, best, pick = [], float("inf"), float("inf")
     for params, observed in run:
         if observed < best:
             best, pick = observed, instance.truth(params) - instance.optimum
@@ -235,6 +236,23 @@ def main() -> None:
                 flush=True,
             )
     wall = time.perf_counter() - started
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "command": " ".join(sys.argv),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}",
+        "trials": args.trials,
+        "seeds": seeds,
+        "wall_s": round(wall, 1),
+        "median_seconds_per_run": {
+            f"{m} / {p}": round(statistics.median(v), 2) for (m, p), v in seconds.items()
+        },
+        "regret_curves": {
+            f"{m} / {p}": [[float(f"{v:.4g}") for v in c] for c in cs]
+            for (m, p), cs in curves.items()
+        },
+    }
+    out.write_text(json.dumps(record) + "\n")  # the raw curves first, whatever comes next
     report: list[str] = []
     for budget in budgets:
         report += ["", *summarize(curves, problems, args.methods, budget)]
@@ -244,28 +262,7 @@ def main() -> None:
         f"wall {wall / 60:.1f} min, {args.workers} workers, {seeds} seeds, {len(problems)} functions",
     ]
     print("\n".join(report))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "command": " ".join(sys.argv),
-                "machine": f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}",
-                "trials": args.trials,
-                "seeds": seeds,
-                "wall_s": round(wall, 1),
-                "median_seconds_per_run": {
-                    f"{m} / {p}": round(statistics.median(v), 2) for (m, p), v in seconds.items()
-                },
-                "regret_curves": {
-                    f"{m} / {p}": [[float(f"{v:.4g}") for v in c] for c in cs]
-                    for (m, p), cs in curves.items()
-                },
-                "summary": report,
-            }
-        )
-        + "\n"
-    )
+    out.write_text(json.dumps({**record, "summary": report}) + "\n")
     plots = out.parent / out.stem  # one PNG per function
     plots.mkdir(exist_ok=True)
     for p in problems:

@@ -158,22 +158,31 @@ def _nearest(value: Any, axis: list[Any], log: bool) -> Any:
     return min(axis, key=lambda a: abs(key(a) - key(value)))
 
 
+def lookup(name: str, parameters: list[dict[str, Any]], params: Params) -> dict[str, Any]:
+    """The row of table `name` nearest to `params` (in log space for log-scaled parameters)."""
+    table = _table(name)
+    axes = table["axes"]
+    logs = {p["name"]: p.get("scale") == "log" for p in parameters}
+    key = tuple(_nearest(params[k], axes[k], logs[k]) for k in axes)
+    return dict(_rows(name)[key])
+
+
+@cache
+def _rows(name: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    axes = _table(name)["axes"]
+    return {tuple(row[k] for k in axes): row for row in _table(name)["rows"]}
+
+
 def table_problem(
     name: str, parameters: list[dict[str, Any]], metric: Callable[[dict[str, Any]], float]
 ) -> Problem:
-    """A real problem answered from a lookup table: a suggestion snaps to its nearest grid
-    point (in log space for log-scaled parameters)."""
+    """A real problem answered from a lookup table (`lookup`)."""
 
     def make(seed: int) -> Instance:
-        table = _table(name)
-        axes = table["axes"]
-        index = {tuple(row[k] for k in axes): metric(row) for row in table["rows"]}
-        logs = {p["name"]: p.get("scale") == "log" for p in parameters}
-
         def value(p: Params) -> float:
-            return index[tuple(_nearest(p[k], axes[k], logs[k]) for k in axes)]
+            return metric(lookup(name, parameters, p))
 
-        return Instance(value, value, min(index.values()))
+        return Instance(value, value, min(metric(row) for row in _table(name)["rows"]))
 
     return Problem(name, "real", parameters, make)
 

@@ -343,3 +343,35 @@ def test_hyperband_waits_for_a_rung_before_promoting() -> None:
     following = suggester.suggest(finished, 20)
     promoted = [p for p in following if p["epochs"] == 3 and p["lr"] == rung0[8]["lr"]]
     assert len(promoted) == 1
+
+
+def test_output_warp_keeps_the_order_and_spreads_the_low_end() -> None:
+    from kubetune.search._bayesian import warp_outputs
+
+    losses = np.array([1e5, 3e4, 200.0, 50.0, 12.0, 3.0, 1.0, 0.5])
+    warp = warp_outputs(losses)
+    assert warp is not None
+    warped, _ = warp
+    assert list(np.argsort(warped)) == list(np.argsort(losses))
+    standardized = (losses - losses.mean()) / losses.std()
+
+    # the gap between the two best losses, relative to the whole range, grows by orders
+    def share(v: np.ndarray) -> float:
+        return float((v[6] - v[7]) / (v.max() - v.min()))
+
+    assert share(warped) > 100 * share(standardized)
+    assert warp_outputs(np.array([2.0, 2.0, 2.0])) is None  # nothing to warp
+
+
+def test_batch_fantasies_believe_the_posterior_mean() -> None:
+    from kubetune.search._gp import fit_surrogate
+
+    rng = np.random.default_rng(0)
+    X = rng.random((20, 2))
+    y = np.sin(6 * X[:, 0]) + X[:, 1]
+    surrogate = fit_surrogate(X, y, seed=0)
+    pending = np.array([[0.5, 0.5]])
+    before, spread = surrogate.predict(pending)
+    after, collapsed = surrogate.with_fantasies(pending).predict(pending)
+    assert after == pytest.approx(before, abs=1e-6)  # the belief stays
+    assert collapsed[0] < 0.1 * spread[0]  # the uncertainty there is gone

@@ -1,8 +1,8 @@
 """Bayesian optimization: a space-filling start, then a GP surrogate and expected improvement.
 
-Rebuilt from the history on every call: fit the GP once on the finished trials, then pick the
-batch one point at a time, conditioning on running trials and earlier picks (kriging believer)
-so that a batch spreads out. The acquisition is maximized over random points, points near the
+Rebuilt from the history on every call: warp the losses (Box-Cox), fit the GP once on the
+finished trials, then pick the batch one point at a time, conditioning on running trials and
+earlier picks (kriging believer) so that a batch spreads out. The acquisition is maximized over random points, points near the
 best trials, and a few rounds of shrinking local search around the leaders.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.special import ndtr
-from scipy.stats import qmc
+from scipy.stats import boxcox, qmc
 from threadpoolctl import threadpool_limits
 
 from ..spec import Acquisition, BayesianAlgorithm, TuningJobSpec
@@ -83,8 +83,11 @@ class BayesianSuggester(BaseSuggester):
         count: int,
     ) -> list[Params]:
         X = self.space.to_unit([o.params for o in done])
-        y = self.sign() * np.array([o.value for o in done], dtype=float)
-        surrogate = fit_surrogate(X, y, seed=self.seed + len(history))
+        y, surrogate = _fit(
+            X,
+            self.sign() * np.array([o.value for o in done], dtype=float),
+            self.seed + len(history),
+        )
         pending = [o.params for o in history if not o.finished or o.state == "failed"]
         surrogate = surrogate.with_fantasies(self.space.to_unit([*pending, *picks]))
         rng = np.random.default_rng([self.seed, len(history), 1])
@@ -148,6 +151,37 @@ class BayesianSuggester(BaseSuggester):
         if self.settings.acquisition is Acquisition.lcb:
             return -(mean - self.settings.kappa * std)
         return _log_ei((best_y - mean) / std) + np.log(std)
+
+
+def _fit(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, Surrogate]:
+    """The GP on the raw losses or on Box-Cox-warped ones, whichever explains the raw losses
+    better (marginal likelihood, with the warp's Jacobian); the losses it was fitted on."""
+    plain = fit_surrogate(X, y, seed=seed)
+    warp = warp_outputs(y)
+    if warp is None:
+        return y, plain
+    warped_y, log_jacobian = warp
+    warped = fit_surrogate(X, warped_y, seed=seed)
+    if warped.log_likelihood() + log_jacobian > plain.log_likelihood():
+        return warped_y, warped
+    return y, plain
+
+
+def warp_outputs(y: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """A monotone Box-Cox warp of the losses (shifted to be positive), its parameter fitted by
+    likelihood, and the log of its Jacobian; None where there is nothing to warp.
+
+    A loss that spans orders of magnitude makes a GP on raw values flat near the optimum,
+    where the search needs it to resolve differences; the warp keeps the order of every value."""
+    gaps = y - np.min(y)
+    positive = gaps[gaps > 0]
+    if len(positive) < 2:
+        return None
+    shifted = gaps + 0.1 * float(np.median(positive))
+    warped, lam = boxcox(shifted)
+    if not np.all(np.isfinite(warped)):
+        return None
+    return warped, float((lam - 1.0) * np.sum(np.log(shifted)))
 
 
 def _log_ei(z: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 `fit_surrogate` fits kernel hyperparameters on the completed trials (the only expensive step).
 `Surrogate.with_fantasies` conditions that same kernel on pending points without refitting, which
-is how a batch of distinct suggestions is built (constant liar at the best value so far).
+is how a batch of distinct suggestions is built (kriging believer: each pending point is
+believed to score the posterior mean).
 """
 
 from __future__ import annotations
@@ -61,11 +62,22 @@ class Surrogate:
         std = np.sqrt(np.maximum(var, 1e-18)) * self._scale
         return mean * self._scale + self._offset, std
 
+    def log_likelihood(self) -> float:
+        """Log marginal likelihood of the targets as given (not normalized) under this GP."""
+        yn = (self.y - self._offset) / self._scale
+        return float(
+            -0.5 * yn @ self._alpha
+            - np.sum(np.log(np.diag(self._L)))
+            - 0.5 * len(yn) * np.log(2 * np.pi)
+            - len(yn) * np.log(self._scale)
+        )
+
     def with_fantasies(self, X_new: np.ndarray) -> Surrogate:
-        """Condition on pending points, each believed to score the best value so far."""
+        """Condition on pending points, each believed to score the posterior mean there
+        (kriging believer): the uncertainty around them collapses, the model's belief stays."""
         if len(X_new) == 0:
             return self
-        lies = np.full(len(X_new), float(np.min(self.y)))
+        lies, _ = self.predict(X_new)
         return Surrogate(self.kernel, np.vstack([self.X, X_new]), np.concatenate([self.y, lies]))
 
 

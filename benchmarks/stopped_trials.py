@@ -1,0 +1,126 @@
+"""How a trial that ASHA stopped should enter the GP: measured on the real-trainer problem.
+
+    .venv/bin/python benchmarks/stopped_trials.py [--seeds 10] [--epochs-budget 480]
+
+The shipped trainer on digits, answered from its lookup table (benchmarks/tables.py, 12 epochs of
+learning curve per configuration). Sequential Bayesian search with ASHA (reduction factor 3,
+rungs at epochs 1, 3 and 9), each run given the same budget of epochs. Variants of what the
+suggester is told about a stopped trial:
+
+- `partial`: its best value so far, as if final (what the engine does);
+- `pending`: nothing learned, but its point is fantasised at the posterior mean like a running
+  trial, so the search neither learns from it nor proposes it again;
+- `worst`: the worse of its partial value and the worst final value seen so far (pessimistic).
+
+Regret: the best final validation loss among trials that ran all 12 epochs, minus the table's
+best. Output: stdout and benchmarks/results/stopped_trials.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from kubetune.search import Observation, create_suggester  # noqa: E402
+from kubetune.spec import TuningJobSpec  # noqa: E402
+from kubetune.stopping import create_stopper  # noqa: E402
+from suite import lookup, trainer_digits  # noqa: E402
+
+EPOCHS = 12
+VARIANTS = ("partial", "pending", "worst")
+PROBLEM = trainer_digits()
+
+
+def curve_of(params: dict[str, object]) -> list[float]:
+    return [float(v) for v in lookup("trainer_digits", PROBLEM.parameters, params)["val_loss"]]
+
+
+def run(variant: str, seed: int, budget: int) -> tuple[float, int]:
+    problem = PROBLEM
+    spec = TuningJobSpec.model_validate(
+        {
+            **problem.spec(seed),
+            "resource": {"name": "epochs", "min": 1, "max": EPOCHS},
+            "earlyStopping": {"name": "asha", "settings": {"reductionFactor": 3}},
+        }
+    )
+    suggester, stopper = create_suggester(spec), create_stopper(spec)
+    optimum = problem.make(seed).optimum
+    told: list[Observation] = []
+    curves: list[list[tuple[int, float]]] = []
+    finals: list[float] = []
+    spent = 0
+    while spent < budget:
+        params = suggester.suggest(told, 1)[0]
+        full = curve_of(params)
+        curve: list[tuple[int, float]] = []
+        diverged = False
+        for epoch in range(1, EPOCHS + 1):
+            if math.isnan(full[epoch - 1]):  # the trial fails at this epoch
+                diverged = True
+                break
+            curve.append((epoch, full[epoch - 1]))
+            if epoch < EPOCHS and stopper.should_stop(curve, curves):
+                break
+        spent += max(1, len(curve))
+        if diverged:
+            told.append(Observation(params, None, "failed"))
+            continue
+        curves.append(curve)
+        partial = min(v for _, v in curve)
+        if len(curve) == EPOCHS:
+            finals.append(full[-1])
+            told.append(Observation(params, partial, "succeeded"))
+        elif variant == "partial":
+            told.append(Observation(params, partial, "stopped"))
+        elif variant == "pending":
+            told.append(Observation(params, None, "running"))
+        else:
+            worst = max(finals, default=partial)
+            told.append(Observation(params, max(partial, worst), "stopped"))
+    regret = min(finals) - optimum if finals else float("inf")
+    return regret, len(curves)
+
+
+def _job(args: tuple[str, int, int]) -> tuple[str, int, float, int]:
+    variant, seed, budget = args
+    return (variant, seed, *run(variant, seed, budget))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--epochs-budget", type=int, default=40 * EPOCHS)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    jobs = [(v, s, args.epochs_budget) for v in VARIANTS for s in range(args.seeds)]
+    results: dict[str, list[tuple[float, int]]] = {v: [] for v in VARIANTS}
+    with ProcessPoolExecutor(args.workers) as pool:
+        for variant, _seed, regret, trials in pool.map(_job, jobs):
+            results[variant].append((regret, trials))
+    print(f"Budget {args.epochs_budget} epochs, {args.seeds} seeds")
+    print("| stopped trial told as | median regret [IQR] | median trials |\n|---|---|---|")
+    summary = {}
+    for v, rows in results.items():
+        q1, q2, q3 = np.percentile([r for r, _ in rows], [25, 50, 75])
+        trials = statistics.median(t for _, t in rows)
+        summary[v] = {"regret_q1_q2_q3": [q1, q2, q3], "median_trials": trials}
+        print(f"| {v} | {q2:.4g} [{q1:.3g}, {q3:.3g}] | {trials:g} |")
+    out = Path(__file__).parent / "results" / "stopped_trials.json"
+    out.write_text(json.dumps({"command": " ".join(sys.argv), "summary": summary}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

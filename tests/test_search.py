@@ -375,3 +375,17 @@ def test_batch_fantasies_believe_the_posterior_mean() -> None:
     after, collapsed = surrogate.with_fantasies(pending).predict(pending)
     assert after == pytest.approx(before, abs=1e-6)  # the belief stays
     assert collapsed[0] < 0.1 * spread[0]  # the uncertainty there is gone
+
+
+def test_the_warp_is_used_only_where_it_explains_the_losses_better() -> None:
+    from kubetune.search._bayesian import _fit
+
+    rng = np.random.default_rng(1)
+    X = rng.random((30, 2))
+    bowl = np.sum((X - 0.3) ** 2, axis=1)  # smooth: a GP on raw values fits it
+    y, _ = _fit(X, bowl, seed=0)
+    assert np.array_equal(y, bowl)
+    cliff = np.exp(12 * np.sum(X, axis=1))  # spans orders of magnitude: warped
+    y, _ = _fit(X, cliff, seed=0)
+    assert not np.array_equal(y, cliff)
+    assert list(np.argsort(y)) == list(np.argsort(cliff))

@@ -48,16 +48,15 @@ def curve_of(params: dict[str, object]) -> list[float]:
 
 
 def run(variant: str, seed: int, budget: int) -> tuple[float, int]:
-    problem = PROBLEM
     spec = TuningJobSpec.model_validate(
         {
-            **problem.spec(seed),
+            **PROBLEM.spec(seed),
             "resource": {"name": "epochs", "min": 1, "max": EPOCHS},
             "earlyStopping": {"name": "asha", "settings": {"reductionFactor": 3}},
         }
     )
     suggester, stopper = create_suggester(spec), create_stopper(spec)
-    optimum = problem.make(seed).optimum
+    optimum = PROBLEM.make(seed).optimum
     told: list[Observation] = []
     curves: list[list[tuple[int, float]]] = []
     finals: list[float] = []

@@ -164,7 +164,7 @@ def lookup(name: str, parameters: list[dict[str, Any]], params: Params) -> dict[
     axes = table["axes"]
     logs = {p["name"]: p.get("scale") == "log" for p in parameters}
     key = tuple(_nearest(params[k], axes[k], logs[k]) for k in axes)
-    return dict(_rows(name)[key])
+    return _rows(name)[key]
 
 
 @cache
@@ -182,7 +182,8 @@ def table_problem(
         def value(p: Params) -> float:
             return metric(lookup(name, parameters, p))
 
-        return Instance(value, value, min(metric(row) for row in _table(name)["rows"]))
+        finite = [v for row in _table(name)["rows"] if math.isfinite(v := metric(row))]
+        return Instance(value, value, min(finite))  # diverged configurations have no optimum
 
     return Problem(name, "real", parameters, make)
 

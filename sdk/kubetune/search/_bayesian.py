@@ -1,9 +1,10 @@
 """Bayesian optimization: a space-filling start, then a GP surrogate and expected improvement.
 
-Rebuilt from the history on every call: warp the losses (Box-Cox), fit the GP once on the
-finished trials, then pick the batch one point at a time, conditioning on running trials and
-earlier picks (kriging believer) so that a batch spreads out. The acquisition is maximized over random points, points near the
-best trials, and a few rounds of shrinking local search around the leaders.
+Rebuilt from the history on every call: fit the GP on the finished trials, raw and on Box-Cox-warped
+losses, keeping the fit that explains them better; then pick the batch one point at a time, conditioning on
+running trials and earlier picks (kriging believer) so that a batch spreads out. The acquisition
+is maximized over random points, points near the best trials, and a few rounds of shrinking local
+search around the leaders.
 """
 
 from __future__ import annotations

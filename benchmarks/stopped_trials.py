@@ -1,10 +1,11 @@
 """How a trial that ASHA stopped should enter the GP: measured on the real-trainer problem.
 
-    .venv/bin/python benchmarks/stopped_trials.py [--seeds 10] [--epochs-budget 480]
+    .venv/bin/python benchmarks/stopped_trials.py [--seeds 20] [--rules asha median]
+        [--variants partial pending worst] [--epochs-budget 480]
 
 The shipped trainer on digits, answered from its lookup table (benchmarks/tables.py, 12 epochs of
 learning curve per configuration). Sequential Bayesian search with ASHA (reduction factor 3,
-rungs at epochs 1, 3 and 9), each run given the same budget of epochs. Variants of what the
+rungs at epochs 1, 3 and 9) or the median rule, each run given the same budget of epochs. Variants of what the
 suggester is told about a stopped trial:
 
 - `partial`: its best value so far, as if final (what the engine does);
@@ -13,7 +14,9 @@ suggester is told about a stopped trial:
 - `worst`: the worse of its partial value and the worst final value seen so far (pessimistic).
 
 Regret: the best final validation loss among trials that ran all 12 epochs, minus the table's
-best. Output: stdout and benchmarks/results/stopped_trials.json.
+best. A seed gives every variant the same initial design, so variants are compared seed by seed
+(paired Wilcoxon signed-rank test against `partial`). Output: stdout and
+benchmarks/results/stopped_trials.json.
 """
 
 from __future__ import annotations
@@ -47,12 +50,18 @@ def curve_of(params: dict[str, object]) -> list[float]:
     return [float(v) for v in lookup("trainer_digits", PROBLEM.parameters, params)["val_loss"]]
 
 
-def run(variant: str, seed: int, budget: int) -> tuple[float, int]:
+RULES = {
+    "asha": {"name": "asha", "settings": {"reductionFactor": 3}},
+    "median": {"name": "median"},
+}
+
+
+def run(rule: str, variant: str, seed: int, budget: int) -> tuple[float, int]:
     spec = TuningJobSpec.model_validate(
         {
             **PROBLEM.spec(seed),
             "resource": {"name": "epochs", "min": 1, "max": EPOCHS},
-            "earlyStopping": {"name": "asha", "settings": {"reductionFactor": 3}},
+            "earlyStopping": RULES[rule],
         }
     )
     suggester, stopper = create_suggester(spec), create_stopper(spec)
@@ -93,30 +102,61 @@ def run(variant: str, seed: int, budget: int) -> tuple[float, int]:
     return regret, len(curves)
 
 
-def _job(args: tuple[str, int, int]) -> tuple[str, int, float, int]:
-    variant, seed, budget = args
-    return (variant, seed, *run(variant, seed, budget))
+def _job(args: tuple[str, str, int, int]) -> tuple[str, str, int, float, int]:
+    rule, variant, seed, budget = args
+    return (rule, variant, seed, *run(rule, variant, seed, budget))
 
 
 def main() -> None:
+    from scipy.stats import wilcoxon
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--rules", nargs="*", default=list(RULES), choices=list(RULES))
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--epochs-budget", type=int, default=40 * EPOCHS)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    jobs = [(v, s, args.epochs_budget) for v in VARIANTS for s in range(args.seeds)]
-    results: dict[str, list[tuple[float, int]]] = {v: [] for v in VARIANTS}
+    jobs = [
+        (r, v, s, args.epochs_budget)
+        for r in args.rules
+        for v in args.variants
+        for s in range(args.seeds)
+    ]
+    results: dict[tuple[str, str], dict[int, tuple[float, int]]] = {}
     with ProcessPoolExecutor(args.workers) as pool:
-        for variant, _seed, regret, trials in pool.map(_job, jobs):
-            results[variant].append((regret, trials))
+        for rule, variant, seed, regret, trials in pool.map(_job, jobs):
+            results.setdefault((rule, variant), {})[seed] = (regret, trials)
     print(f"Budget {args.epochs_budget} epochs, {args.seeds} seeds")
-    print("| stopped trial told as | median regret [IQR] | median trials |\n|---|---|---|")
-    summary = {}
-    for v, rows in results.items():
-        q1, q2, q3 = np.percentile([r for r, _ in rows], [25, 50, 75])
-        trials = statistics.median(t for _, t in rows)
-        summary[v] = {"regret_q1_q2_q3": [q1, q2, q3], "median_trials": trials}
-        print(f"| {v} | {q2:.4g} [{q1:.3g}, {q3:.3g}] | {trials:g} |")
+    print(
+        "| rule | stopped trial told as | median regret [IQR] | mean regret | median trials |"
+        " seeds better / worse than partial | paired p (Wilcoxon) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    summary: dict[str, dict[str, object]] = {}
+    for (rule, variant), rows in results.items():
+        regrets = [rows[s][0] for s in sorted(rows)]
+        q1, q2, q3 = np.percentile(regrets, [25, 50, 75])
+        trials = statistics.median(t for _, t in rows.values())
+        base = (
+            [results[(rule, "partial")][s][0] for s in sorted(rows)]
+            if (rule, "partial") in results
+            else regrets
+        )
+        diff = np.array(regrets) - np.array(base)
+        better, worse = int((diff < 0).sum()), int((diff > 0).sum())
+        p = float(wilcoxon(diff).pvalue) if better + worse else 1.0
+        summary[f"{rule} / {variant}"] = {
+            "regret_q1_q2_q3": [q1, q2, q3],
+            "mean_regret": float(np.mean(regrets)),
+            "median_trials": trials,
+            "vs_partial_better_worse_p": [better, worse, p],
+            "regret_by_seed": regrets,
+        }
+        print(
+            f"| {rule} | {variant} | {q2:.4g} [{q1:.3g}, {q3:.3g}] | {np.mean(regrets):.4g} | {trials:g} |"
+            f" {better} / {worse} | {p:.2g} |"
+        )
     out = Path(__file__).parent / "results" / "stopped_trials.json"
     out.write_text(json.dumps({"command": " ".join(sys.argv), "summary": summary}, indent=2) + "\n")
 

@@ -389,3 +389,45 @@ def test_the_warp_is_used_only_where_it_explains_the_losses_better() -> None:
     y, _ = _fit(X, cliff, seed=0)
     assert not np.array_equal(y, cliff)
     assert list(np.argsort(y)) == list(np.argsort(cliff))
+
+
+def _bumpy_surrogate() -> tuple[Any, np.ndarray, np.ndarray]:
+    from kubetune.search._gp import fit_surrogate
+
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 3))
+    y = 7 * np.sin(5 * X).sum(axis=1) + 3
+    return fit_surrogate(X, y, seed=0), X, y
+
+
+def test_joint_improvement_matches_monte_carlo_q_ei() -> None:
+    from kubetune.search._acquisition import JointImprovement
+
+    surrogate, X, y = _bumpy_surrogate()
+    rng = np.random.default_rng(1)
+    best = X[np.argmin(y)]
+    pending = np.clip(best + 0.05 * rng.standard_normal((3, 3)), 0, 1)
+    joint = JointImprovement(surrogate, pending, float(y.min()), np.random.default_rng(2))
+    for x in (best + 0.03, pending[0] + 0.01):
+        both = np.vstack([pending, np.clip(x, 0, 1)[None, :]])
+        mean, _ = surrogate.predict(both)
+        L = np.linalg.cholesky(surrogate.covariance(both) + 1e-9 * np.eye(4))
+        f = mean[:, None] + L @ rng.standard_normal((4, 400_000))
+        # what x adds to the batch's expected improvement
+        gain = np.maximum(0, y.min() - f.min(axis=0)) - np.maximum(0, y.min() - f[:3].min(axis=0))
+        assert joint(np.clip(x, 0, 1)[None, :])[0] == pytest.approx(np.log(gain.mean()), abs=0.15)
+
+
+def test_joint_improvement_steers_away_from_pending_points() -> None:
+    from kubetune.search._acquisition import JointImprovement, expected_improvement
+
+    surrogate, _, y = _bumpy_surrogate()
+    best_y = float(y.min())
+    plain = expected_improvement(surrogate, best_y)
+    candidates = np.random.default_rng(3).random((2000, 3))
+    first = candidates[np.argmax(plain(candidates))]
+    joint = JointImprovement(surrogate, first[None, :], best_y, np.random.default_rng(4))
+    # once the best point is pending, picking it again is worth almost nothing
+    assert joint(first[None, :])[0] < plain(first[None, :])[0] - 3
+    second = candidates[np.argmax(joint(candidates))]
+    assert np.linalg.norm(second - first) > 0.05

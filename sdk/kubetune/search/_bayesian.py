@@ -1,11 +1,11 @@
 """Bayesian optimization: a space-filling start, then a GP surrogate and expected improvement.
 
-Rebuilt from the history on every call: fit the GP on the finished trials, raw and on Box-Cox-warped
-losses, keeping the fit that explains them better; then pick the batch one point at a time, conditioning on
-running trials and earlier picks (kriging believer) so that a batch spreads out. The acquisition
-is maximized over random points, points near the best trials, and a few rounds of shrinking local
-search around the leaders.
-"""
+Rebuilt from the history on every call: fit the GP on the finished trials, raw and on
+Box-Cox-warped losses, keeping the fit that explains them better; then pick the batch one point at
+a time. Running trials and earlier picks of the batch are pending: EI becomes q-EI jointly with
+them (`_acquisition.JointImprovement`), so a batch spreads out; LCB conditions on them at the
+posterior mean (kriging believer). The acquisition is maximized over random points, points near
+the best trials, and a few rounds of shrinking local search around the leaders."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import ndtr
 from scipy.stats import boxcox, qmc
 from threadpoolctl import threadpool_limits
 
-from ..spec import Acquisition, BayesianAlgorithm, TuningJobSpec
+from ..spec import Acquisition as AcquisitionName
+from ..spec import BayesianAlgorithm, TuningJobSpec
+from ._acquisition import Acquisition, JointImprovement, confidence_bound, expected_improvement
 from ._base import BaseSuggester, Observation, Params
 from ._gp import Surrogate, fit_surrogate
 from ._space import SearchSpace, snap_columns
@@ -29,7 +30,6 @@ LEADERS = 5
 REFINE_ROUNDS = 7
 REFINE_POINTS = 96
 TOP_OVERALL = 3
-TOP_RANDOM = 0
 
 
 class BayesianSuggester(BaseSuggester):
@@ -89,48 +89,56 @@ class BayesianSuggester(BaseSuggester):
             self.sign() * np.array([o.value for o in done], dtype=float),
             self.seed + len(history),
         )
-        pending = [o.params for o in history if not o.finished or o.state == "failed"]
-        surrogate = surrogate.with_fantasies(self.space.to_unit([*pending, *picks]))
+        pending = self.space.to_unit(
+            [*(o.params for o in history if not o.finished or o.state == "failed"), *picks]
+        )
         rng = np.random.default_rng([self.seed, len(history), 1])
         best_y = float(np.min(y))
         leaders = X[np.argsort(y)[:LEADERS]]
         result: list[Params] = []
         for _ in range(count):
-            point = self._maximize(surrogate, best_y, leaders, seen, rng)
+            acquisition = self._acquisition(surrogate, best_y, pending, rng)
+            point = self._maximize(acquisition, leaders, seen, rng)
             if point is None:
                 break
             config = self.space.from_unit(point[None, :])[0]
             result.append(config)
             seen.add(self.space.key(config))
-            surrogate = surrogate.with_fantasies(point[None, :])
+            pending = np.vstack([pending, point[None, :]])
         return result
+
+    def _acquisition(
+        self, surrogate: Surrogate, best_y: float, pending: np.ndarray, rng: np.random.Generator
+    ) -> Acquisition:
+        """EI, or LCB, given the pending points: q-EI jointly with them (EI), or the kriging
+        believer (LCB: the GP believes each pending point scores its posterior mean)."""
+        if self.settings.acquisition is AcquisitionName.lcb:
+            return confidence_bound(surrogate.with_fantasies(pending), self.settings.kappa)
+        if len(pending):
+            return JointImprovement(surrogate, pending, best_y, rng)
+        return expected_improvement(surrogate.with_fantasies(pending), best_y)
 
     def _maximize(
         self,
-        surrogate: Surrogate,
-        best_y: float,
+        acquisition: Acquisition,
         leaders: np.ndarray,
         seen: set[tuple[object, ...]],
         rng: np.random.Generator,
     ) -> np.ndarray | None:
+        """The best unseen point found: random and local candidates, then shrinking local
+        rounds around the best of them."""
         pool = [self.space.random_unit(rng, RANDOM_CANDIDATES)]
         for scale in LOCAL_SCALES:
             pool.append(self._perturb(np.repeat(leaders, LOCAL_PER_SCALE, axis=0), scale, rng))
         candidates = np.vstack(pool)
-        scores = self._acquisition(surrogate, candidates, best_y)
-        random_scores = scores[:RANDOM_CANDIDATES]
-        top = np.vstack(
-            [
-                candidates[np.argsort(-scores)[:TOP_OVERALL]],
-                candidates[np.argsort(-random_scores)[:TOP_RANDOM]],
-            ]
-        )
+        scores = acquisition(candidates)
+        top = candidates[np.argsort(-scores)[:TOP_OVERALL]]
         scale = 0.05
         for _ in range(REFINE_ROUNDS):
             local = self._perturb(np.repeat(top, REFINE_POINTS // len(top), axis=0), scale, rng)
             candidates = np.vstack([candidates, local])
-            scores = np.concatenate([scores, self._acquisition(surrogate, local, best_y)])
-            top = candidates[np.argsort(-scores)[: TOP_OVERALL + TOP_RANDOM]]
+            scores = np.concatenate([scores, acquisition(local)])
+            top = candidates[np.argsort(-scores)[:TOP_OVERALL]]
             scale *= 0.25
         for index in np.argsort(-scores):
             point = candidates[index]
@@ -146,12 +154,6 @@ class BayesianSuggester(BaseSuggester):
                 moved[flip, a:b] = rng.random((int(flip.sum()), b - a))
                 moved[~flip, a:b] = points[~flip, a:b]
         return snap_columns(self.space, moved)
-
-    def _acquisition(self, surrogate: Surrogate, X: np.ndarray, best_y: float) -> np.ndarray:
-        mean, std = surrogate.predict(X)
-        if self.settings.acquisition is Acquisition.lcb:
-            return -(mean - self.settings.kappa * std)
-        return _log_ei((best_y - mean) / std) + np.log(std)
 
 
 def _fit(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, Surrogate]:
@@ -183,15 +185,3 @@ def warp_outputs(y: np.ndarray) -> tuple[np.ndarray, float] | None:
     if not np.all(np.isfinite(warped)):
         return None
     return warped, float((lam - 1.0) * np.sum(np.log(shifted)))
-
-
-def _log_ei(z: np.ndarray) -> np.ndarray:
-    """log(z * Phi(z) + phi(z)), stable for very negative z."""
-    out = np.empty_like(z)
-    near = z > -6.0
-    zn = z[near]
-    out[near] = np.log(zn * ndtr(zn) + np.exp(-0.5 * zn**2) / np.sqrt(2 * np.pi))
-    zf = z[~near]
-    # Mills-ratio expansion: h(z) ~ phi(z) / z^2 * (1 - 3 / z^2)
-    out[~near] = -0.5 * zf**2 - 0.5 * np.log(2 * np.pi) - 2 * np.log(-zf) + np.log1p(-3.0 / zf**2)
-    return out

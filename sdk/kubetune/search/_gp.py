@@ -1,10 +1,9 @@
-"""Gaussian-process surrogate on scikit-optimize: MAP-fitted once, then cheap fantasies.
+"""Gaussian-process surrogate on scikit-optimize: MAP-fitted once, then cheap conditioning.
 
 `fit_surrogate` fits kernel hyperparameters on the completed trials (the only expensive step).
-`Surrogate.with_fantasies` conditions that same kernel on pending points without refitting, which
-is how a batch of distinct suggestions is built (kriging believer: each pending point is
-believed to score the posterior mean).
-"""
+`Surrogate` predicts the posterior mean, spread and covariance in numpy with those hyperparameters
+frozen; `Surrogate.with_fantasies` conditions it on pending points without refitting (kriging
+believer: each pending point is believed to score the posterior mean)."""
 
 from __future__ import annotations
 
@@ -42,25 +41,50 @@ class Surrogate:
         self._offset = float(np.mean(self.y))
         self._scale = float(np.std(self.y)) or 1.0
         K = self.kernel(self.X)
-        self._L = _cholesky(K)
+        self._L = cholesky_with_jitter(K)
         self._alpha = cho_solve((self._L, True), (self.y - self._offset) / self._scale)
         self._amplitude = float(self.kernel.k1.k1.constant_value)
         self._length = np.asarray(self.kernel.k1.k2.length_scale, dtype=float)
         self._X_scaled = self.X / self._length
 
-    def _signal(self, X: np.ndarray) -> np.ndarray:
-        """The Matern-5/2 signal covariance between rows of X and the training points."""
-        r = np.sqrt(5.0) * cdist(X / self._length, self._X_scaled)
+    @property
+    def scale(self) -> float:
+        """The spread of the losses the GP was conditioned on (their standard deviation)."""
+        return self._scale
+
+    def _matern(self, A: np.ndarray, B_scaled: np.ndarray) -> np.ndarray:
+        """Matern-5/2 signal covariance between rows of A and rows of B / length."""
+        r = np.sqrt(5.0) * cdist(A / self._length, B_scaled)
         return self._amplitude * (1.0 + r + r**2 / 3.0) * np.exp(-r)
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of the noise-free function at rows of `X`."""
-        cross = self._signal(X)
+        mean, std, _ = self._posterior(X, X[:0])
+        return mean, std
+
+    def predict_with_covariance(
+        self, X: np.ndarray, P: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`predict` at rows of X, and the posterior covariance between rows of X and of P."""
+        return self._posterior(X, P)
+
+    def covariance(self, P: np.ndarray) -> np.ndarray:
+        """Posterior covariance of the noise-free function between rows of P."""
+        return self._posterior(P, P)[2]
+
+    def _posterior(self, X: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cross = self._matern(X, self._X_scaled)
         mean = cross @ self._alpha
         v = solve_triangular(self._L, cross.T, lower=True, check_finite=False)
         var = self._amplitude - np.einsum("ij,ij->j", v, v)
         std = np.sqrt(np.maximum(var, 1e-18)) * self._scale
-        return mean * self._scale + self._offset, std
+        cov = np.empty((len(X), 0))
+        if len(P):
+            v_p = solve_triangular(
+                self._L, self._matern(P, self._X_scaled).T, lower=True, check_finite=False
+            )
+            cov = (self._matern(X, P / self._length) - v.T @ v_p) * self._scale**2
+        return mean * self._scale + self._offset, std, cov
 
     def log_likelihood(self) -> float:
         """Log marginal likelihood of the targets as given (not normalized) under this GP."""
@@ -81,7 +105,7 @@ class Surrogate:
         return Surrogate(self.kernel, np.vstack([self.X, X_new]), np.concatenate([self.y, lies]))
 
 
-def _cholesky(K: np.ndarray) -> np.ndarray:
+def cholesky_with_jitter(K: np.ndarray) -> np.ndarray:
     jitter = 1e-10
     for _ in range(8):
         try:
@@ -140,8 +164,8 @@ def _penalized(obj: Any, theta: np.ndarray, dims: int) -> tuple[float, np.ndarra
     """Negative log marginal likelihood plus a weak log-normal prior on the length scales."""
     value, grad = obj(theta, eval_gradient=True)
     ls = theta[1 : 1 + dims]
+    grad = np.array(grad, copy=True)
     center, width = PRIOR_CENTER, PRIOR_WIDTH
     value = value + 0.5 * float(np.sum(((ls - center) / width) ** 2))
-    grad = np.array(grad, copy=True)
     grad[1 : 1 + dims] += (ls - center) / width**2
     return value, grad

@@ -1,21 +1,22 @@
 """How a trial that ASHA stopped should enter the GP: measured on the real-trainer problem.
 
     .venv/bin/python benchmarks/stopped_trials.py [--seeds 20] [--rules asha median]
-        [--variants partial pending worst] [--epochs-budget 480]
+        [--variants engine final pending worst] [--epochs-budget 480] [--out PATH]
 
 The shipped trainer on digits, answered from its lookup table (benchmarks/tables.py, 12 epochs of
 learning curve per configuration). Sequential Bayesian search with ASHA (reduction factor 3,
 rungs at epochs 1, 3 and 9) or the median rule, each run given the same budget of epochs. Variants of what the
 suggester is told about a stopped trial:
 
-- `partial`: its best value so far, as if final (what the engine does);
-- `pending`: nothing learned, but its point is fantasised at the posterior mean like a running
-  trial, so the search neither learns from it nor proposes it again;
+- `engine`: what the engine tells it: state `stopped` with its best value so far. The Bayesian
+  search keeps such a trial pending (not fitted on) once two trials have run to the end;
+- `final`: its best value so far, as if final (state `succeeded`: what the engine did before);
+- `pending`: nothing learned, as if still running;
 - `worst`: the worse of its partial value and the worst final value seen so far (pessimistic).
 
 Regret: the best final validation loss among trials that ran all 12 epochs, minus the table's
 best. A seed gives every variant the same initial design, so variants are compared seed by seed
-(paired Wilcoxon signed-rank test against `partial`). Output: stdout and
+(paired Wilcoxon signed-rank test against `final`). Output: stdout and
 benchmarks/results/stopped_trials.json.
 """
 
@@ -42,7 +43,7 @@ from kubetune.stopping import create_stopper  # noqa: E402
 from suite import lookup, trainer_digits  # noqa: E402
 
 EPOCHS = 12
-VARIANTS = ("partial", "pending", "worst")
+VARIANTS = ("engine", "final", "pending", "worst")
 PROBLEM = trainer_digits()
 
 
@@ -91,8 +92,10 @@ def run(rule: str, variant: str, seed: int, budget: int) -> tuple[float, int]:
         if len(curve) == EPOCHS:
             finals.append(full[-1])
             told.append(Observation(params, partial, "succeeded"))
-        elif variant == "partial":
+        elif variant == "engine":
             told.append(Observation(params, partial, "stopped"))
+        elif variant == "final":
+            told.append(Observation(params, partial, "succeeded"))
         elif variant == "pending":
             told.append(Observation(params, None, "running"))
         else:
@@ -116,6 +119,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--epochs-budget", type=int, default=40 * EPOCHS)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "stopped_trials.json")
+    )
     args = parser.parse_args()
     jobs = [
         (r, v, s, args.epochs_budget)
@@ -130,7 +136,7 @@ def main() -> None:
     print(f"Budget {args.epochs_budget} epochs, {args.seeds} seeds")
     print(
         "| rule | stopped trial told as | median regret [IQR] | mean regret | median trials |"
-        " seeds better / worse than partial | paired p (Wilcoxon) |"
+        " seeds better / worse than final | paired p (Wilcoxon) |"
     )
     print("|---|---|---|---|---|---|---|")
     summary: dict[str, dict[str, object]] = {}
@@ -139,8 +145,8 @@ def main() -> None:
         q1, q2, q3 = np.percentile(regrets, [25, 50, 75])
         trials = statistics.median(t for _, t in rows.values())
         base = (
-            [results[(rule, "partial")][s][0] for s in sorted(rows)]
-            if (rule, "partial") in results
+            [results[(rule, "final")][s][0] for s in sorted(rows)]
+            if (rule, "final") in results
             else regrets
         )
         diff = np.array(regrets) - np.array(base)
@@ -150,15 +156,16 @@ def main() -> None:
             "regret_q1_q2_q3": [q1, q2, q3],
             "mean_regret": float(np.mean(regrets)),
             "median_trials": trials,
-            "vs_partial_better_worse_p": [better, worse, p],
+            "vs_final_better_worse_p": [better, worse, p],
             "regret_by_seed": regrets,
         }
         print(
             f"| {rule} | {variant} | {q2:.4g} [{q1:.3g}, {q3:.3g}] | {np.mean(regrets):.4g} | {trials:g} |"
             f" {better} / {worse} | {p:.2g} |"
         )
-    out = Path(__file__).parent / "results" / "stopped_trials.json"
-    out.write_text(json.dumps({"command": " ".join(sys.argv), "summary": summary}, indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps({"command": " ".join(sys.argv), "summary": summary}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -431,3 +431,21 @@ def test_joint_improvement_steers_away_from_pending_points() -> None:
     assert joint(first[None, :])[0] < plain(first[None, :])[0] - 3
     second = candidates[np.argmax(joint(candidates))]
     assert np.linalg.norm(second - first) > 0.05
+
+
+def test_stopped_trials_are_pending_not_fitted_once_two_trials_completed() -> None:
+    from kubetune.search._bayesian import MAX_STOPPED_PENDING, _trained_on
+
+    def obs(x: float, state: str) -> Observation:
+        return Observation(params={"x": x}, value=x, state=state)  # type: ignore[arg-type]
+
+    early = [obs(0.1, "succeeded"), obs(0.2, "stopped"), obs(0.3, "stopped")]
+    assert _trained_on(early) == early  # one completed trial: partial values are all there is
+    history = [*early, obs(0.4, "succeeded"), Observation(params={"x": 0.5}, value=None)]
+    assert _trained_on(history) == [history[0], history[3]]
+    spec = make_spec("bayesian", parameters=[{"name": "x", "type": "float", "min": 0, "max": 1}])
+    suggester = create_suggester(spec)
+    many = [*history, *(obs(0.001 * i, "stopped") for i in range(MAX_STOPPED_PENDING + 10))]
+    stopped = suggester._stopped(many, _trained_on(many))  # type: ignore[attr-defined]
+    assert len(stopped) == MAX_STOPPED_PENDING
+    assert [o.value for o in stopped[:2]] == [0.0, 0.001]  # the most promising are kept

@@ -4,7 +4,8 @@ Rebuilt from the history on every call: fit the GP on the finished trials, raw a
 Box-Cox-warped losses, keeping the fit that explains them better; then pick the batch one point at
 a time. Running trials and earlier picks of the batch are pending: EI becomes q-EI jointly with
 them (`_acquisition.JointImprovement`), so a batch spreads out; LCB conditions on them at the
-posterior mean (kriging believer). The acquisition is maximized over random points, points near
+posterior mean (kriging believer). A trial stopped early is pending too, never resolved: its
+partial loss is not a final one (benchmarks/stopped_trials.py). The acquisition is maximized over random points, points near
 the best trials, and a few rounds of shrinking local search around the leaders."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ LEADERS = 5
 REFINE_ROUNDS = 7
 REFINE_POINTS = 96
 TOP_OVERALL = 3
+MAX_STOPPED_PENDING = 256  # bounds the cost of q-EI in long jobs with early stopping
 
 
 class BayesianSuggester(BaseSuggester):
@@ -43,7 +45,7 @@ class BayesianSuggester(BaseSuggester):
 
     def suggest(self, history: Sequence[Observation], count: int) -> list[Params]:
         seen = {self.space.key(o.params) for o in history}
-        done = [o for o in history if o.usable]
+        done = _trained_on(history)
         picks: list[Params] = []
         while len(picks) < count and self._in_design(len(history) + len(picks), len(done)):
             pick = self._design_point(len(history) + len(picks), seen)
@@ -90,7 +92,11 @@ class BayesianSuggester(BaseSuggester):
             self.seed + len(history),
         )
         pending = self.space.to_unit(
-            [*(o.params for o in history if not o.finished or o.state == "failed"), *picks]
+            [
+                *(o.params for o in history if not o.finished or o.state == "failed"),
+                *(o.params for o in self._stopped(history, done)),
+                *picks,
+            ]
         )
         rng = np.random.default_rng([self.seed, len(history), 1])
         best_y = float(np.min(y))
@@ -106,6 +112,15 @@ class BayesianSuggester(BaseSuggester):
             seen.add(self.space.key(config))
             pending = np.vstack([pending, point[None, :]])
         return result
+
+    def _stopped(
+        self, history: Sequence[Observation], done: list[Observation]
+    ) -> list[Observation]:
+        """Trials stopped early that the GP was not fitted on, the most promising first."""
+        trained = {id(o) for o in done}
+        stopped = [o for o in history if o.usable and id(o) not in trained]
+        stopped.sort(key=lambda o: self.sign() * float(o.value))  # type: ignore[arg-type]
+        return stopped[:MAX_STOPPED_PENDING]
 
     def _acquisition(
         self, surrogate: Surrogate, best_y: float, pending: np.ndarray, rng: np.random.Generator
@@ -154,6 +169,14 @@ class BayesianSuggester(BaseSuggester):
                 moved[flip, a:b] = rng.random((int(flip.sum()), b - a))
                 moved[~flip, a:b] = points[~flip, a:b]
         return snap_columns(self.space, moved)
+
+
+def _trained_on(history: Sequence[Observation]) -> list[Observation]:
+    """The trials the GP is fitted on: those that ran to the end. A trial stopped early is
+    pending instead (its final loss is unknown, and its partial one is not a final loss) unless
+    fewer than two trials ran to the end, when stopped ones count with their partial values."""
+    completed = [o for o in history if o.usable and o.state == "succeeded"]
+    return completed if len(completed) >= 2 else [o for o in history if o.usable]
 
 
 def _fit(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, Surrogate]:

@@ -433,19 +433,29 @@ def test_joint_improvement_steers_away_from_pending_points() -> None:
     assert np.linalg.norm(second - first) > 0.05
 
 
-def test_stopped_trials_are_pending_not_fitted_once_two_trials_completed() -> None:
+def test_under_asha_stopped_trials_are_pending_once_two_trials_completed() -> None:
     from kubetune.search._bayesian import MAX_STOPPED_PENDING, _trained_on
 
     def obs(x: float, state: str) -> Observation:
         return Observation(params={"x": x}, value=x, state=state)  # type: ignore[arg-type]
 
     early = [obs(0.1, "succeeded"), obs(0.2, "stopped"), obs(0.3, "stopped")]
-    assert _trained_on(early) == early  # one completed trial: partial values are all there is
+    assert _trained_on(early, stopped_pending=True) == early  # partial values are all there is
     history = [*early, obs(0.4, "succeeded"), Observation(params={"x": 0.5}, value=None)]
-    assert _trained_on(history) == [history[0], history[3]]
-    spec = make_spec("bayesian", parameters=[{"name": "x", "type": "float", "min": 0, "max": 1}])
-    suggester = create_suggester(spec)
+    assert _trained_on(history, stopped_pending=True) == [history[0], history[3]]
+    assert _trained_on(history, stopped_pending=False) == history[:4]  # the median rule
+    params = [{"name": "x", "type": "float", "min": 0, "max": 1}]
+    resource = {"name": "epochs", "min": 1, "max": 9}
+    asha = create_suggester(
+        make_spec("bayesian", parameters=params, resource=resource, earlyStopping={"name": "asha"})
+    )
+    median = create_suggester(
+        make_spec(
+            "bayesian", parameters=params, resource=resource, earlyStopping={"name": "median"}
+        )
+    )
+    assert asha.stopped_pending and not median.stopped_pending  # type: ignore[attr-defined]
     many = [*history, *(obs(0.001 * i, "stopped") for i in range(MAX_STOPPED_PENDING + 10))]
-    stopped = suggester._stopped(many, _trained_on(many))  # type: ignore[attr-defined]
+    stopped = asha._stopped(many, _trained_on(many, True))  # type: ignore[attr-defined]
     assert len(stopped) == MAX_STOPPED_PENDING
     assert [o.value for o in stopped[:2]] == [0.0, 0.001]  # the most promising are kept

@@ -135,7 +135,7 @@ class BayesianSuggester(BaseSuggester):
             return confidence_bound(surrogate.with_fantasies(pending), self.settings.kappa)
         if len(pending):
             return JointImprovement(surrogate, pending, best_y, rng)
-        return expected_improvement(surrogate.with_fantasies(pending), best_y)
+        return expected_improvement(surrogate, best_y)
 
     def _maximize(
         self,

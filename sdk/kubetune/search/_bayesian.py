@@ -121,8 +121,9 @@ class BayesianSuggester(BaseSuggester):
         self, history: Sequence[Observation], done: list[Observation]
     ) -> list[Observation]:
         """Trials stopped early that the GP was not fitted on, the most promising first."""
-        trained = {id(o) for o in done}
-        stopped = [o for o in history if o.usable and id(o) not in trained]
+        if len(done) == sum(o.usable for o in history):
+            return []
+        stopped = [o for o in history if o.usable and o.state == "stopped"]
         stopped.sort(key=lambda o: self.sign() * float(o.value))  # type: ignore[arg-type]
         return stopped[:MAX_STOPPED_PENDING]
 

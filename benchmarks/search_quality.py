@@ -1,7 +1,7 @@
 """Search quality on the suite (benchmarks/suite.py): simple regret after 40 and 80 trials.
 
     .venv/bin/python benchmarks/search_quality.py [--quick] [--seeds 10] [--trials 40|80]
-        [--problems NAME ...] [--methods NAME ...] [--workers 2]
+        [--problems NAME ...] [--methods NAME ...] [--workers 2] [--reuse EARLIER.json]
 
 In one run, on the same problems and seeds: kubetune bayesian sequentially (`count=1`) and in
 batches of 4 (`count=4`, each batch suggested before any of it is told), Optuna's GPSampler
@@ -13,7 +13,8 @@ one regret-vs-trials PNG per function in benchmarks/results/search_quality/ (nam
 
 The default is 40 trials (about 20 minutes for the whole suite on 2 cores); `--trials 80` reports
 both budgets but costs several times more, most of it in Optuna's GPSampler. `--quick` runs a
-6-function subset with 5 seeds.
+6-function subset with 5 seeds. `--reuse` takes the curves of methods that did not change
+from an earlier run (each method is deterministic per seed), so a change to ours reruns only ours.
 """
 
 from __future__ import annotations
@@ -123,6 +124,24 @@ def _job(args: tuple[str, str, int, int]) -> tuple[str, str, int, list[float], f
     return method, name, seed, regret_curve(run, instance), took
 
 
+def reused(
+    path: str, methods: list[str], problems: list[str], seeds: int, trials: int
+) -> dict[tuple[str, str], list[list[float]]]:
+    """The curves of an earlier run for each (method, function) it holds in full: all `seeds`
+    seeds (seed k is its k-th curve), each at least `trials` long, cut to `trials`."""
+    earlier = json.loads(Path(path).read_text())["regret_curves"]
+    found: dict[tuple[str, str], list[list[float]]] = {}
+    for m in methods:
+        for p in problems:
+            runs = earlier.get(f"{m} / {p}", [])
+            if len(runs) >= seeds and all(len(c) >= trials for c in runs[:seeds]):
+                found[(m, p)] = [c[:trials] for c in runs[:seeds]]
+    print(
+        f"reused from {path}: {len(found)} of {len(methods) * len(problems)} method/function pairs"
+    )
+    return found
+
+
 def iqr(values: list[float]) -> tuple[float, float, float]:
     q1, q2, q3 = np.percentile(values, [25, 50, 75])
     return float(q1), float(q2), float(q3)
@@ -214,17 +233,36 @@ def main() -> None:
     parser.add_argument("--problems", nargs="*")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--out", default=str(RESULTS / "search_quality.json"))
+    parser.add_argument(
+        "--reuse",
+        help="an earlier run's JSON: methods in --methods that it holds for every function and "
+        "seed asked are taken from it, not run again (every method is deterministic per seed)",
+    )
     args = parser.parse_args()
     problems = args.problems or (QUICK if args.quick else list(SUITE))
     seeds = args.seeds or (5 if args.quick else 10)
     budgets = [b for b in BUDGETS if b <= args.trials] or [args.trials]
     slow_first = {GP: 0, GP4: 1, OURS: 2, OURS4: 3}
+    curves = reused(args.reuse, args.methods, problems, seeds, args.trials) if args.reuse else {}
     jobs = sorted(
-        ((m, p, s, args.trials) for p in problems for m in args.methods for s in range(seeds)),
+        (
+            (m, p, s, args.trials)
+            for p in problems
+            for m in args.methods
+            for s in range(seeds)
+            if (m, p) not in curves
+        ),
         key=lambda j: slow_first.get(j[0], 9),
     )
-    curves: dict[tuple[str, str], list[list[float]]] = {}
     seconds: dict[tuple[str, str], list[float]] = {}
+    curves_reused = set(curves)
+    reused_seconds = {
+        k: v
+        for k, v in (json.loads(Path(args.reuse).read_text()) if args.reuse else {})
+        .get("median_seconds_per_run", {})
+        .items()
+        if tuple(k.split(" / ", 1)) in curves_reused
+    }
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         for done, (method, problem, _seed, curve, took) in enumerate(pool.map(_job, jobs), 1):
@@ -243,8 +281,10 @@ def main() -> None:
         "trials": args.trials,
         "seeds": seeds,
         "wall_s": round(wall, 1),
+        "reused": {"from": args.reuse, "runs": sorted(f"{m} / {p}" for m, p in curves_reused)},
         "median_seconds_per_run": {
-            f"{m} / {p}": round(statistics.median(v), 2) for (m, p), v in seconds.items()
+            **reused_seconds,
+            **{f"{m} / {p}": round(statistics.median(v), 2) for (m, p), v in seconds.items()},
         },
         "regret_curves": {
             f"{m} / {p}": [[float(f"{v:.4g}") for v in c] for c in cs]
@@ -255,7 +295,8 @@ def main() -> None:
     report: list[str] = []
     for budget in budgets:
         report += ["", *summarize(curves, problems, args.methods, budget)]
-    report += ["", *goals(curves, problems)]
+    for budget in budgets:
+        report += ["", *goals(curves, problems, budget)]
     report += [
         "",
         f"wall {wall / 60:.1f} min, {args.workers} workers, {seeds} seeds, {len(problems)} functions",

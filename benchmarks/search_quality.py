@@ -1,7 +1,7 @@
 """Search quality on the suite (benchmarks/suite.py): simple regret after 40 and 80 trials.
 
     .venv/bin/python benchmarks/search_quality.py [--quick] [--seeds 10] [--trials 40|80]
-        [--problems NAME ...] [--methods NAME ...] [--workers 2] [--reuse EARLIER.json]
+        [--problems NAME ...] [--methods NAME ...] [--workers 2] [--reuse EARLIER.json ...]
 
 In one run, on the same problems and seeds: kubetune bayesian sequentially (`count=1`) and in
 batches of 4 (`count=4`, each batch suggested before any of it is told), Optuna's GPSampler
@@ -14,7 +14,7 @@ one regret-vs-trials PNG per function in benchmarks/results/search_quality/ (nam
 The default is 40 trials (about 20 minutes for the whole suite on 2 cores); `--trials 80` reports
 both budgets but costs several times more, most of it in Optuna's GPSampler. `--quick` runs a
 6-function subset with 5 seeds. `--reuse` takes the curves of methods that did not change
-from an earlier run (each method is deterministic per seed), so a change to ours reruns only ours.
+from earlier runs (each method is deterministic per seed), so a change to ours reruns only ours.
 """
 
 from __future__ import annotations
@@ -125,21 +125,24 @@ def _job(args: tuple[str, str, int, int]) -> tuple[str, str, int, list[float], f
 
 
 def reused(
-    path: str, methods: list[str], problems: list[str], seeds: int, trials: int
-) -> dict[tuple[str, str], list[list[float]]]:
-    """The curves of an earlier run for each (method, function) it holds in full: all `seeds`
-    seeds (seed k is its k-th curve), each at least `trials` long, cut to `trials`."""
-    earlier = json.loads(Path(path).read_text())["regret_curves"]
+    paths: list[str], methods: list[str], problems: list[str], seeds: int, trials: int
+) -> tuple[dict[tuple[str, str], list[list[float]]], dict[str, float]]:
+    """Curves from earlier runs for each (method, function) one of them holds in full: all
+    `seeds` seeds (seed k is its k-th curve), each at least `trials` long, cut to `trials`; the
+    first file holding a pair wins. Also those runs' median seconds per run."""
     found: dict[tuple[str, str], list[list[float]]] = {}
-    for m in methods:
-        for p in problems:
-            runs = earlier.get(f"{m} / {p}", [])
-            if len(runs) >= seeds and all(len(c) >= trials for c in runs[:seeds]):
-                found[(m, p)] = [c[:trials] for c in runs[:seeds]]
-    print(
-        f"reused from {path}: {len(found)} of {len(methods) * len(problems)} method/function pairs"
-    )
-    return found
+    seconds: dict[str, float] = {}
+    for path in paths:
+        earlier = json.loads(Path(path).read_text())
+        for m in methods:
+            for p in problems:
+                runs = earlier["regret_curves"].get(f"{m} / {p}", [])
+                full = len(runs) >= seeds and all(len(c) >= trials for c in runs[:seeds])
+                if (m, p) not in found and full:
+                    found[(m, p)] = [c[:trials] for c in runs[:seeds]]
+                    seconds[f"{m} / {p}"] = earlier["median_seconds_per_run"][f"{m} / {p}"]
+    print(f"reused: {len(found)} of {len(methods) * len(problems)} method/function pairs")
+    return found, seconds
 
 
 def iqr(values: list[float]) -> tuple[float, float, float]:
@@ -235,15 +238,17 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "search_quality.json"))
     parser.add_argument(
         "--reuse",
-        help="an earlier run's JSON: methods in --methods that it holds for every function and "
-        "seed asked are taken from it, not run again (every method is deterministic per seed)",
+        nargs="*",
+        default=[],
+        help="earlier runs' JSON: methods in --methods that one of them holds for every function and "
+        "seed asked are taken from them, not run again (every method is deterministic per seed)",
     )
     args = parser.parse_args()
     problems = args.problems or (QUICK if args.quick else list(SUITE))
     seeds = args.seeds or (5 if args.quick else 10)
     budgets = [b for b in BUDGETS if b <= args.trials] or [args.trials]
     slow_first = {GP: 0, GP4: 1, OURS: 2, OURS4: 3}
-    curves = reused(args.reuse, args.methods, problems, seeds, args.trials) if args.reuse else {}
+    curves, reused_seconds = reused(args.reuse, args.methods, problems, seeds, args.trials)
     jobs = sorted(
         (
             (m, p, s, args.trials)
@@ -256,13 +261,6 @@ def main() -> None:
     )
     seconds: dict[tuple[str, str], list[float]] = {}
     curves_reused = set(curves)
-    reused_seconds = {
-        k: v
-        for k, v in (json.loads(Path(args.reuse).read_text()) if args.reuse else {})
-        .get("median_seconds_per_run", {})
-        .items()
-        if tuple(k.split(" / ", 1)) in curves_reused
-    }
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         for done, (method, problem, _seed, curve, took) in enumerate(pool.map(_job, jobs), 1):

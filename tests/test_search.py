@@ -391,6 +391,48 @@ def test_the_warp_is_used_only_where_it_explains_the_losses_better() -> None:
     assert list(np.argsort(y)) == list(np.argsort(cliff))
 
 
+def test_the_warped_gp_keeps_some_noise_and_the_raw_gp_interpolates() -> None:
+    from kubetune.search._bayesian import _fit, warp_outputs
+    from kubetune.search._gp import fit_surrogate
+
+    def noise(surrogate: Any) -> float:
+        return float(surrogate.kernel.k2.noise_level)
+
+    rng = np.random.default_rng(1)
+    X = rng.random((30, 2))
+    cliff = np.exp(12 * np.sum(X, axis=1))
+    y, warped = _fit(X, cliff, seed=0)
+    assert not np.array_equal(y, cliff)
+    warp = warp_outputs(cliff)
+    assert warp is not None
+    assert noise(fit_surrogate(X, warp[0], seed=0)) < 1e-9  # without the prior: interpolates
+    assert noise(warped) > 1e-8  # with it: some noise, as small as the data allow
+    bowl = np.sum((X - 0.3) ** 2, axis=1)
+    y, plain = _fit(X, bowl, seed=0)
+    assert np.array_equal(y, bowl)
+    assert noise(plain) < 1e-9
+
+
+def test_the_noise_prior_adds_a_gamma_log_density_and_its_gradient() -> None:
+    from kubetune.search._gp import NOISE_PRIOR_RATE, NOISE_PRIOR_SHAPE, _penalized
+
+    def likelihood(theta: np.ndarray, eval_gradient: bool) -> tuple[float, np.ndarray]:
+        return float(np.sum(theta**2)), 2 * theta
+
+    theta = np.array([0.3, -0.2, 0.1, np.log(0.02)])  # amplitude, 2 length scales, noise
+    plain, _ = _penalized(likelihood, theta, 2, noise_prior=False)
+    value, grad = _penalized(likelihood, theta, 2, noise_prior=True)
+    noise = 0.02
+    log_density = (NOISE_PRIOR_SHAPE - 1) * np.log(noise) - NOISE_PRIOR_RATE * noise
+    assert value == pytest.approx(plain - log_density)
+    step = 1e-6
+    for i in range(len(theta)):
+        moved = theta.copy()
+        moved[i] += step
+        numeric = (_penalized(likelihood, moved, 2, noise_prior=True)[0] - value) / step
+        assert grad[i] == pytest.approx(numeric, rel=1e-4, abs=1e-4)
+
+
 def _bumpy_surrogate() -> tuple[Any, np.ndarray, np.ndarray]:
     from kubetune.search._gp import fit_surrogate
 

@@ -186,13 +186,17 @@ def _trained_on(history: Sequence[Observation], stopped_pending: bool) -> list[O
 
 def _fit(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, Surrogate]:
     """The GP on the raw losses or on Box-Cox-warped ones, whichever explains the raw losses
-    better (marginal likelihood, with the warp's Jacobian); the losses it was fitted on."""
+    better (marginal likelihood, with the warp's Jacobian); the losses it was fitted on.
+
+    The warp spreads the low end, so near the optimum a little noise in the losses becomes a
+    lot: the warped GP gets a prior against zero noise. The raw GP interpolates, which is what
+    a smooth, exact loss needs (benchmarks/README.md measured both ways)."""
     plain = fit_surrogate(X, y, seed=seed)
     warp = warp_outputs(y)
     if warp is None:
         return y, plain
     warped_y, log_jacobian = warp
-    warped = fit_surrogate(X, warped_y, seed=seed)
+    warped = fit_surrogate(X, warped_y, seed=seed, noise_prior=True)
     if warped.log_likelihood() + log_jacobian > plain.log_likelihood():
         return warped_y, warped
     return y, plain

@@ -23,6 +23,10 @@ FIT_POINTS = 48  # trials used to fit kernel hyperparameters
 RESTARTS = 2
 PRIOR_CENTER = float(np.log(0.5))  # log-normal prior on length scales (unit-cube inputs)
 PRIOR_WIDTH = 1.5
+# Gamma(shape, rate) prior on the noise variance of the standardized losses (Optuna's GPSampler
+# uses the same): it keeps the GP from interpolating noise, at a small cost in precision.
+NOISE_PRIOR_SHAPE = 1.1
+NOISE_PRIOR_RATE = 30.0
 
 
 @dataclass
@@ -115,10 +119,11 @@ def cholesky_with_jitter(K: np.ndarray) -> np.ndarray:
     raise np.linalg.LinAlgError("kernel matrix is not positive definite")
 
 
-def fit_surrogate(X: np.ndarray, y: np.ndarray, seed: int) -> Surrogate:
+def fit_surrogate(X: np.ndarray, y: np.ndarray, seed: int, noise_prior: bool = False) -> Surrogate:
     """Fit a Matern-5/2 ARD GP (plus noise) by maximizing the penalized marginal likelihood.
 
-    Hyperparameters are fitted on at most FIT_POINTS trials (the best ones plus a seeded random
+    With `noise_prior`, the noise variance has a Gamma prior too, which favours some noise over
+    none. Hyperparameters are fitted on at most FIT_POINTS trials (the best ones plus a seeded random
     sample of the rest), then the GP is conditioned on all of them: the fit is O(n^3) per
     likelihood evaluation, conditioning is a single O(n^3) step.
     """
@@ -133,7 +138,7 @@ def fit_surrogate(X: np.ndarray, y: np.ndarray, seed: int) -> Surrogate:
 
     def optimizer(obj: Any, theta0: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
         theta, value, _ = fmin_l_bfgs_b(
-            lambda t: _penalized(obj, t, dims), theta0, bounds=bounds, maxiter=200
+            lambda t: _penalized(obj, t, dims, noise_prior), theta0, bounds=bounds, maxiter=200
         )
         fits.append((float(value), theta))
         return theta, float(value)
@@ -160,12 +165,19 @@ def _fit_subset(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.sort(np.concatenate([best, rest]))
 
 
-def _penalized(obj: Any, theta: np.ndarray, dims: int) -> tuple[float, np.ndarray]:
-    """Negative log marginal likelihood plus a weak log-normal prior on the length scales."""
+def _penalized(
+    obj: Any, theta: np.ndarray, dims: int, noise_prior: bool
+) -> tuple[float, np.ndarray]:
+    """Negative log marginal likelihood plus a weak log-normal prior on the length scales, and
+    with `noise_prior` a Gamma prior on the noise variance (theta is log-scaled; last: noise)."""
     value, grad = obj(theta, eval_gradient=True)
     ls = theta[1 : 1 + dims]
     grad = np.array(grad, copy=True)
     center, width = PRIOR_CENTER, PRIOR_WIDTH
     value = value + 0.5 * float(np.sum(((ls - center) / width) ** 2))
     grad[1 : 1 + dims] += (ls - center) / width**2
+    if noise_prior:
+        log_noise = theta[-1]
+        value -= (NOISE_PRIOR_SHAPE - 1) * log_noise - NOISE_PRIOR_RATE * np.exp(log_noise)
+        grad[-1] -= (NOISE_PRIOR_SHAPE - 1) - NOISE_PRIOR_RATE * np.exp(log_noise)
     return value, grad

@@ -122,10 +122,10 @@ def cholesky_with_jitter(K: np.ndarray) -> np.ndarray:
 def fit_surrogate(X: np.ndarray, y: np.ndarray, seed: int, noise_prior: bool = False) -> Surrogate:
     """Fit a Matern-5/2 ARD GP (plus noise) by maximizing the penalized marginal likelihood.
 
-    With `noise_prior`, the noise variance has a Gamma prior too, which favours some noise over
-    none. Hyperparameters are fitted on at most FIT_POINTS trials (the best ones plus a seeded random
+    Hyperparameters are fitted on at most FIT_POINTS trials (the best ones plus a seeded random
     sample of the rest), then the GP is conditioned on all of them: the fit is O(n^3) per
-    likelihood evaluation, conditioning is a single O(n^3) step.
+    likelihood evaluation, conditioning is a single O(n^3) step. With `noise_prior`, the noise
+    variance has a Gamma prior too, which favours a little noise over none.
     """
     dims = X.shape[1]
     rng = np.random.default_rng(seed)

@@ -5,8 +5,9 @@ Box-Cox-warped losses, keeping the fit that explains them better; then pick the 
 a time. Running trials and earlier picks of the batch are pending: EI becomes q-EI jointly with
 them (`_acquisition.JointImprovement`), so a batch spreads out; LCB conditions on them at the
 posterior mean (kriging believer). Under ASHA a trial stopped early is pending too, never
-resolved; under the median rule its partial loss is fitted as if final. The acquisition is maximized over random points, points near
-the best trials, and a few rounds of shrinking local search around the leaders."""
+resolved; under the median rule its partial loss is fitted as if final. The acquisition is
+maximized over random points, points near the best trials, and a few rounds of shrinking local
+search around the leaders."""
 
 from __future__ import annotations
 
@@ -121,8 +122,8 @@ class BayesianSuggester(BaseSuggester):
         self, history: Sequence[Observation], done: list[Observation]
     ) -> list[Observation]:
         """Trials stopped early that the GP was not fitted on, the most promising first."""
-        if len(done) == sum(o.usable for o in history):
-            return []
+        if any(o.state == "stopped" for o in done):
+            return []  # fitted on their partial values
         stopped = [o for o in history if o.usable and o.state == "stopped"]
         stopped.sort(key=lambda o: self.sign() * float(o.value))  # type: ignore[arg-type]
         return stopped[:MAX_STOPPED_PENDING]

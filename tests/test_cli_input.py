@@ -78,9 +78,21 @@ def test_a_workdir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
         kubetune("run", str(EXAMPLES / "digits-random.yaml"), "--workdir", str(afile)), 2
     )
     assert line == f"kubetune: --workdir {afile}: not a directory"
+    # an empty work directory is not a wrong command line: exit 1, as for any missing job
     assert f"no job in {tmp_path}" in one_clean_line(
-        kubetune("best", "--workdir", str(tmp_path)), 2
+        kubetune("best", "--workdir", str(tmp_path)), 1
     )
+
+
+def test_two_jobs_of_one_name_under_a_root_are_an_error_naming_both(tmp_path: Path) -> None:
+    stored_run(tmp_path / "demo", 1, {0: [0.5]})
+    stored_run(tmp_path / "digits-random", 1, {0: [0.9]})
+    for args in (("best",), ("best", "digits-random"), ("list",)):
+        line = one_clean_line(kubetune(*args, "--workdir", str(tmp_path)), 1)
+        assert "two jobs named 'digits-random'" in line
+        assert f"{tmp_path / 'demo'} and {tmp_path / 'digits-random'}" in line
+    proc = kubetune("best", "--workdir", str(tmp_path / "demo"))  # one job's directory still works
+    assert proc.returncode == 0 and proc.stdout.startswith("t-0  val_accuracy=0.5")
 
 
 def stored_run(workdir: Path, trials: int, curves: dict[int, list[float]]) -> None:

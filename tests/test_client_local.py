@@ -218,3 +218,21 @@ def test_cli_submit_wait_shows_the_table_and_the_outcome(tmp_path: Path) -> None
     path.write_text(yaml.safe_dump(failing))
     failed = cli(root, "submit", "-f", str(path), "--wait", "--json")
     assert failed.returncode == 1 and json.loads(failed.stdout)["phase"] == "Failed"
+
+
+def test_wait_returns_only_once_the_trials_stopped_by_the_finish_have_ended(
+    tmp_path: Path,
+) -> None:
+    # The first report reaches the target, which finishes the job; both trials then take
+    # 1.5 s to stop. wait() must not return while one of them is still being stopped.
+    doc = manifest(
+        "target", ["--steps=100", "--step-seconds=0.1", "--linger=1.5"], maxTrials=2, parallelism=2
+    )
+    doc["spec"]["objective"]["target"] = 0.0
+    client = Client(workdir=tmp_path / "jobs")
+    client.submit(doc)
+    final = client.wait("target", timeout=120)
+    trials = client.trials("target")
+    assert final.finished and final.reason == "TargetReached"
+    assert final.trials.running == 0
+    assert trials and all(t.finished for t in trials), [(t.name, t.state) for t in trials]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -271,6 +272,17 @@ def test_ctrl_c_stops_trials_and_the_next_run_finishes(tmp_path: Path) -> None:
     assert runner.wait(timeout=60) == 130
     trials, _ = snapshot(workdir / "state.db")
     assert {s for _, s, _ in trials} == {"interrupted"}
-    code, result = run_json(path, workdir)
-    assert code == 0 and [t["state"] for t in result["trials"]] == ["succeeded", "succeeded"]
+    assert runner.stderr is not None
+    hint = runner.stderr.read().rpartition("Resume: ")[2].strip()
+    assert shlex.split(hint) == ["kubetune", "run", str(path), "--workdir", str(workdir), "--json"]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", *shlex.split(hint)[1:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    result = json.loads(resumed.stdout)
+    assert resumed.returncode == 0 and result["workdir"] == str(workdir)
+    assert [t["state"] for t in result["trials"]] == ["succeeded", "succeeded"]
+    assert [t["attempts"] for t in result["trials"]] == [2, 2]  # the same trials, resumed
     assert os.path.exists(workdir / "logs" / "t-0.log")

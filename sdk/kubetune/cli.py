@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -101,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         signum = getattr(exc, "signum", signal.SIGINT)
         print(
             f"\n{signal.Signals(signum).name}: every trial process was stopped and its state "
-            f"recorded. Resume: kubetune run {args.file}",
+            f"recorded. Resume: {resume_command(args)}",
             file=sys.stderr,
         )
         return 128 + signum
@@ -113,6 +114,11 @@ def _run(args: argparse.Namespace) -> int:
     else:
         console.print(summary(result))
     return 0 if result.succeeded else 1
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues this run: the same verb, file and flags."""
+    return shlex.join(["kubetune", *args.argv])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every input or environment problem is one line on stderr, exit 2 for
     a wrong command line and 1 for the rest, never a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     from .client import ClientError
     from .local import JobMismatch
 

@@ -35,12 +35,22 @@ def main() -> int:
     parser.add_argument("--spew", type=int, default=0, help="bytes of output to write")
     parser.add_argument("--acked", help="append acknowledged reports here")
     parser.add_argument("--exit", type=int, default=0)
+    parser.add_argument(
+        "--linger", type=float, default=0.0, help="seconds to keep going once told to stop"
+    )
     argv: list[str] = []
     for arg in sys.argv[1:]:  # --extra="--child --escape=1": flags chosen by a parameter
         argv += shlex.split(arg.removeprefix("--extra=")) if arg.startswith("--extra=") else [arg]
     args = parser.parse_args(argv)
     if args.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif args.linger:
+
+        def linger(*_: object) -> None:
+            time.sleep(args.linger)
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, linger)
     if args.child:
         subprocess.Popen(["sleep", "600"])
     trial = os.environ.get("KUBETUNE_TRIAL", "")
@@ -67,6 +77,7 @@ def main() -> int:
                     f.writelines(f"{trial} {s}\n" for s in range(acked + 1, step + 1))
                 acked = step
         if stop and not args.ignore_term:
+            time.sleep(args.linger)
             return 0
     if args.wait_file:
         while not Path(args.wait_file).exists():

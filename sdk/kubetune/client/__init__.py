@@ -115,7 +115,8 @@ class Client:
         progress: bool = False,
         callback: Callable[[JobStatus], None] | None = None,
     ) -> JobStatus:
-        """Block until the job finishes; its final status. Driven by changes (a watch on a
+        """Block until the job has finished and none of its trials is still active (trials
+        stopped by the finish have ended); its final status. Driven by changes (a watch on a
         cluster), with `callback` called on each; `progress` shows a live table on stderr.
         Raises `WaitTimeout` after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout

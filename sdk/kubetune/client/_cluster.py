@@ -131,7 +131,7 @@ class ClusterBackend:
         status, version = self._list_one(name)
         on_change(status)
         backoff = 0.5
-        while not status.finished:
+        while not status.settled:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise WaitTimeout(f"timed out waiting for job {name!r} to finish")
@@ -158,7 +158,7 @@ class ClusterBackend:
                         raise NotFound(f"job {name!r} was deleted while waiting for it")
                     status = job_status(obj)
                     on_change(status)
-                    if status.finished:
+                    if status.settled:
                         return status
             except client.ApiException as exc:
                 if exc.status != 410:  # 410: the watch expired; list again and resume

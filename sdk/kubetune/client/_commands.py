@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from . import Client
-from ._errors import UsageError
+from ._errors import NotFound, UsageError
 from ._types import JobStatus, to_json
 
 
@@ -75,12 +75,13 @@ def _name(args: argparse.Namespace, client: Client) -> str:
 
 
 def _only_job(client: Client) -> str:
-    jobs = client.list()
-    if len(jobs) == 1:
-        return jobs[0].name
-    if not jobs:
-        raise UsageError(f"no job in {client.backend.root}")
-    raise UsageError(f"name a job: {client.backend.root} holds {', '.join(j.name for j in jobs)}")
+    """The one job of a work directory; none there is not a usage error, several are."""
+    names = client.backend.names()
+    if len(names) == 1:
+        return str(names[0])
+    if not names:
+        raise NotFound(f"no job in {client.backend.root}")
+    raise UsageError(f"name a job: {client.backend.root} holds {', '.join(names)}")
 
 
 def _print_json(value: Any) -> None:

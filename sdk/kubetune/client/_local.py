@@ -88,23 +88,36 @@ class LocalBackend:
             if name is None or name == stored:
                 return self.root
             raise NotFound(f"job {name!r} not found: {self.root} holds job {stored!r}")
+        jobs = self.jobs()
         if name is None:
-            names = self.names()
-            if len(names) != 1:
-                found = f"it holds {', '.join(names)}" if names else "it holds no job"
-                raise ClientError(f"name a job in {self.root} ({found})")
-            name = names[0]
-        path = self.root / name
-        if not (path / STATE_FILE).exists():
+            if len(jobs) != 1:
+                found = f"it holds {', '.join(jobs)}" if jobs else "it holds no job"
+                raise (ClientError if jobs else NotFound)(f"name a job in {self.root} ({found})")
+            name = next(iter(jobs))
+        if name not in jobs:
             raise NotFound(f"job {name!r} not found in {self.root}")
-        return path
+        return jobs[name]
 
     def names(self) -> list[str]:
+        return list(self.jobs())
+
+    def jobs(self) -> dict[str, Path]:
+        """Each job under the root by its recorded name (a directory may be named otherwise,
+        as `--workdir` allows); two directories holding jobs of one name are an error."""
         if (self.root / STATE_FILE).exists():
-            return [self._stored_name(self.root)]
+            return {self._stored_name(self.root): self.root}
         if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if (p / STATE_FILE).exists())
+            return {}
+        found: dict[str, Path] = {}
+        for path in sorted(p for p in self.root.iterdir() if (p / STATE_FILE).exists()):
+            name = self._stored_name(path)
+            if name in found:
+                raise ClientError(
+                    f"two jobs named {name!r} in {self.root}: {found[name]} and {path}; "
+                    "give one of them as --workdir, or remove one"
+                )
+            found[name] = path
+        return dict(sorted(found.items()))
 
     def _stored_name(self, path: Path) -> str:
         row = _query_one(path, "SELECT name FROM job")
@@ -138,10 +151,15 @@ class LocalBackend:
 
     def _claim(self, name: str, generate: str | None) -> tuple[str, Path]:
         """Create the job's directory; a name taken already is an error, unless generated."""
+        taken = self.jobs()
         for _ in range(100):
             if generate:
                 name = generate + uuid.uuid4().hex[:5]
             path = self.root / name
+            if name in taken and not generate:
+                raise AlreadyExists(f"job {name!r} already exists in {taken[name]}")
+            if name in taken:
+                continue
             try:
                 path.mkdir()
             except FileExistsError:
@@ -200,7 +218,8 @@ class LocalBackend:
     def wait(
         self, name: str, deadline: float | None, on_change: Callable[[JobStatus], None]
     ) -> JobStatus:
-        """Follow the state file: a new status for every change, until the job finishes."""
+        """Follow the state file: a new status for every change, until the job has finished
+        and its last trial has ended."""
         path = self.job_dir(name)
         seen: tuple[Any, ...] | None = None
         while True:
@@ -209,9 +228,13 @@ class LocalBackend:
                 seen = mark
                 status = self.get(name)
                 on_change(status)
-                if status.finished:
+                if status.settled:
                     return status
                 if runner_pid(path) is None:
+                    status = self.get(name)  # what the runner wrote last, before it exited
+                    if status.finished:  # nothing is left to change it
+                        on_change(status)
+                        return status
                     raise ClientError(
                         f"job {name!r} is not running: its runner exited before the job finished"
                         f" (see {path / RUNNER_LOG}; resume with kubetune run)"
@@ -253,7 +276,7 @@ class LocalBackend:
         elif (self.root / STATE_FILE).exists():
             candidates = [self.root]
         else:
-            candidates = [self.root / n for n in self.names()]
+            candidates = list(self.jobs().values())
         for path in candidates:
             if _query_one(path, "SELECT 1 FROM trials WHERE name = ?", trial):
                 return path

@@ -38,6 +38,11 @@ class JobStatus(SpecModel):
         return self.phase in FINISHED_PHASES
 
     @property
+    def settled(self) -> bool:
+        """Finished, and no trial is still active (being stopped counts as active)."""
+        return self.finished and self.trials.running == 0
+
+    @property
     def succeeded(self) -> bool:
         return self.phase is JobPhase.succeeded
 

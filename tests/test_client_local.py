@@ -236,3 +236,32 @@ def test_wait_returns_only_once_the_trials_stopped_by_the_finish_have_ended(
     assert final.finished and final.reason == "TargetReached"
     assert final.trials.running == 0
     assert trials and all(t.finished for t in trials), [(t.name, t.state) for t in trials]
+
+
+def test_a_broken_trainer_fails_the_job_after_five_trials_and_says_where_to_look(
+    tmp_path: Path,
+) -> None:
+    # no maxFailedTrials: the default ends the job once its first 5 trials have all failed
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(manifest("broken", ["--exit=3"], maxTrials=50)))
+    root = tmp_path / "jobs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "run", str(path), "--workdir", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert proc.returncode == 1, proc.stderr
+    hint = f"kubetune logs broken-4 --workdir {root}"
+    assert "failed (TooManyFailedTrials) - the first 5 trials all failed" in proc.stdout
+    assert f"5 trials failed; to see why: {hint}" in proc.stdout
+    # not a terminal: one line per finished trial, each with its reason
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) == 5 and all("Failed" in line and "(exit code 3)" in line for line in lines)
+    table = cli(root, "trials").stdout
+    rows = [line for line in table.splitlines() if line.startswith("broken-")]
+    assert len(rows) == 5 and all("exit code 3" in row for row in rows), table
+    assert f"5 failed; to see why: {hint}" in table
+    status = cli(root, "status").stdout
+    assert "exit code 3" in status and hint in status

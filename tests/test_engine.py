@@ -113,6 +113,24 @@ def test_too_many_failures_fails_the_job() -> None:
     assert [s.name for s in decision.stop] == ["job-1"]
 
 
+def test_without_max_failed_trials_a_job_whose_first_five_trials_fail_ends() -> None:
+    spec = make_spec("random", maxTrials=20, parallelism=2)
+    four = [view(i, "failed") for i in range(4)] + [view(4, "running")]
+    assert decide("job", spec, four).finish is None
+    five = [*four[:4], view(4, "failed"), view(5, "running")]
+    decision = decide("job", spec, five)
+    assert decision.finish is not None and decision.finish.reason is FinishReason.failures
+    assert "the first 5 trials all failed" in decision.finish.message
+    assert "maxFailedTrials" in decision.finish.message
+    assert [s.name for s in decision.stop] == ["job-5"]
+    # once one trial has succeeded, failures are the script's bad luck, not a broken script
+    mixed = [view(0, "succeeded", curve=[(1, 0.5)]), *(view(i, "failed") for i in range(1, 9))]
+    assert decide("job", spec, mixed).finish is None
+    # an explicit limit rules instead
+    tolerant = make_spec("random", maxTrials=20, parallelism=2, maxFailedTrials=8)
+    assert decide("job", tolerant, five).finish is None
+
+
 def test_exhausted_space_finishes_once_nothing_runs() -> None:
     spec = make_spec("grid", parameters=GRID_PARAMS, maxTrials=10, parallelism=2)
     trials = [view(i, "succeeded", curve=[(1, float(i))]) for i in range(2)] + [view(2, "running")]

@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     workdir = _workdir(args, job)
     console = Console(stderr=args.json)
-    view = LiveView(console)
+    view = LiveView(console, workdir)
     runner = LocalRunner(
         job,
         Path(args.base_dir or Path(args.file).resolve().parent),
@@ -112,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(result_json(result))
     else:
-        console.print(summary(result))
+        console.print(summary(result), soft_wrap=True)
     return 0 if result.succeeded else 1
 
 

@@ -19,6 +19,9 @@ from .stopping import BaseStopper, create_stopper
 
 TrialState = Literal["pending", "running", "succeeded", "failed", "stopped"]
 ACTIVE: frozenset[str] = frozenset({"pending", "running"})
+ENDED: frozenset[str] = frozenset({"succeeded", "failed", "stopped"})
+# Without maxFailedTrials, a job whose first this-many trials all failed ends as failed.
+FIRST_FAILURES = 5
 SuggestFn = Callable[[TuningJobSpec, Sequence[Observation], int], list[Params]]
 
 
@@ -169,6 +172,13 @@ def _finish_now(
     failed = sum(1 for t in trials if states[t.name] == "failed")
     if spec.max_failed_trials is not None and failed > spec.max_failed_trials:
         message = f"{failed} trials failed, more than maxFailedTrials={spec.max_failed_trials}"
+        return Finish(FinishReason.failures, False, message)
+    ended = sum(1 for t in trials if states[t.name] in ENDED)
+    if spec.max_failed_trials is None and failed >= FIRST_FAILURES and failed == ended:
+        message = (
+            f"the first {failed} trials all failed and none succeeded, so the training code is "
+            "probably broken (see a trial's log); set maxFailedTrials to allow more failures"
+        )
         return Finish(FinishReason.failures, False, message)
     if best is not None and spec.objective.reached(best.objective):
         metric, target = spec.objective.metric, spec.objective.target

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import builtins
 import copy
+import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -73,6 +75,7 @@ class Client:
             else ClusterBackend(context, namespace)
         )
         self.local = workdir is not None
+        self.context = context
 
     def __repr__(self) -> str:
         if self.local:
@@ -122,9 +125,14 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         if not progress:
             return self.backend.wait(name, deadline, callback or (lambda _: None))
-        from ._show import ProgressTable
+        from rich.console import Console
 
-        with ProgressTable(lambda: self.trials(name), PROGRESS_INTERVAL) as table:
+        from ._show import Progress
+
+        console = Console(file=sys.stderr)
+        with Progress(
+            lambda: self.trials(name), PROGRESS_INTERVAL, console, self.logs_command()
+        ) as table:
 
             def changed(status: JobStatus) -> None:
                 table.update(status)
@@ -134,6 +142,15 @@ class Client:
             final = self.backend.wait(name, deadline, changed)
             table.update(final, force=True)
         return final
+
+    def logs_command(self) -> str:
+        """The `kubetune logs` command line for this backend, with {trial} to fill in."""
+        if self.local:
+            where = ["--workdir", str(self.backend.root)]
+        else:
+            where = ["--context", self.context] if self.context else []
+            where += ["-n", str(self.backend.namespace)]
+        return "kubetune logs {trial} " + shlex.join(where)
 
     def logs(self, trial: str, follow: bool = False, job: str | None = None) -> Iterator[str]:
         """Lines of a trial's log (its pod's on a cluster); `follow` waits for more until the

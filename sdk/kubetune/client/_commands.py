@@ -11,7 +11,7 @@ from typing import Any
 
 from . import Client
 from ._errors import NotFound, UsageError
-from ._types import JobStatus, to_json
+from ._types import JobStatus, objective_text, to_json
 
 
 def add_commands(commands: Any) -> None:
@@ -122,7 +122,8 @@ def _finished(final: JobStatus, args: argparse.Namespace) -> int:
         print(f"job {final.name} {outcome} ({final.reason}): {final.message}")
         if final.best is not None:
             params = " ".join(f"{k}={v}" for k, v in final.best.params.items())
-            print(f"best {final.best.name}  {final.metric}={final.best.objective:.6g}  {params}")
+            value = objective_text(final.best.objective)
+            print(f"best {final.best.name}  {final.metric}={value}  {params}")
     return 0 if final.succeeded else 1
 
 
@@ -134,7 +135,8 @@ def _get(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(to_json(status))
     else:
-        _console().print(jobs_table([status]))
+        console = _console()
+        console.print(jobs_table([status], console.width))
     return 0
 
 
@@ -145,7 +147,8 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(to_json(jobs))
     elif jobs:
-        _console().print(jobs_table(jobs))
+        console = _console()
+        console.print(jobs_table(jobs, console.width))
     else:
         print("no TuningJobs", file=sys.stderr)
     return 0
@@ -161,7 +164,7 @@ def _status(args: argparse.Namespace) -> int:
         _print_json({"status": to_json(status), "trials": to_json(trials)})
     else:
         console = _console()
-        console.print(status_view(status, trials, console.width))
+        console.print(status_view(status, trials, console.width, client.logs_command()))
     return 0
 
 
@@ -176,7 +179,7 @@ def _trials(args: argparse.Namespace) -> int:
         return 0
     status = client.get(name)
     console = _console()
-    console.print(trials_table(trials, status.metric, status.maximize, 10_000, console.width))
+    console.print(trials_table(trials, status.metric, console.width, logs=client.logs_command()))
     return 0
 
 
@@ -191,7 +194,7 @@ def _best(args: argparse.Namespace) -> int:
         _print_json(best.model_dump(mode="json"))
     else:
         params = " ".join(f"{k}={v}" for k, v in best.params.items())
-        print(f"{best.name}  {status.metric}={best.objective:.6g}  {params}")
+        print(f"{best.name}  {status.metric}={objective_text(best.objective)}  {params}")
     return 0
 
 

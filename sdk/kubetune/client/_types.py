@@ -72,6 +72,11 @@ class TrialInfo(SpecModel):
         return self.state in FINISHED_STATES
 
 
+def objective_text(value: float | None) -> str:
+    """An objective for people: 6 significant digits at most (float32 noise never shows)."""
+    return "-" if value is None else f"{value:.6g}"
+
+
 def to_json(value: SpecModel | list[Any]) -> Any:
     """What `--json` prints: camelCase keys, as in the resources."""
     if isinstance(value, list):

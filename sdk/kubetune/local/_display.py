@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 from rich.text import Text
 
-from ..client._local import trial_info
-from ..client._show import trials_table
+from ..client._local import job_status, trial_info
+from ..client._show import Progress
+from ..client._types import TrialInfo, objective_text
 from ..engine import Decision
 from ..trialenv import short_value as short
 from ._runner import LocalRunner, RunResult
@@ -18,38 +20,35 @@ from ._store import TrialRow
 
 
 class LiveView:
-    """`on_update` callback of LocalRunner that redraws a table a few times a second."""
+    """`on_update` callback of LocalRunner: the job's progress as `kubetune wait` shows it (a
+    live table on a terminal, one line per finished trial elsewhere)."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, workdir: Path) -> None:
         self.console = console
-        self.live: Live | None = None
+        self.logs = "kubetune logs {trial} " + shlex.join(["--workdir", str(workdir)])
+        self.progress: Progress | None = None
+        self.rows: list[TrialRow] = []
+        self.maximize = True
 
     def __enter__(self) -> LiveView:
-        self.live = Live(console=self.console, refresh_per_second=4, transient=False)
-        self.live.__enter__()
+        self.progress = Progress(self._trials, 0.0, self.console, self.logs)
+        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
 
     def __call__(self, runner: LocalRunner, decision: Decision | None) -> None:
-        if self.live is None:
+        job = runner.store.job()
+        if self.progress is None or job is None:
             return
-        spec = runner.spec
-        trials = runner.store.trials()
-        done = sum(t.state in ("succeeded", "failed", "stopped") for t in trials)
-        running = sum(t.state in ("running", "stopping") for t in trials)
-        best = decision.best if decision else None
-        head = Text.assemble(
-            (f"{runner.job.name}", "bold"),
-            f"  {spec.algorithm.name}  trials {done}/{spec.max_trials} done, {running} running",
-            f"  best {spec.objective.metric} = {best.objective:.4g} ({best.name})" if best else "",
-        )
-        maximize = spec.objective.direction.value == "maximize"
-        infos = [trial_info(t, maximize) for t in trials]
-        table = trials_table(infos, spec.objective.metric, maximize, 15, self.console.width)
-        self.live.update(Group(head, table))
+        self.rows = runner.store.trials()
+        self.maximize = runner.spec.objective.direction.value == "maximize"
+        self.progress.update(job_status(job, self.rows, running=True), force=True)
+
+    def _trials(self) -> list[TrialInfo]:
+        return [trial_info(t, self.maximize) for t in self.rows]
 
 
 def summary(result: RunResult) -> Text:
@@ -61,8 +60,13 @@ def summary(result: RunResult) -> Text:
         lines.append("not finished (run the same command again to resume)")
     if result.best is not None:
         params = ", ".join(f"{k}={short(v)}" for k, v in result.best.params.items())
-        lines.append(f"\nbest trial {result.best.name}: objective {result.best.objective:.6g}")
+        objective = objective_text(result.best.objective)
+        lines.append(f"\nbest trial {result.best.name}: objective {objective}")
         lines.append(f" at step {result.best.step}\n  {params}")
+    failed = [t.name for t in result.trials if t.state == "failed"]
+    if failed:
+        hint = shlex.join(["kubetune", "logs", failed[-1], "--workdir", str(result.workdir)])
+        lines.append(f"\n{len(failed)} trials failed; to see why: {hint}")
     lines.append(f"\nstate and logs: {result.workdir}")
     return Text("".join(lines))
 

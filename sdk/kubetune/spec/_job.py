@@ -202,7 +202,10 @@ class TuningJobSpec(SpecModel):
     max_trials: int = Field(10, ge=1, description="Trials to run in total.")
     parallelism: int = Field(1, ge=1, description="Trials running at once.")
     max_failed_trials: int | None = Field(
-        None, ge=0, description="The job fails once more trials than this have failed."
+        None,
+        ge=0,
+        description="The job fails once more trials than this have failed. Unset: failures "
+        "are not limited, except that a job whose first 5 trials all fail ends as failed.",
     )
     trial_template: TrialTemplate | None = Field(None, description="Pod template of a trial.")
     retain_pods: bool = Field(

@@ -209,3 +209,61 @@ def test_fuzz_mutated_manifests(doc: Any) -> None:
     assert code in (0, 1) and len(output) < 1_000_000
     if code == 0:
         json.loads(json.dumps(TuningJob.parse(doc).to_manifest()))
+
+
+def test_version_is_the_installed_distribution() -> None:
+    from importlib.metadata import version
+
+    proc = kubetune("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"kubetune {version('kubetune')}"
+
+
+def test_verbs_run_inside_a_job_directory_read_it_and_plot_into_it(tmp_path: Path) -> None:
+    stored_run(tmp_path, 2, {0: [0.2, 0.9], 1: [0.4]})
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "trials"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},  # no kubeconfig anywhere
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "t-0" in proc.stdout and "t-1" in proc.stdout
+    plotted = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "plot", "--workdir", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    paths = [Path(p) for p in json.loads(plotted.stdout)]
+    assert {p.parent for p in paths} == {tmp_path / "plots"}, paths  # not the current directory
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_json_mode_reports_errors_as_json(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no kubeconfig anywhere
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubetune.cli",
+            "submit",
+            "-f",
+            str(EXAMPLES / "digits-random.yaml"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 1
+    error = json.loads(proc.stdout)["error"]
+    assert error["type"] == "ConfigError" and "no Kubernetes credentials" in error["message"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((EXAMPLES / "digits-random.yaml").read_text().replace("maxTrials", "maxTrail"))
+    proc = kubetune("submit", "-f", str(bad), "--workdir", str(tmp_path / "w"), "--json")
+    error = json.loads(proc.stdout)["error"]
+    assert proc.returncode == 1 and error["type"] == "SpecError"
+    assert error["errors"] == ["spec.maxTrail: unknown field (did you mean 'maxTrials'?)"]

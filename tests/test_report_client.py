@@ -94,6 +94,20 @@ def test_report_without_address_just_logs(monkeypatch: pytest.MonkeyPatch, capsy
     assert kubetune.trial_params() == {"lr": 0.1}
 
 
+def test_float32_scalars_are_reported_without_their_rounding_noise() -> None:
+    import numpy as np
+    import torch
+
+    assert float(np.float32(0.98)) == 0.9800000190734863  # what a plain float() gives
+    assert _report.as_float(np.float32(0.98)) == 0.98
+    assert _report.as_float(torch.tensor(0.98)) == 0.98
+    assert _report.as_float(torch.tensor(1 / 3)) == 0.33333334  # every float32 digit kept
+    assert _report.as_float(np.float64(0.9800000190734863)) == 0.9800000190734863  # 64-bit: as is
+    assert _report.as_float(np.float32("nan")) != _report.as_float(np.float32("nan"))
+    with pytest.raises(ValueError, match="acc: must be a number"):
+        kubetune.report(step=1, acc="high")  # type: ignore[arg-type]
+
+
 def test_points_go_out_in_few_batches_in_order(tmp_path: Path, as_trial: Any) -> None:
     store = new_store(tmp_path)
     backend = Counting(StoreMetrics(store, job(False), lambda: None))

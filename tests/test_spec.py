@@ -109,6 +109,18 @@ def test_manifest_round_trips_in_camel_case(base_manifest: dict[str, Any]) -> No
             "spec.algorithm.settings.x: unknown field",
         ),
         (
+            lambda s: s.__setitem__("maxTrail", 3),
+            "spec.maxTrail: unknown field (did you mean 'maxTrials'?)",
+        ),
+        (
+            lambda s: s["parameters"][0].__setitem__("scael", "log"),
+            "spec.parameters[0].scael: unknown field (did you mean 'scale'?)",
+        ),
+        (
+            lambda s: s.__setitem__("earlyStopping", {"name": "asha", "settigns": {}}),
+            "spec.earlyStopping.settigns: unknown field (did you mean 'settings'?)",
+        ),
+        (
             lambda s: s["objective"].__setitem__("direction", "up"),
             "spec.objective.direction: Input should be 'minimize' or 'maximize' (got 'up')",
         ),
@@ -139,6 +151,13 @@ def test_invalid_specs_name_the_field(
     mutate(base_manifest["spec"])
     errors = errors_of(base_manifest)
     assert any(e.startswith(expected) for e in errors), errors
+
+
+def test_an_unknown_field_far_from_any_known_one_gets_no_guess(
+    base_manifest: dict[str, Any],
+) -> None:
+    base_manifest["spec"]["zzz"] = 1
+    assert "spec.zzz: unknown field" in errors_of(base_manifest)
 
 
 def test_metadata_name_must_be_a_dns_label(base_manifest: dict[str, Any]) -> None:

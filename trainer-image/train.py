@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             val_loss = float(loss_fn(out, y_val))
         metrics = {"val_loss": val_loss}
         if classify:
-            metrics["val_accuracy"] = float((out.argmax(1) == y_val).float().mean())
+            correct = int((out.argmax(1) == y_val).sum())
+            metrics["val_accuracy"] = correct / len(y_val)  # exact, no float32 rounding
         else:
             metrics["val_rmse"] = math.sqrt(val_loss) * float(y_scale)
         if scheduler is not None:

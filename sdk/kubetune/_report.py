@@ -19,6 +19,7 @@ import json
 import math
 import os
 import signal
+import struct
 import sys
 import threading
 import time
@@ -269,6 +270,22 @@ def _flush_on_sigterm(reporter: _Reporter) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def as_float(value: Any) -> float:
+    """A numpy or torch scalar as a float; a 32-bit one as the shortest decimal that is the same
+    float32 (0.98, not 0.9800000190734863), as numpy prints it."""
+    number = float(value)
+    if str(getattr(value, "dtype", "")).rpartition(".")[2] != "float32" or not math.isfinite(
+        number
+    ):
+        return number
+    exact = struct.pack("<f", number)
+    for digits in range(1, 10):
+        short = float(f"{number:.{digits}g}")
+        if struct.pack("<f", short) == exact:
+            return short
+    return number
+
+
 def report(step: int, **metrics: float) -> bool:
     """Report metrics at `step`; return True when kubetune wants this trial to stop.
 
@@ -280,7 +297,7 @@ def report(step: int, **metrics: float) -> bool:
     for name, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             try:
-                value = float(value)  # numpy and torch scalars
+                value = as_float(value)  # numpy and torch scalars
             except (TypeError, ValueError):
                 raise ValueError(f"{name}: must be a number (got {value!r})") from None
         clean[name] = float(value)

@@ -121,8 +121,18 @@ def resume_command(args: argparse.Namespace) -> str:
     return shlex.join(["kubetune", *args.argv])
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kubetune")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubetune", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"kubetune {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser(
         "validate", help="check TuningJob manifests; one line per problem, exit 1 if any"
@@ -174,21 +184,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         sys.stdout.flush()
     except UsageError as exc:
-        print(f"kubetune: {exc}", file=sys.stderr)
-        return 2
+        return _failed(args, f"kubetune: {exc}", 2, exc)
     except SpecError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+        return _failed(args, str(exc), 1, exc)
     except (JobMismatch, ClientError) as exc:
-        print(f"kubetune: {exc}", file=sys.stderr)
-        return 1
+        return _failed(args, f"kubetune: {exc}", 1, exc)
     except BrokenPipeError:  # `kubetune trials --json | head`: the reader has gone, so be quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"kubetune: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
+        return _failed(args, f"kubetune: {exc.strerror or exc}{where}", 1, exc)
+    return code
+
+
+def _failed(args: argparse.Namespace, message: str, code: int, exc: Exception) -> int:
+    """Report an error: on stderr, and with --json also as JSON on stdout for scripts."""
+    print(message, file=sys.stderr)
+    if getattr(args, "json", False):
+        error: dict[str, object] = {"type": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, SpecError):
+            error["errors"] = [str(e) for e in exc.errors]
+        print(json.dumps({"error": error}, indent=2))
     return code
 
 

@@ -1,15 +1,16 @@
 """PNG plots of a job, from either backend (matplotlib): optimization history, learning curves
 (stopped trials marked, ASHA/Hyperband rungs drawn), parallel coordinates, and one slice plot per
-parameter."""
+parameter. Each plot explains itself: real values on every axis, a legend or a colour bar for
+every colour and line style, trials named where lines would be ambiguous."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from .client._types import JobStatus, TrialInfo
+from .client._types import JobStatus, TrialInfo, objective_text
 from .spec import (
     AshaStopping,
     CategoricalParameter,
@@ -19,36 +20,49 @@ from .spec import (
     TuningJobSpec,
 )
 from .stopping._asha import rungs as rung_positions
+from .trialenv import short_value as short
 
 STATE_COLORS = {"Succeeded": "tab:green", "Stopped": "tab:orange", "Failed": "tab:red"}
+STATE_LABELS = {"Succeeded": "finished", "Stopped": "stopped early", "Running": "running"}
+LABELLED_CURVES = 10  # the best this-many learning curves are named at their ends
+AXIS_TICKS = 5  # value labels on each numeric axis of the parallel-coordinates plot
 
 
 def plot_job(
     spec: TuningJobSpec, status: JobStatus, trials: Sequence[TrialInfo], out: Path
 ) -> list[Path]:
     """Write history.png, curves.png, parallel.png and slices.png into `out`; their paths."""
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in figures(spec, status, trials):
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def figures(
+    spec: TuningJobSpec, status: JobStatus, trials: Sequence[TrialInfo]
+) -> Iterator[tuple[str, Any]]:
+    """(name, matplotlib figure) of each plot; the caller closes them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
-    scored = [t for t in trials if t.objective is not None]
-    written = []
-    for name, draw in (
-        ("history", _history),
-        ("curves", _curves),
-        ("parallel", _parallel),
-        ("slices", _slices),
+    scored = [t for t in trials if t.objective is not None and t.state.value != "Failed"]
+    for name, title, draw in (
+        ("history", "optimization history", _history),
+        ("curves", "learning curves", _curves),
+        ("parallel", "parallel coordinates", _parallel),
+        ("slices", "objective by parameter", _slices),
     ):
         fig = draw(plt, spec, status, trials if name == "curves" else scored)
-        fig.suptitle(f"{status.name}: {name}")
-        fig.tight_layout()
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
-    return written
+        fig.suptitle(f"{status.name}: {title}")
+        yield name, fig
 
 
 def rungs(spec: TuningJobSpec) -> list[float]:
@@ -64,6 +78,12 @@ def rungs(spec: TuningJobSpec) -> list[float]:
     return rung_positions(spec.resource.min, spec.resource.max, eta)
 
 
+def _integer_ticks(axis: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _history(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[TrialInfo]) -> Any:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ordered = sorted(trials, key=lambda t: t.index)
@@ -72,25 +92,47 @@ def _history(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[
     for t in ordered:
         assert t.objective is not None
         best.append(better(best[-1], t.objective) if best else t.objective)
-    ax.scatter(
-        [t.index for t in ordered],
-        [t.objective for t in ordered],
-        c=[STATE_COLORS.get(t.state.value, "tab:blue") for t in ordered],
-        s=22,
-        zorder=3,
-        label="trial objective",
-    )
-    ax.step([t.index for t in ordered], best, where="post", color="black", label="best so far")
-    ax.set(xlabel="trial", ylabel=status.metric)
-    ax.legend(loc="best")
+    for state, label in STATE_LABELS.items():
+        shown = [t for t in ordered if t.state.value == state]
+        if shown:
+            ax.scatter(
+                [t.index for t in shown],
+                [t.objective for t in shown],
+                color=STATE_COLORS.get(state, "tab:blue"),
+                s=24,
+                zorder=3,
+                label=f"trial ({label})",
+            )
+    if ordered:
+        ax.step([t.index for t in ordered], best, where="post", color="black", label="best so far")
+    if status.best is not None:
+        top = next((t for t in ordered if t.name == status.best.name), None)
+        if top is not None:
+            ax.annotate(
+                f"best: {top.name}\n{status.metric}={objective_text(top.objective)}",
+                (top.index, top.objective),
+                xytext=(8, -24 if status.maximize else 12),
+                textcoords="offset points",
+                fontsize=8,
+                arrowprops={"arrowstyle": "-", "color": "grey"},
+            )
+    _integer_ticks(ax.xaxis)
+    ax.set(xlabel="trial number", ylabel=f"{status.metric} (objective)")
+    ax.legend(loc="best", fontsize=8)
     return fig
 
 
 def _curves(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[TrialInfo]) -> Any:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for t in trials:
-        if not t.curve:
-            continue
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    drawn = [t for t in trials if t.curve]
+    sign = -1.0 if status.maximize else 1.0
+    ranked = sorted(
+        (t for t in drawn if t.objective is not None), key=lambda t: sign * (t.objective or 0)
+    )
+    named = {t.name for t in ranked[:LABELLED_CURVES]}
+    for t in drawn:
         steps = [p.step for p in t.curve]
         values = [p.value for p in t.curve]
         color = STATE_COLORS.get(t.state.value, "tab:blue")
@@ -98,64 +140,151 @@ def _curves(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[T
         ax.plot(steps, values, "--" if stopped else "-", color=color, alpha=0.7, linewidth=1)
         if stopped:
             ax.plot(steps[-1], values[-1], "x", color=color, markersize=6)
-    for i, rung in enumerate(rungs(spec)):
-        ax.axvline(rung, color="grey", linestyle=":", linewidth=1, label="rung" if i == 0 else None)
-    ax.set(xlabel="step", ylabel=status.metric, title="dashed and x: stopped early")
+        if t.name in named:
+            ax.annotate(
+                f"#{t.index}",
+                (steps[-1], values[-1]),
+                xytext=(3, 0),
+                textcoords="offset points",
+                fontsize=7,
+                color=color,
+                va="center",
+            )
+    styles: dict[str, tuple[str, Literal["-", "--"], str]] = {  # label, line style, marker
+        "Succeeded": ("finished", "-", ""),
+        "Stopped": ("stopped early", "--", "x"),
+        "Failed": ("failed", "-", ""),
+        "Running": ("running", "-", ""),
+    }
+    states = {t.state.value for t in drawn}
+    handles = [
+        Line2D([], [], color=STATE_COLORS.get(s, "tab:blue"), label=lab, linestyle=ls, marker=m)
+        for s, (lab, ls, m) in styles.items()
+        if s in states
+    ]
+    for rung in rungs(spec):
+        ax.axvline(rung, color="grey", linestyle=":", linewidth=1)
     if rungs(spec):
-        ax.legend(loc="best")
+        handles.append(Line2D([], [], color="grey", linestyle=":", label="rung (trials compared)"))
+    shown = min(len(named), LABELLED_CURVES)
+    ax.set(
+        xlabel="step",
+        ylabel=status.metric,
+        title=f"#N at a line's end: trial N (the best {shown} are named)",
+    )
+    ax.title.set_fontsize(9)
+    _integer_ticks(ax.xaxis)
+    ax.legend(handles=handles, loc="best", fontsize=8)
     return fig
 
 
-def _position(p: Parameter, value: Any) -> float:
-    """Where a value sits on its parameter's axis, in [0, 1]."""
+def _position(p: Parameter, value: Any) -> float | None:
+    """Where a value sits on its parameter's axis, in [0, 1] (None: not a value of it)."""
     if isinstance(p, CategoricalParameter):
-        values = list(p.values)
-        return values.index(value) / max(1, len(values) - 1) if value in values else 0.5
+        values = [str(v) for v in p.values]
+        if str(value) not in values:
+            return None
+        return values.index(str(value)) / max(1, len(values) - 1) if len(values) > 1 else 0.5
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
     lo, hi, v = float(p.min), float(p.max), float(value)
     if p.scale is Scale.log:
         lo, hi, v = math.log(lo), math.log(hi), math.log(v)
     return (v - lo) / (hi - lo) if hi > lo else 0.5
 
 
+def _axis_labels(p: Parameter) -> list[tuple[float, str]]:
+    """(position, text) of the value labels on a parameter's axis."""
+    if isinstance(p, CategoricalParameter):
+        return [(_position(p, v) or 0.0, str(v)) for v in p.values]
+    lo, hi = float(p.min), float(p.max)
+    values: list[float] = []
+    for k in range(AXIS_TICKS):
+        f = k / (AXIS_TICKS - 1)
+        value = lo * (hi / lo) ** f if p.scale is Scale.log else lo + f * (hi - lo)
+        value = float(round(value)) if _is_int(p) else value
+        if value not in values:
+            values.append(value)
+    return [(_position(p, v) or 0.0, short(int(v) if _is_int(p) else v)) for v in values]
+
+
+def _is_int(p: Parameter) -> bool:
+    return getattr(p, "type", "") == "int"
+
+
 def _parallel(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[TrialInfo]) -> Any:
-    params = [p for p in spec.parameters]
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * (len(params) + 1)), 4.5))
+    import matplotlib as mpl
+
+    params = list(spec.parameters)
+    fig, ax = plt.subplots(figsize=(max(7, 1.8 * (len(params) + 1)), 5))
     values = [t.objective for t in trials if t.objective is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    norm = mpl.colors.Normalize(lo, hi)
     cmap = plt.get_cmap("viridis" if status.maximize else "viridis_r")
     xs = list(range(len(params) + 1))
     sign = 1.0 if status.maximize else -1.0
     for t in sorted(trials, key=lambda t: sign * (t.objective or 0.0)):  # best drawn last
         assert t.objective is not None
-        level = (t.objective - lo) / (hi - lo) if hi > lo else 0.5
-        ys = [_position(p, t.params.get(p.name)) for p in params] + [level]
-        ax.plot(xs, ys, color=cmap(level), alpha=0.8, linewidth=1.2)
-    ax.set_xticks(xs, [p.name for p in params] + [status.metric])
+        points = [(x, _position(p, t.params.get(p.name))) for x, p in zip(xs, params, strict=False)]
+        points.append((xs[-1], norm(t.objective)))
+        kept = [(x, y) for x, y in points if y is not None]
+        ax.plot(*zip(*kept, strict=True), color=cmap(norm(t.objective)), alpha=0.8, linewidth=1.2)
+    for x, p in zip(xs, params, strict=False):
+        for y, text in _axis_labels(p):
+            ax.text(x - 0.04, y, text, fontsize=7, ha="right", va="center")
+    for k in range(AXIS_TICKS):
+        f = k / (AXIS_TICKS - 1)
+        ax.text(xs[-1] + 0.04, f, f"{lo + f * (hi - lo):.4g}", fontsize=7, va="center")
+    scale = {p.name: " (log)" for p in params if getattr(p, "scale", None) is Scale.log}
+    ax.set_xticks(xs, [p.name + scale.get(p.name, "") for p in params] + [status.metric])
     for x in xs:
         ax.axvline(x, color="grey", linewidth=0.8)
-    ax.set(ylabel="position in range (log where the scale is log)", ylim=(-0.05, 1.05))
+    ax.set(ylim=(-0.05, 1.05), xlim=(-0.6, xs[-1] + 0.5), yticks=[])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    bar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02)
+    bar.set_label(f"{status.metric} ({'higher' if status.maximize else 'lower'} is better)")
     return fig
 
 
 def _slices(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[TrialInfo]) -> Any:
+    import matplotlib as mpl
+
     params = list(spec.parameters)
     cols = min(3, len(params))
     rows = math.ceil(len(params) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.4 * cols, 3.6 * rows), squeeze=False, layout="constrained"
+    )
+    last = max((t.index for t in trials), default=1)
+    norm = mpl.colors.Normalize(0, max(1, last))
     for ax, p in zip(axes.flat, params, strict=False):
-        shown = [t for t in trials if p.name in t.params]
+        shown = [t for t in trials if _position(p, t.params.get(p.name)) is not None]
         ys = [t.objective for t in shown]
-        colors = [t.index for t in shown]
         if isinstance(p, CategoricalParameter):
             labels = [str(v) for v in p.values]
             xs: list[float] = [labels.index(str(t.params[p.name])) for t in shown]
-            ax.set_xticks(range(len(labels)), labels)
+            ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
         else:
             xs = [float(t.params[p.name]) for t in shown]
             if p.scale is Scale.log:
                 ax.set_xscale("log")
-        ax.scatter(xs, ys, c=colors, cmap="Blues", edgecolors="black", linewidths=0.3, s=24)
-        ax.set(xlabel=p.name, ylabel=status.metric)
+                decades = math.log10(float(p.max) / float(p.min))
+                subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
+                ax.xaxis.set_major_locator(mpl.ticker.LogLocator(subs=subs))
+                ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: short(v)))
+                ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+            else:  # few ticks, so that labels never overlap
+                ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(4, integer=_is_int(p)))
+        colors = [t.index for t in shown]
+        ax.scatter(xs, ys, c=colors, cmap="viridis", norm=norm, edgecolors="black", linewidths=0.3)
+        ax.set(xlabel=p.name + (" (log scale)" if getattr(p, "scale", None) is Scale.log else ""))
+        ax.set_ylabel(status.metric)
     for ax in list(axes.flat)[len(params) :]:
         ax.axis("off")
+    bar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, shrink=0.8)
+    bar.set_label("trial number (colour: when it ran)")
+    _integer_ticks(bar.ax.yaxis)
     return fig

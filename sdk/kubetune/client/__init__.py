@@ -190,10 +190,16 @@ class Client:
 
     def plot(self, name: str, out_dir: str | Path | None = None) -> builtins.list[Path]:
         """PNGs of the job: optimization history, learning curves, parallel coordinates and
-        one slice plot per parameter; their paths."""
+        one slice plot per parameter; their paths. By default they go to `plots/` in a local
+        job's directory, or to `.kubetune/plots/NAME` for a job on a cluster."""
         from ..plots import plot_job
 
-        out = Path(out_dir) if out_dir is not None else Path(f"{name}-plots")
+        if out_dir is not None:
+            out = Path(out_dir)
+        elif self.local:
+            out = self.backend.job_dir(name) / "plots"
+        else:
+            out = Path(".kubetune") / "plots" / name
         return plot_job(self.spec(name), self.get(name), self.trials(name), out)
 
 

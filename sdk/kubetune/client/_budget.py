@@ -35,7 +35,7 @@ def apply_budget(status: JobStatus, spec: dict[str, Any], budget: dict[str, int]
     try:
         TuningJobSpec.model_validate(new)
     except ValidationError as exc:
-        raise SpecError(field_errors(exc, ("spec",))) from None
+        raise SpecError(field_errors(exc, ("spec",), TuningJobSpec)) from None
     created = status.trials.created
     if "max_trials" in budget and budget["max_trials"] < created:
         raise SpecError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from . import Client
@@ -51,7 +52,12 @@ def add_commands(commands: Any) -> None:
     logs.add_argument("--job", help="the trial's job (local runs; found by default)")
     plot = verb("plot", _plot, "PNGs: history, learning curves, parallel coordinates, slices")
     plot.add_argument("name", metavar="NAME", nargs="?")
-    plot.add_argument("-o", "--output", metavar="DIR", help="directory (default: NAME-plots)")
+    plot.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="directory (default: the job's work directory/plots, or .kubetune/plots/NAME)",
+    )
     update = verb("update", _update, "change the budget of a running job")
     update.add_argument("name", metavar="NAME", nargs="?")
     update.add_argument("--max-trials", type=int)
@@ -60,8 +66,13 @@ def add_commands(commands: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> Client:
+    """The backend the flags name; with none, a job directory the command runs in is local."""
+    from ._local import STATE_FILE
+
     if args.workdir is not None:
         return Client(workdir=args.workdir, context=args.context, namespace=args.namespace)
+    if not (args.context or args.namespace) and Path(STATE_FILE).is_file():
+        return Client(workdir=".")
     return Client(context=args.context, namespace=args.namespace)
 
 

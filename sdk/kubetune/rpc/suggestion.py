@@ -31,7 +31,7 @@ def parse_spec(spec_json: str) -> TuningJobSpec:
     try:
         return TuningJobSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(field_errors(exc, prefix=("spec",))) from None
+        raise SpecError(field_errors(exc, ("spec",), TuningJobSpec)) from None
 
 
 class SuggestionServicer(pb_grpc.SuggestionServiceServicer):

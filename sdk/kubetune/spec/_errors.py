@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+import typing
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ._base import FIELD_ERROR
 
@@ -103,8 +105,11 @@ def _split_relative(path: str) -> list[Any]:
     return parts
 
 
-def field_errors(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[FieldError]:
-    """One `FieldError` per pydantic error, with manifest paths and plain messages."""
+def field_errors(
+    exc: ValidationError, prefix: tuple[Any, ...] = (), model: type[BaseModel] | None = None
+) -> list[FieldError]:
+    """One `FieldError` per pydantic error, with manifest paths and plain messages; with the
+    validated `model`, an unknown field gets the closest known name as a suggestion."""
     result: list[FieldError] = []
     for err in exc.errors(include_url=False):
         loc: list[Any] = [*prefix]
@@ -121,6 +126,9 @@ def field_errors(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[Fie
             message = message.removeprefix("Value error, ")
         elif err["type"] == "extra_forbidden":
             message = "unknown field"
+            close = _closest(model, err["loc"]) if model is not None else None
+            if close:
+                message += f" (did you mean {close!r}?)"
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             ctx = err.get("ctx") or {}
             loc.append(str(ctx.get("discriminator", "")).strip("'"))
@@ -131,6 +139,32 @@ def field_errors(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[Fie
             message = f"{message} (got {shown[:60] + '...' if len(shown) > 63 else shown})"
         result.append(FieldError(join_path(loc), message))
     return result
+
+
+def _closest(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
+    """The known field name nearest to the unknown one at the end of `loc`."""
+    if not loc or not isinstance(loc[-1], str):
+        return None
+    models = [model]
+    for part in loc[:-1]:  # list indexes and union tags name no field: they keep the models
+        inner = [
+            found
+            for m in models
+            for name, f in m.model_fields.items()
+            if part in (name, f.alias)
+            for found in _models_in(f.annotation)
+        ]
+        models = inner or models
+    names = {f.alias or name for m in models for name, f in m.model_fields.items()}
+    matches = difflib.get_close_matches(loc[-1], sorted(names), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation holds: itself, or inside list, dict, Union, Annotated."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
 def _tag_message(err: Any) -> str:

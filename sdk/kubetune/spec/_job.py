@@ -336,7 +336,7 @@ class TuningJob(SpecModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SpecError(field_errors(exc), source) from None
+            raise SpecError(field_errors(exc, model=cls), source) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TuningJob:

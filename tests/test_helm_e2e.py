@@ -26,6 +26,7 @@ from .tools import ensure_tools
 
 pytestmark = pytest.mark.slow
 NS = "kubetune-system"
+QUICKSTART = "## The same on a cluster"
 TRAINER = "registry.example.com/ml/trainer:v7"
 
 
@@ -89,11 +90,22 @@ def helm_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[He
             emulator.call(proxy.close)
 
 
+def readme_quickstart() -> list[str]:
+    """The command lines of the README's cluster quickstart, as documented."""
+    section = (ROOT / "README.md").read_text().split(QUICKSTART, 1)[1]
+    return section.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+
+
+def readme_quickstart_job() -> dict[str, Any]:
+    """The manifest the quickstart submits."""
+    (line,) = [ln for ln in readme_quickstart() if " submit -f " in ln]
+    path = shlex.split(line.split("#", 1)[0]).pop(shlex.split(line).index("-f") + 1)
+    return dict(yaml.safe_load((ROOT / path).read_text()))
+
+
 def readme_install() -> list[str]:
-    """The `helm install` line of the README's "On a cluster" section, as documented."""
-    section = (ROOT / "README.md").read_text().split("## On a cluster\n", 1)[1]
-    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
-    (line,) = [ln for ln in block.splitlines() if ln.startswith("helm install ")]
+    """The `helm install` line of the README's cluster quickstart, as documented."""
+    (line,) = [ln for ln in readme_quickstart() if ln.startswith("helm install ")]
     argv = shlex.split(line.split("#", 1)[0])
     assert argv[:4] == ["helm", "install", "kubetune", "charts/kubetune"], argv
     return [argv[0], argv[1], argv[2], str(ROOT / argv[3]), *argv[4:]]
@@ -148,9 +160,12 @@ def test_helm_install_run_upgrade_test_and_uninstall(helm_cluster: HelmCluster) 
     (operator,) = c.pods("operator")
     assert "--all-namespaces" in c.objects("pods", "")[operator]["spec"]["containers"][0]["args"]
 
-    # the chart's operator (a pod, as its service account, under the chart's RBAC) runs a job
-    c.apply(small_job("through-helm"))
-    job = c.wait_phase("through-helm", "Succeeded", timeout=240)
+    # the chart's operator (a pod, as its service account, under the chart's RBAC) runs the
+    # README quickstart's job (its template names no image: the chart's trainer image)
+    quickstart = readme_quickstart_job()
+    quickstart["spec"] |= {"maxTrials": 2, "retainPods": True}
+    c.apply(quickstart)
+    job = c.wait_phase("digits-kind", "Succeeded", timeout=240)
     assert job["status"]["progress"] == "2/2", job["status"]
     trial_pods = [
         p for p in c.objects("pods", "").values() if "kubetune.dev/trial" in p["metadata"]["labels"]
@@ -191,7 +206,7 @@ def test_helm_install_run_upgrade_test_and_uninstall(helm_cluster: HelmCluster) 
     wait_for(lambda: not c.pods("operator") and not c.pods("suggestion"), 120, "the pods gone")
     crds = c.objects("customresourcedefinitions", "apiextensions.k8s.io")
     assert set(crds) == {"tuningjobs.kubetune.dev", "trials.kubetune.dev"}  # crds.keep
-    assert "through-helm" in c.objects("tuningjobs")
+    assert "digits-kind" in c.objects("tuningjobs")
 
 
 def test_uninstall_removes_the_crds_unless_kept(helm_cluster: HelmCluster) -> None:

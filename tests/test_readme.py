@@ -1,4 +1,5 @@
-"""The README's "From Python" snippet runs as written: the real trainer, the local backend."""
+"""The README's snippets run as written (the real trainer, the local backend), and every link in
+the README and docs/ points at something in the repository."""
 
 from __future__ import annotations
 
@@ -11,21 +12,23 @@ import pytest
 
 from .conftest import ROOT
 
-pytestmark = pytest.mark.slow
+DOCS = [ROOT / "README.md", ROOT / "DEVELOPERS.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def snippet(section: str) -> str:
+def section(name: str) -> str:
     text = (ROOT / "README.md").read_text()
-    body = text.split(f"## {section}\n", 1)[1]
-    match = re.search(r"```python\n(.*?)```", body, re.S)
-    assert match, f"no python block under {section}"
-    return match.group(1)
+    return text.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
 
 
+def blocks(name: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", section(name), re.S)
+
+
+@pytest.mark.slow
 def test_the_from_python_snippet_runs_as_written(tmp_path: Path) -> None:
     (tmp_path / "trainer-image").symlink_to(ROOT / "trainer-image")  # as from the repository
     proc = subprocess.run(
-        [sys.executable, "-c", snippet("From Python")],
+        [sys.executable, "-c", blocks("From Python", "python")[0]],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -34,6 +37,59 @@ def test_the_from_python_snippet_runs_as_written(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("Succeeded name='digits-py-")
-    assert sum(line.startswith("digits-py-") for line in lines) == 8  # the updated budget
+    trials = [line for line in lines if line.startswith("digits-py-")]
+    assert len(trials) == 8  # the updated budget
+    assert all(line.split()[1] in ("Succeeded", "Stopped") for line in trials)  # all final
     assert "slices.png" in lines[-1]
     assert not (tmp_path / ".kubetune" / "digits-py").exists()  # deleted at the end
+
+
+@pytest.mark.slow
+def test_tune_your_own_script_runs_as_written(tmp_path: Path) -> None:
+    (script,) = blocks("Tune your own script (locally)", "python")
+    (manifest,) = blocks("Tune your own script (locally)", "yaml")
+    (commands,) = blocks("Tune your own script (locally)", "bash")
+    (tmp_path / "my_train.py").write_text(script)
+    (tmp_path / "my-job.yaml").write_text(manifest)
+    kubetune = Path(sys.executable).parent / "kubetune"
+    outputs = []
+    for line in commands.splitlines():
+        argv = line.split("#", 1)[0].split()
+        assert argv[0] == "kubetune", line
+        proc = subprocess.run(
+            [str(kubetune), *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, (line, proc.stdout[-2000:], proc.stderr[-2000:])
+        outputs.append(proc.stdout)
+    validated, ran, trials, best, plotted = outputs
+    assert validated.startswith("my-job.yaml: ok")
+    assert "job my-job: succeeded (MaxTrialsReached)" in ran
+    assert sum(line.startswith("my-job-") for line in trials.splitlines()) == 8
+    assert best.startswith("my-job-") and " loss=" in best
+    assert len(list((tmp_path / ".kubetune" / "my-job" / "plots").glob("*.png"))) == 4
+    assert plotted.split()[0].startswith(".kubetune/my-job/plots/")
+
+
+def test_every_link_stays_inside_the_repository() -> None:
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            assert not re.match(r"[a-z]+:", target), f"{doc.name}: {target} leaves the repository"
+            path = target.split("#", 1)[0]
+            if path:
+                resolved = (doc.parent / path).resolve()
+                assert resolved.is_relative_to(ROOT), f"{doc.name}: {target} leaves the repo"
+                assert resolved.exists(), f"{doc.name}: {target} does not exist"
+    assert "shared/design.md" not in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_starts_with_the_two_commands_and_the_quickstarts() -> None:
+    text = (ROOT / "README.md").read_text()
+    first_screen = "\n".join(text.splitlines()[:20])
+    assert "make demo" in first_screen and "make test" in first_screen
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert headings[:3] == [
+        "Tune your own script (locally)",
+        "The same on a cluster (kind quickstart)",
+        "From Python",
+    ]
+    assert "pip install kubetune" not in text

@@ -112,8 +112,7 @@ def test_trials_without_the_manifest_use_the_stored_direction(tmp_path: Path) ->
     stored_run(tmp_path, 1, {0: [0.2, 0.9, 0.5]})
     proc = kubetune("trials", "--workdir", str(tmp_path))
     row = next(line for line in proc.stdout.splitlines() if "t-0" in line)
-    cells = [c for c in row.split() if c != "│"]
-    assert cells[-3:] == ["3", "0.5", "0.9"]  # step, last, best (it was 0.2)
+    assert row.split() == ["t-0", "Succeeded", "0.9", "3", "0.5", "lr=0.01"]  # best (not 0.2)
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:

@@ -148,12 +148,16 @@ def jobs_table(jobs: Sequence[JobStatus], width: int) -> Table:
         Column("trials", [j.progress or "-" for j in jobs], "right", keep=True),
         Column("running", [str(j.trials.running) for j in jobs], "right"),
         Column("metric", [j.metric for j in jobs]),
-        Column("best", [objective_text(j.best.objective if j.best else None) for j in jobs]),
+        Column(
+            "best",
+            [objective_text(j.best.objective if j.best else None) for j in jobs],
+            "right",
+            keep=True,
+        ),
         Column("best trial", [j.best.name if j.best else "-" for j in jobs]),
         Column("algorithm", [j.algorithm for j in jobs]),
         Column("age", [_age(j.start_time) for j in jobs], "right"),
     ]
-    columns[5].justify, columns[5].keep = "right", True
     drop = ("age", "algorithm", "running", "best trial", "metric")
     return render(fit(columns, drop, width), wrap=False)
 
@@ -219,6 +223,7 @@ class Progress:
         self.drawn = 0.0
         self.printed: set[str] = set()
         self.hinted = False
+        self.started = False
 
     def __enter__(self) -> Progress:
         if self.live is not None:
@@ -241,6 +246,14 @@ class Progress:
             )
             self.live.update(Group(headline(status), table))
             return
+        if not self.started:
+            self.started = True
+            self.console.print(
+                f"{status.name}: {status.algorithm}, {status.max_trials} trials, "
+                f"{status.parallelism} at a time; one line per finished trial",
+                highlight=False,
+                soft_wrap=True,
+            )
         for t in trials:
             if t.finished and t.name not in self.printed:
                 self.printed.add(t.name)

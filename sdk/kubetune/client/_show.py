@@ -120,7 +120,7 @@ def trials_table(
     if hidden:
         parts.append(Text(f"{hidden} earlier trials not shown", style="dim"))
     if failed and logs:
-        example = logs.format(trial=failed[-1].name)
+        example = logs.replace("{trial}", failed[-1].name)
         parts.append(Text(f"{len(failed)} failed; to see why: {example}", style="red"))
     return Group(*parts)
 
@@ -260,4 +260,4 @@ class Progress:
                 self.console.print(finished_line(t, status), highlight=False, soft_wrap=True)
                 if t.state.value == "Failed" and self.logs and not self.hinted:
                     self.hinted = True
-                    self.console.print(f"  to see why: {self.logs.format(trial=t.name)}")
+                    self.console.print(f"  to see why: {self.logs.replace('{trial}', t.name)}")

@@ -274,9 +274,8 @@ def as_float(value: Any) -> float:
     """A numpy or torch scalar as a float; a 32-bit one as the shortest decimal that is the same
     float32 (0.98, not 0.9800000190734863), as numpy prints it."""
     number = float(value)
-    if str(getattr(value, "dtype", "")).rpartition(".")[2] != "float32" or not math.isfinite(
-        number
-    ):
+    dtype = str(getattr(value, "dtype", "")).rpartition(".")[2]  # "torch.float32" too
+    if dtype != "float32" or not math.isfinite(number):
         return number
     exact = struct.pack("<f", number)
     for digits in range(1, 10):

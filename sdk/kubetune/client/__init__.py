@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import copy
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ from ._errors import (
     Unavailable,
     WaitTimeout,
 )
-from ._types import JobStatus, TrialInfo
+from ._types import JobStatus, TrialInfo, logs_command
 
 JobSource = str | Path | dict[str, Any] | TuningJob
 PROGRESS_INTERVAL = 0.25  # seconds between redraws of the progress table
@@ -150,7 +149,7 @@ class Client:
         else:
             where = ["--context", self.context] if self.context else []
             where += ["-n", str(self.backend.namespace)]
-        return "kubetune logs {trial} " + shlex.join(where)
+        return logs_command(where)
 
     def logs(self, trial: str, follow: bool = False, job: str | None = None) -> Iterator[str]:
         """Lines of a trial's log (its pod's on a cluster); `follow` waits for more until the

@@ -156,10 +156,10 @@ class LocalBackend:
             if generate:
                 name = generate + uuid.uuid4().hex[:5]
             path = self.root / name
-            if name in taken and not generate:
-                raise AlreadyExists(f"job {name!r} already exists in {taken[name]}")
             if name in taken:
-                continue
+                if generate:
+                    continue
+                raise AlreadyExists(f"job {name!r} already exists in {taken[name]}")
             try:
                 path.mkdir()
             except FileExistsError:

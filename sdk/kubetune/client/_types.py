@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from typing import Any
 
 from ..spec import BestTrial, Condition, CurvePoint, Direction, JobPhase, ParamValue, TrialCounts
@@ -70,6 +72,11 @@ class TrialInfo(SpecModel):
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
+
+
+def logs_command(where: Sequence[str]) -> str:
+    """The `kubetune logs` command line for a backend (`where`: its flags), {trial} to fill."""
+    return "kubetune logs {trial} " + shlex.join(where)
 
 
 def objective_text(value: float | None) -> str:

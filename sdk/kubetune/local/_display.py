@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from rich.text import Text
 
 from ..client._local import job_status, trial_info
 from ..client._show import Progress
-from ..client._types import TrialInfo, objective_text
+from ..client._types import TrialInfo, logs_command, objective_text
 from ..engine import Decision
 from ..trialenv import short_value as short
 from ._runner import LocalRunner, RunResult
@@ -25,7 +24,7 @@ class LiveView:
 
     def __init__(self, console: Console, workdir: Path) -> None:
         self.console = console
-        self.logs = "kubetune logs {trial} " + shlex.join(["--workdir", str(workdir)])
+        self.logs = logs_command(["--workdir", str(workdir)])
         self.progress: Progress | None = None
         self.rows: list[TrialRow] = []
         self.maximize = True
@@ -65,7 +64,7 @@ def summary(result: RunResult) -> Text:
         lines.append(f" at step {result.best.step}\n  {params}")
     failed = [t.name for t in result.trials if t.state == "failed"]
     if failed:
-        hint = shlex.join(["kubetune", "logs", failed[-1], "--workdir", str(result.workdir)])
+        hint = logs_command(["--workdir", str(result.workdir)]).replace("{trial}", failed[-1])
         lines.append(f"\n{len(failed)} trials failed; to see why: {hint}")
     lines.append(f"\nstate and logs: {result.workdir}")
     return Text("".join(lines))

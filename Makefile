@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # pytest exits 5 when it collects nothing (e.g. an empty marker selection): not a failure.
-test: lint
+test: lint tools
 	$(BIN)/python -m tests.tools prometheus
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
@@ -56,6 +56,9 @@ crds: $(STAMP)
 	$(BIN)/python -m kubetune_operator.crds
 	$(BIN)/python -m tests.chart
 
-# Real kubectl and helm for the end-to-end tests, unpacked into .tools/ (git-ignored).
+# Real kubectl and helm, and the control plane built from the Kubernetes sources (etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler), into the git-ignored .tools/.
+# The Go module and build caches live in .tools/go, so a second run builds nothing.
 tools: $(STAMP)
 	$(BIN)/python -m tests.tools
+	$(BIN)/python -m tests.cluster.build

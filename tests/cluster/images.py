@@ -1,0 +1,58 @@
+"""How the test kubelet runs our two images without a container runtime.
+
+| image (any registry, tag or digest) | runs from                | command when the pod gives none |
+|-------------------------------------|--------------------------|---------------------------------|
+| `kubetune/trainer`                  | `trainer-image/` (/app)  | `python train.py`               |
+| `kubetune/operator`                 | an empty per-pod dir     | `kubetune-operator --all-namespaces` |
+
+Both run on this checkout's `.venv` Python, which has the project installed as the images do:
+`python`/`python3` is that interpreter, and other commands are looked up on a PATH that puts
+`.venv/bin` first (`kubetune-operator`, `kubetune-suggestion`, ...). Any other image is an
+`ErrImagePull`, as on a node that cannot pull it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+VENV_BIN = Path(sys.executable).parent
+PATH = f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class Image:
+    workdir: Path | None  # None: an empty directory of the pod's own
+    command: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+IMAGES = {
+    "kubetune/trainer": Image(
+        ROOT / "trainer-image",
+        ("python", "train.py"),
+        {"PYTHONUNBUFFERED": "1", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"},
+    ),
+    "kubetune/operator": Image(
+        None,
+        ("kubetune-operator", "--all-namespaces"),
+        {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+    ),
+}
+
+
+def lookup(reference: str) -> Image | None:
+    """The local stand-in for an image reference such as ghcr.io/kubetune/trainer:0.1@sha256:..."""
+    name = reference.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    parts = name.split("/")
+    return IMAGES.get("/".join(parts[-2:]))
+
+
+def executable(command: str) -> str:
+    if command in ("python", "python3"):
+        return sys.executable
+    return command  # found on PATH, .venv/bin first

@@ -1,8 +1,14 @@
-"""The emulated cluster the end-to-end tests share: API server, kubelet, kubeconfig, real kubectl;
-and small builders of TuningJobs that run the real trainer."""
+"""The real control plane the cluster tests share (tests/cluster), one namespace per test, real
+kubectl; and small builders of TuningJobs that run the real trainer.
+
+One control plane serves the whole session (it starts in about 10 s). Each test gets a fresh
+namespace, a kubeconfig whose context points at it, and its own operator; at the end the
+namespace is deleted, so no test sees another's objects.
+"""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import subprocess
 import time
@@ -13,12 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
+from .cluster.api import Api
+from .cluster.control_plane import ControlPlane
 from .conftest import ROOT
-from .emulator.kubelet import Kubelet
-from .emulator.server import EmulatorThread
 from .tools import ensure_tools
 
-OPERATOR = ["run", "--standalone", "-n", "default", "-m", "kubetune_operator.handlers"]
+VERSIONS = {"kubetune.dev": "v1alpha1", "": "v1", "apps": "v1", "rbac.authorization.k8s.io": "v1"}
+_names = itertools.count()
 
 
 def free_port() -> int:
@@ -28,12 +35,18 @@ def free_port() -> int:
 
 
 class Cluster:
-    """An emulated cluster: API server, kubelet, kubeconfig and real kubectl."""
+    """One test's view of the shared control plane: its namespace, kubeconfig and kubectl."""
 
-    def __init__(self, emulator: EmulatorThread, kubelet: Kubelet, tmp: Path) -> None:
-        self.emulator, self.kubelet, self.tmp = emulator, kubelet, tmp
-        self.kubeconfig = emulator.kubeconfig(str(tmp / "kubeconfig"))
+    def __init__(self, plane: ControlPlane, namespace: str, tmp: Path) -> None:
+        self.plane, self.namespace, self.tmp = plane, namespace, tmp
+        self.kubelet = plane.kubelet
+        self.api = Api(plane.admin)
+        config = yaml.safe_load(plane.admin.read_text())
+        config["contexts"][0]["context"]["namespace"] = namespace
+        self.kubeconfig = str(tmp / "kubeconfig")
+        Path(self.kubeconfig).write_text(yaml.safe_dump(config))
         self.kubectl_bin = str(ensure_tools()["kubectl"])
+        self.operator = ["run", "--standalone", "-n", namespace, "-m", "kubetune_operator.handlers"]
 
     def kubectl(self, *args: str, check: bool = True) -> str:
         result = subprocess.run(
@@ -51,8 +64,13 @@ class Cluster:
         path.write_text(yaml.safe_dump(doc))
         self.kubectl("apply", "-f", str(path))
 
-    def objects(self, plural: str, group: str = "kubetune.dev") -> dict[str, dict[str, Any]]:
-        return {o["metadata"]["name"]: o for o in self.emulator.objects(plural, group)}
+    def objects(
+        self, plural: str, group: str = "kubetune.dev", namespace: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The namespace's objects of one kind, by name, as the API server has them now."""
+        base = f"/apis/{group}/{VERSIONS[group]}" if group else "/api/v1"
+        listed = self.api.request("GET", f"{base}/namespaces/{namespace or self.namespace}/{plural}")
+        return {o["metadata"]["name"]: o for o in listed["items"]}
 
     def job(self, name: str) -> dict[str, Any]:
         return self.objects("tuningjobs")[name]
@@ -66,6 +84,34 @@ class Cluster:
         )
         return self.job(name)
 
+    # -- the node --------------------------------------------------------------------------------
+
+    def hold(self) -> None:
+        """Cordon the node: new pods stay Pending (as on a full cluster) until `release()`."""
+        self.kubelet.cordon(True)
+
+    def release(self) -> None:
+        self.kubelet.cordon(False)
+
+    def running(self) -> set[str]:
+        """Names of this namespace's pods with a container process alive on the node."""
+        return self.kubelet.running(self.namespace)
+
+    def started(self) -> list[str]:
+        """Names of this namespace's pods, once each time the node started one."""
+        return [name for ns, name in self.kubelet.started if ns == self.namespace]
+
+    def signalled(self, pod: str) -> list[str]:
+        return self.kubelet.signalled.get((self.namespace, pod), [])
+
+    def audit_mark(self) -> int:
+        """A mark in the API server's audit log: `audit` reads what comes after it."""
+        return len(self.plane.audit_events())
+
+    def audit(self, user: str, since: int = 0) -> list[dict[str, Any]]:
+        """The audit records of one user's requests after a mark (control_plane.AUDIT_POLICY)."""
+        return [e for e in self.plane.audit_events()[since:] if e["user"]["username"] == user]
+
 
 def wait_for(check: Callable[[], Any], timeout: float = 120, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
@@ -77,23 +123,72 @@ def wait_for(check: Callable[[], Any], timeout: float = 120, what: str = "condit
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    plane = ControlPlane(tmp_path_factory.mktemp("control-plane")).start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+def install_crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "manifests" / "crds"))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/tuningjobs.kubetune.dev",
+        "crd/trials.kubetune.dev",
+        "--timeout=60s",
+    )
+
+
 @pytest.fixture
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    with EmulatorThread() as emulator:
-        kubelet: Kubelet = emulator.call(
-            lambda: Kubelet(emulator.emulator, ROOT / "trainer-image", tmp_path / "logs")
-        )
-        c = Cluster(emulator, kubelet, tmp_path)
-        monkeypatch.setenv("KUBECONFIG", c.kubeconfig)
-        monkeypatch.setenv("KUBETUNE_METRICS_BIND", f"127.0.0.1:{free_port()}")
-        monkeypatch.setenv("KUBETUNE_EXPORTER_BIND", f"127.0.0.1:{free_port()}")
-        monkeypatch.setenv("KUBETUNE_STATUS_INTERVAL", "0.2")
-        monkeypatch.setenv("KUBETUNE_MAX_BACKOFF", "2")
-        c.kubectl("apply", "-f", str(ROOT / "manifests" / "crds"))
+def cluster(
+    control_plane: ControlPlane,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> Iterator[Cluster]:
+    namespace = f"t{next(_names)}-{request.node.name.split('[')[0][5:][:40]}".rstrip("-_")
+    namespace = namespace.replace("_", "-").lower()
+    c = Cluster(control_plane, namespace, tmp_path)
+    c.api.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    wait_for(
+        lambda: c.api.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default"),
+        timeout=30,
+        what="the namespace's default ServiceAccount",
+    )
+    install_crds(c)
+    monkeypatch.setenv("KUBECONFIG", c.kubeconfig)
+    # the operator's report port must be reachable from pods: the node's address on the bridge
+    monkeypatch.setenv("KUBETUNE_METRICS_BIND", f"{control_plane.network.gateway}:{free_port()}")
+    monkeypatch.setenv("KUBETUNE_EXPORTER_BIND", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("KUBETUNE_STATUS_INTERVAL", "0.2")
+    monkeypatch.setenv("KUBETUNE_MAX_BACKOFF", "2")
+    try:
+        yield c
+    finally:
+        c.release()
+        remove_namespace(c, namespace)
+
+
+def remove_namespace(c: Cluster, namespace: str) -> None:
+    """Delete a test's namespace; TuningJobs and Trials lose their finalizers first, as their
+    operator has gone with the test."""
+    for plural in ("tuningjobs", "trials"):
         try:
-            yield c
-        finally:
-            emulator.call(kubelet.stop)
+            items = c.objects(plural, namespace=namespace)
+        except Exception:  # the CRDs were removed by the test
+            continue
+        for name in items:
+            path = f"/apis/kubetune.dev/v1alpha1/namespaces/{namespace}/{plural}/{name}"
+            patch = {"metadata": {"finalizers": None}}
+            try:
+                c.api.request("PATCH", path, patch, content_type="application/merge-patch+json")
+            except Exception:
+                pass
+    c.api.request("DELETE", f"/api/v1/namespaces/{namespace}", {"propagationPolicy": "Background"})
 
 
 def tuning_job(name: str, spec: dict[str, Any], args: list[str]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The operator end to end: kopf (KopfRunner, or the real `kubetune-operator` process) against the
-emulated API server, real kubectl, the real trainer run by the tests' kubelet, real gRPC."""
+real control plane (tests/cluster), real kubectl, the real trainer run by the test node's kubelet,
+real gRPC."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from kubetune_operator.rbac import build_rbac, render_rbac
 from .conftest import EXAMPLES, ROOT
 from .harness import (
     OBJECTIVE,
-    OPERATOR,
     Cluster,
     free_port,
     tuning_job,
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 def test_example_job_runs_to_the_end_with_kubectl(cluster: Cluster) -> None:
     doc = yaml.safe_load((EXAMPLES / "digits-bayesian.yaml").read_text())
     doc["spec"].update(maxTrials=3, parallelism=2, resource={"name": "epochs", "min": 1, "max": 3})
-    with KopfRunner(OPERATOR) as runner:
+    with KopfRunner(cluster.operator) as runner:
         cluster.apply(doc)
         job = cluster.wait_phase("digits-bayesian", "Succeeded")
         table = cluster.kubectl("get", "tj")
@@ -84,17 +84,19 @@ def asha_job(name: str, **extra: Any) -> dict[str, Any]:
 
 
 def barrier(cluster: Cluster, like: dict[str, Any]) -> None:
-    """Wait until the operator has handled a later job (an invalid one, so it fails at once):
-    whatever it was going to do about earlier events, it has done by then."""
+    """Wait until the operator has handled a later job (one that only the operator finds invalid,
+    min > max, so it fails at once): whatever it was going to do about earlier events, it has
+    done by then."""
     doc = {**like, "metadata": {"name": f"barrier-{time.monotonic_ns()}"}}
-    doc["spec"] = {**like["spec"], "maxTrials": -1}
+    wrong = [{"name": "lr", "type": "float", "min": 0.5, "max": 0.1}]
+    doc["spec"] = {**like["spec"], "parameters": wrong}
     cluster.apply(doc)
     cluster.wait_phase(doc["metadata"]["name"], "Failed", timeout=60)
 
 
 def test_early_stopping_stops_the_bad_trial_and_deletes_its_pod(cluster: Cluster) -> None:
     doc = asha_job("asha", retainPods=True)
-    with KopfRunner(OPERATOR):
+    with KopfRunner(cluster.operator):
         cluster.apply(doc)
         cluster.wait_phase("asha", "Succeeded")
         # retainPods keeps the finished trial's pod; the stopped one's goes (gracefully)
@@ -105,7 +107,7 @@ def test_early_stopping_stops_the_bad_trial_and_deletes_its_pod(cluster: Cluster
     assert bad["phase"] == "Stopped" and len(bad["curve"]) < 3
     assert bad["message"].startswith("early stopping: value")
     assert "asha-0" in cluster.objects("pods", "")
-    assert "asha-1" not in cluster.kubelet.processes
+    assert "asha-1" not in cluster.running()
 
 
 def test_failed_pod_is_a_failed_trial_and_max_failed_trials_fails_the_job(
@@ -122,7 +124,7 @@ def test_failed_pod_is_a_failed_trial_and_max_failed_trials_fails_the_job(
         },
         ["--fail-at-epoch=${params.fail}", "--epochs=3"],
     )
-    with KopfRunner(OPERATOR):
+    with KopfRunner(cluster.operator):
         cluster.apply(doc)
         job = cluster.wait_phase("crash", "Failed")
     assert job["status"]["reason"] == "TooManyFailedTrials"
@@ -144,7 +146,7 @@ def test_invalid_spec_fails_the_job_with_the_field_path(cluster: Cluster) -> Non
         },
         ["--lr=${params.lr}"],
     )
-    with KopfRunner(OPERATOR) as runner:
+    with KopfRunner(cluster.operator) as runner:
         cluster.apply(doc)
         job = cluster.wait_phase("bad", "Failed", timeout=30)
         barrier(cluster, doc)  # the operator stays up and does not retry
@@ -172,24 +174,24 @@ def test_deleting_the_job_removes_trials_and_pods(cluster: Cluster) -> None:
         },
         ["--lr=${params.lr}", "--epochs=500"],
     )
-    with KopfRunner(OPERATOR):
+    with KopfRunner(cluster.operator):
         cluster.apply(doc)
-        wait_for(lambda: len(cluster.kubelet.processes) == 2, what="two running pods")
+        wait_for(lambda: len(cluster.running()) == 2, what="two running pods")
         cluster.kubectl("delete", "tuningjob", "gone")
         wait_for(
             lambda: not cluster.objects("trials") and not cluster.objects("pods", ""),
             timeout=30,
             what="garbage collection",
         )
-        wait_for(lambda: not cluster.kubelet.processes, timeout=60, what="processes ended")
+        wait_for(lambda: not cluster.running(), timeout=60, what="processes ended")
         barrier(cluster, doc)
         assert cluster.objects("trials") == {}  # and the operator did not recreate anything
-    assert all(cluster.kubelet.signalled[p][0] == "SIGTERM" for p in ("gone-0", "gone-1"))
+    assert all(cluster.signalled(p)[0] == "SIGTERM" for p in ("gone-0", "gone-1"))
 
 
-def _start_operator(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start_operator(env: dict[str, str], log: Path, namespace: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "kubetune_operator.main", "--all-namespaces"],
+        [sys.executable, "-m", "kubetune_operator.main", "--namespace", namespace],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
@@ -215,7 +217,7 @@ def test_operator_killed_mid_job_resumes_without_duplicates_or_lost_metrics(
     )
     env = {**os.environ}
     log = cluster.tmp / "operator.log"
-    operator = _start_operator(env, log)
+    operator = _start_operator(env, log, cluster.namespace)
     try:
         cluster.apply(doc)
 
@@ -225,14 +227,14 @@ def test_operator_killed_mid_job_resumes_without_duplicates_or_lost_metrics(
         wait_for(reported, what="a first acknowledged report")
         operator.send_signal(signal.SIGKILL)  # no cleanup, no flush
         operator.wait(10)
-        operator = _start_operator(env, log)
+        operator = _start_operator(env, log, cluster.namespace)
         job = cluster.wait_phase("restart", "Succeeded")
     finally:
         operator.terminate()
         operator.wait(20)
     trials = cluster.objects("trials")
     assert sorted(trials) == [f"restart-{i}" for i in range(4)], log.read_text()[-3000:]
-    assert sorted(cluster.kubelet.started) == sorted(trials)  # each trial's pod ran once
+    assert sorted(cluster.started()) == sorted(trials)  # each trial's pod ran once
     for name, trial in trials.items():
         steps = [p["step"] for p in trial["status"]["curve"]]
         assert trial["status"]["phase"] == "Succeeded", name
@@ -259,7 +261,7 @@ def test_suggestion_service_outage_is_reported_and_retried(
         ["--lr=${params.lr}", "--epochs=1"],
     )
     service = None
-    with KopfRunner(OPERATOR) as runner:
+    with KopfRunner(cluster.operator) as runner:
         cluster.apply(doc)
 
         def unavailable() -> bool:
@@ -300,24 +302,33 @@ RARELY_USED = {("kubetune.dev", "trials", "patch")}
 def test_operator_uses_exactly_the_rbac_it_is_granted(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch, scope: str
 ) -> None:
-    namespaces = None if scope == "cluster-wide" else ["default"]
-    rbac = cluster.tmp / "rbac.yaml"
+    """The operator runs as its ServiceAccount with exactly the generated rules; the real
+    authorizer judges every call, and the audit log says which it made."""
+    namespaces = None if scope == "cluster-wide" else [cluster.namespace]
     system = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubetune-system"}}
-    rbac.write_text(yaml.safe_dump(system) + "---\n" + render_rbac(namespaces))
+    (cluster.tmp / "system.yaml").write_text(yaml.safe_dump(system))
+    cluster.kubectl("apply", "-f", str(cluster.tmp / "system.yaml"))
+    rbac = cluster.tmp / "rbac.yaml"
+    rbac.write_text(render_rbac(namespaces))
     cluster.kubectl("apply", "-f", str(rbac))
-    cluster.emulator.emulator.auth.users["operator-sa-token"] = OPERATOR_USER
+    token = cluster.kubectl("create", "token", "kubetune-operator", "-n", "kubetune-system")
     config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    config["users"][0]["user"] = {"token": "operator-sa-token"}
+    config["users"][0]["user"] = {"token": token.strip()}
     (cluster.tmp / "operator-kubeconfig").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("KUBECONFIG", str(cluster.tmp / "operator-kubeconfig"))
-    scope_args = ["--all-namespaces"] if namespaces is None else ["-n", "default"]
+    scope_args = ["--all-namespaces"] if namespaces is None else ["-n", cluster.namespace]
     doc = asha_job("rbac")
-    with KopfRunner(["run", "--standalone", *scope_args, "-m", "kubetune_operator.handlers"]):
-        cluster.apply(doc)
-        job = cluster.wait_phase("rbac", "Succeeded")
-        wait_for(lambda: not cluster.objects("pods", ""), what="pods released")
-    auth = cluster.emulator.emulator.auth
-    assert auth.denied == []
+    since = cluster.audit_mark()
+    try:
+        with KopfRunner(["run", "--standalone", *scope_args, "-m", "kubetune_operator.handlers"]):
+            cluster.apply(doc)
+            job = cluster.wait_phase("rbac", "Succeeded")
+            wait_for(lambda: not cluster.objects("pods", ""), what="pods released")
+    finally:
+        cluster.kubectl("delete", "-f", str(rbac))
+    calls = [c for c in cluster.audit(OPERATOR_USER, since) if "objectRef" in c]  # not /version
+    denied = [c for c in calls if c.get("responseStatus", {}).get("code") == 403]
+    assert denied == []
     assert job["status"]["trials"]["stopped"] == 1  # the stop path (pod deletion) was taken
     granted = {
         (group, resource, verb)
@@ -327,6 +338,13 @@ def test_operator_uses_exactly_the_rbac_it_is_granted(
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
-    used = auth.used[OPERATOR_USER]
+    used = {access(c) for c in calls}
     assert used <= granted
     assert granted - used == RARELY_USED, "granted but never used"
+
+
+def access(call: dict[str, Any]) -> tuple[str, str, str]:
+    """(API group, resource[/subresource], verb) of an audited request."""
+    ref = call["objectRef"]
+    resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+    return ref.get("apiGroup", ""), resource, call["verb"]

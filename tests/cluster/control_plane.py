@@ -51,6 +51,25 @@ CONTROLLERS = ",".join(
         "node-lifecycle",
     )
 )
+# Every request except the control plane's and the node's own, for tests that check who did what.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {
+            "level": "None",
+            "users": [
+                "system:kube-scheduler",
+                "system:kube-controller-manager",
+                "system:kube-proxy",
+                "system:apiserver",
+            ],
+        },
+        {"level": "None", "userGroups": ["system:nodes", "system:serviceaccounts:kube-system"]},
+        {"level": "Metadata"},
+    ],
+}
 # Watches of TuningJobs go straight to etcd, so a watch from a compacted revision gets a real
 # `410 Gone` (the watch cache would answer it from memory).
 WATCH_CACHE = "tuningjobs.kubetune.dev#0"
@@ -154,6 +173,9 @@ class ControlPlane:
         kubelet_client = ca.issue("apiserver-kubelet", "kube-apiserver-kubelet-client")
         self.kubelet_serving = ca.issue("kubelet", NODE, hosts=(gw,))
         self.network.up()
+        policy = self.root / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        self.audit_log = self.root / "logs" / "audit.log"
         etcd_port, peer_port = free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         bins = self.binaries
@@ -196,6 +218,9 @@ class ControlPlane:
                 "--kubelet-preferred-address-types=InternalIP",
                 "--allow-privileged=true",
                 f"--watch-cache-sizes={WATCH_CACHE}",
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
                 "--etcd-compaction-interval=0",
                 "--profiling=false",
                 "--v=1",
@@ -323,6 +348,18 @@ class ControlPlane:
             if exc.code == 404:
                 return None
             raise
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Every audited request so far, once each (its last stage)."""
+        import json
+
+        events: dict[str, dict[str, Any]] = {}
+        with contextlib.suppress(FileNotFoundError), open(self.audit_log) as f:
+            for line in f:
+                if line.strip():
+                    event = json.loads(line)
+                    events[event["auditID"]] = event
+        return list(events.values())
 
     # -- faults -------------------------------------------------------------------------------
 

@@ -72,8 +72,8 @@ class Kubelet:
         self.root.mkdir(parents=True, exist_ok=True)
         self.nice = plane.nice
         self.workers: dict[str, PodWorker] = {}  # by pod UID
-        self.started: list[str] = []  # pod names, each time a pod's containers started
-        self.signalled: dict[str, list[str]] = {}  # pod name -> signals sent, in order
+        self.started: list[tuple[str, str]] = []  # (namespace, pod), each time a pod started
+        self.signalled: dict[tuple[str, str], list[str]] = {}  # (namespace, pod) -> signals
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._register()
@@ -210,6 +210,16 @@ class Kubelet:
                     return worker
         return None
 
+    def running(self, namespace: str) -> set[str]:
+        """Names of the namespace's pods with a container process alive."""
+        with self._lock:
+            workers = list(self.workers.values())
+        return {
+            w.name
+            for w in workers
+            if w.namespace == namespace and any(c.running for c in w.containers)
+        }
+
     def stop(self) -> None:
         self._stop.set()
         self.server.close()
@@ -306,7 +316,7 @@ class PodWorker:
                 self.deleting.wait(1)
 
     def _start_all(self) -> None:
-        self.kubelet.started.append(self.name)
+        self.kubelet.started.append((self.namespace, self.name))
         for c in self.containers:
             self._launch(c)
         self._write_status()
@@ -687,7 +697,7 @@ class PodWorker:
                 self._signal(c, signal.SIGKILL)
 
     def _signal(self, c: Container, sig: signal.Signals) -> None:
-        self.kubelet.signalled.setdefault(self.name, []).append(sig.name)
+        self.kubelet.signalled.setdefault((self.namespace, self.name), []).append(sig.name)
         if c.process is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(c.process.pid, sig)

@@ -1,8 +1,9 @@
-"""`kubetune.Client` and the CLI verbs against a cluster: the emulated API server with the operator
-(kopf) running, the real trainer started by the tests' kubelet, the real kubectl beside them.
+"""`kubetune.Client` and the CLI verbs against a cluster: the real control plane (tests/cluster)
+with the operator (kopf) running, the real trainer started by the test node's kubelet, the real
+kubectl beside them.
 
-Progress that must not outrun the test is held at the kubelet (`hold`/`release`: pods wait as on
-a full node), so nothing here depends on how fast a trainer runs.
+Progress that must not outrun the test is held at the node (`hold`/`release` cordon it: pods stay
+Pending as on a full cluster), so nothing here depends on how fast a trainer runs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from kubetune import Client
 from kubetune.client import AlreadyExists, JobFinished, JobStatus, NotFound
 from kubetune.client._types import to_json
 
-from .harness import OBJECTIVE, OPERATOR, Cluster, tuning_job, wait_for
+from .harness import OBJECTIVE, Cluster, tuning_job, wait_for
 
 pytestmark = pytest.mark.slow
 LR = {"name": "lr", "type": "float", "min": 0.01, "max": 0.1, "scale": "log"}
@@ -37,14 +38,6 @@ def small_job(name: str, max_trials: int = 1) -> dict[str, Any]:
         "retainPods": True,  # so that logs stay readable after a trial ends
     }
     return tuning_job(name, spec, ["--lr=${params.lr}", "--epochs=3"])
-
-
-def hold(cluster: Cluster) -> None:
-    cluster.emulator.call(cluster.kubelet.hold)
-
-
-def release(cluster: Cluster) -> None:
-    cluster.emulator.call(cluster.kubelet.release)
 
 
 def kubetune(
@@ -64,7 +57,7 @@ def owned_by(cluster: Cluster, job: str) -> list[str]:
     """Names of the trials, pods and secrets still labelled with the job."""
     found = []
     for plural, group in (("trials", "kubetune.dev"), ("pods", ""), ("secrets", "")):
-        for obj in cluster.emulator.objects(plural, group):
+        for obj in cluster.objects(plural, group).values():
             if (obj["metadata"].get("labels") or {}).get("kubetune.dev/job") == job:
                 found.append(f"{plural}/{obj['metadata']['name']}")
     return found
@@ -73,14 +66,14 @@ def owned_by(cluster: Cluster, job: str) -> list[str]:
 def test_python_client_submits_waits_reads_follows_updates_and_deletes(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    client = Client()  # KUBECONFIG of the emulated cluster
+    client = Client()  # KUBECONFIG: the test's namespace on the control plane
     doc = small_job("sdk")
-    with KopfRunner(OPERATOR) as runner:
-        hold(cluster)
+    with KopfRunner(cluster.operator) as runner:
+        cluster.hold()
         assert client.submit(doc) == "sdk"
         seen_by_kubectl = json.loads(cluster.kubectl("get", "tuningjob", "sdk", "-o", "json"))
         assert seen_by_kubectl["spec"] == doc["spec"]
-        with pytest.raises(AlreadyExists, match="'sdk' already exists in namespace 'default'"):
+        with pytest.raises(AlreadyExists, match=f"'sdk' already exists in namespace '{cluster.namespace}'"):
             client.submit(doc)
         updated = client.update("sdk", max_trials=2)  # before any trial has run
         assert updated.max_trials == 2
@@ -96,7 +89,7 @@ def test_python_client_submits_waits_reads_follows_updates_and_deletes(
         follower = threading.Thread(target=follow)
         follower.start()
         seen: list[JobStatus] = []
-        release(cluster)
+        cluster.release()
         final = client.wait("sdk", timeout=300, progress=True, callback=seen.append)
         follower.join(60)
     assert runner.exception is None, runner.output[-3000:]
@@ -119,7 +112,7 @@ def test_python_client_submits_waits_reads_follows_updates_and_deletes(
         client.update("sdk", parallelism=2)
     client.delete("sdk")
     wait_for(lambda: not owned_by(cluster, "sdk"), what="the job's trials, pods and secrets")
-    with pytest.raises(NotFound, match="tuningjobs 'sdk' not found in namespace 'default'"):
+    with pytest.raises(NotFound, match=f"tuningjobs 'sdk' not found in namespace '{cluster.namespace}'"):
         client.get("sdk")
 
 
@@ -127,8 +120,8 @@ def test_cli_verbs_against_the_cluster(cluster: Cluster, tmp_path: Path) -> None
     manifest = tmp_path / "cli.yaml"
     doc = small_job("cli")
     manifest.write_text(json.dumps(doc))
-    with KopfRunner(OPERATOR) as runner:
-        hold(cluster)
+    with KopfRunner(cluster.operator) as runner:
+        cluster.hold()
         submitted = kubetune(cluster, "submit", "-f", str(manifest))
         assert submitted.returncode == 0 and "tuningjob cli created" in submitted.stdout
         assert kubetune(cluster, "submit", "-f", str(manifest)).returncode == 1
@@ -140,7 +133,7 @@ def test_cli_verbs_against_the_cluster(cluster: Cluster, tmp_path: Path) -> None
             text=True,
             env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
         )
-        release(cluster)
+        cluster.release()
         waited = kubetune(cluster, "wait", "cli", "--timeout", "300")
         followed, _ = follower.communicate(timeout=60)
     assert runner.exception is None, runner.output[-3000:]
@@ -162,32 +155,38 @@ def test_cli_verbs_against_the_cluster(cluster: Cluster, tmp_path: Path) -> None
     assert kubetune(cluster, "delete", "cli").returncode == 0
     wait_for(lambda: not owned_by(cluster, "cli"), what="the job's trials, pods and secrets")
     gone = kubetune(cluster, "get", "cli")
-    assert gone.returncode == 1 and gone.stderr.strip().endswith("not found in namespace 'default'")
+    assert gone.returncode == 1 and gone.stderr.strip().endswith(f"not found in namespace '{cluster.namespace}'")
 
 
-def test_wait_survives_an_expired_watch_on_a_job_applied_with_kubectl(cluster: Cluster) -> None:
+def test_wait_survives_a_compacted_watch_on_a_job_applied_with_kubectl(cluster: Cluster) -> None:
+    """Mid-wait, etcd compacts its history and the API server restarts: the wait's watch resumes
+    from a revision that is gone, gets a real `410 Gone`, lists again and follows the job."""
     client = Client()
-    with KopfRunner(OPERATOR) as runner:
-        hold(cluster)
+    with KopfRunner(cluster.operator) as runner:
+        cluster.hold()
         cluster.apply(small_job("expiry"))
         seen: list[JobStatus] = []
         result: list[JobStatus] = []
         waiter = threading.Thread(
             target=lambda: result.append(client.wait("expiry", timeout=300, callback=seen.append))
         )
+        since = cluster.audit_mark()
         waiter.start()
         wait_for(lambda: seen, what="the wait to see the job")
-        cluster.emulator.call(cluster.emulator.emulator.expire_watches)  # 410 Gone mid-wait
-        release(cluster)
+        for i in range(3):  # history after the wait's revision, then compacted away
+            cluster.kubectl("create", "configmap", f"churn-{i}")
+        cluster.plane.compact_etcd()
+        cluster.plane.restart("kube-apiserver")
+        cluster.release()
         waiter.join(300)
     assert runner.exception is None, runner.output[-3000:]
     assert result and result[0].succeeded and result[0].name == "expiry"
-    relisted = [
-        r
-        for r in cluster.emulator.emulator._requests
-        if r.url.path.endswith("/tuningjobs")
-        and r.params.get("fieldSelector") == "metadata.name=expiry"
-        and r.params.get("watch") not in ("true", "1")
+    lists = [
+        c
+        for c in cluster.audit("admin", since)
+        if c["verb"] == "list"
+        and c.get("objectRef", {}).get("resource") == "tuningjobs"
+        and "metadata.name%3Dexpiry" in c["requestURI"]
     ]
-    assert len(relisted) >= 2  # the first list, and the list after 410 Gone
+    assert len(lists) >= 2, [c["requestURI"] for c in lists]  # the first, and after 410 Gone
     assert client.trials("expiry")[0].state.value == "Succeeded"

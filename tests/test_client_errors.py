@@ -1,13 +1,12 @@
 """What `kubetune.Client` and the CLI say when the cluster is missing, unreachable, refuses, or
-lacks the CRDs: one line naming what was tried, never a traceback. Against the emulated API
-server (no operator needed)."""
+lacks the CRDs: one line naming what was tried, never a traceback. Against the real control
+plane (tests/cluster; no operator needed)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,7 @@ from kubetune.client import ConfigError, Forbidden, NotFound, Unavailable
 from kubetune.spec import SpecError
 
 from .conftest import EXAMPLES, ROOT
-from .emulator.server import EmulatorThread
-from .harness import free_port
-from .tools import ensure_tools
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorThread]:
-    with EmulatorThread() as emulated:
-        yield emulated
+from .harness import Cluster, free_port, install_crds
 
 
 def kubeconfig(tmp_path: Path, server: str, token: str = "admin") -> Path:
@@ -72,45 +63,39 @@ def test_an_unreachable_api_server_is_one_line(tmp_path: Path) -> None:
     assert line.startswith(f"kubetune: cannot reach the Kubernetes API at {server}")
 
 
-def test_missing_crds_forbidden_and_not_found(
-    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = kubeconfig(tmp_path, emulator.url)
-    monkeypatch.setenv("KUBECONFIG", str(config))
-    client = Client()
-    assert client.backend.namespace == "ml"  # the context's namespace
-    emulator.call(
-        lambda: emulator.emulator.store.create(
-            emulator.emulator.store.kind("", "namespaces"), "", {"metadata": {"name": "ml"}}
-        )
-    )
-    with pytest.raises(Unavailable, match="CRDs are not installed"):
-        client.list()
-    assert "CRDs are not installed" in cli_line(config, "list")
+def with_token(cluster: Cluster, token: str) -> Path:
+    """The test's kubeconfig with a bearer token instead of the admin's certificate."""
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    config["users"][0]["user"] = {"token": token}
+    path = cluster.tmp / "token-kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
-    subprocess.run(
-        [
-            str(ensure_tools()["kubectl"]),
-            "--kubeconfig",
-            str(config),
-            "apply",
-            "-f",
-            str(ROOT / "manifests" / "crds"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    with pytest.raises(NotFound, match="tuningjobs 'ghost' not found in namespace 'ml'"):
+
+def test_missing_crds_forbidden_and_not_found(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ns = cluster.namespace
+    client = Client()  # KUBECONFIG: the test's namespace
+    assert client.backend.namespace == ns  # the context's namespace
+    cluster.kubectl("delete", "-f", str(ROOT / "manifests" / "crds"), "--wait")
+    try:
+        with pytest.raises(Unavailable, match="CRDs are not installed"):
+            client.list()
+        assert "CRDs are not installed" in cli_line(cluster.kubeconfig, "list")
+    finally:
+        install_crds(cluster)
+    with pytest.raises(NotFound, match=f"tuningjobs 'ghost' not found in namespace '{ns}'"):
         client.get("ghost")
-    assert cli_line(config, "trials", "ghost").endswith("not found in namespace 'ml'")
+    assert cli_line(cluster.kubeconfig, "trials", "ghost").endswith(f"not found in namespace '{ns}'")
     with pytest.raises(SpecError, match=r"spec\.parameters\[1\]\.max: must be greater than min"):
         client.submit(ROOT / "tests" / "data" / "invalid" / "bad-range.yaml")
 
-    emulator.emulator.auth.users["reader"] = "system:serviceaccount:ml:nobody"
-    refused = kubeconfig(tmp_path, emulator.url, token="reader")
+    cluster.kubectl("create", "serviceaccount", "nobody")  # no role: the authorizer refuses
+    refused = with_token(cluster, cluster.kubectl("create", "token", "nobody").strip())
     monkeypatch.setenv("KUBECONFIG", str(refused))
-    with pytest.raises(Forbidden, match="forbidden: cannot create tuningjobs in namespace 'ml'"):
+    with pytest.raises(Forbidden, match=f"forbidden: cannot create tuningjobs in namespace '{ns}'"):
         Client().submit(EXAMPLES / "digits-random.yaml")
     assert cli_line(refused, "list").startswith(
-        "kubetune: forbidden: cannot list tuningjobs in namespace 'ml'"
+        f"kubetune: forbidden: cannot list tuningjobs in namespace '{ns}'"
     )

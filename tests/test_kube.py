@@ -1,5 +1,5 @@
-"""The operator's API access through the official client: credentials that rotate, and key
-material that never stays on disk."""
+"""The operator's API access through the official client: credentials that rotate (real bound
+service-account tokens on the test control plane), and key material that never stays on disk."""
 
 from __future__ import annotations
 
@@ -8,54 +8,76 @@ import base64
 import json
 import logging
 import os
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from kubetune_operator.kube import KubeApi, connection_info, load_configuration
 
-from .emulator.server import EmulatorThread
+from .harness import Cluster, wait_for
 
 
-def secret(name: str) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": "default"},
-    }
+def secret(name: str, namespace: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}}
+
+
+def refused(cluster: Cluster, token: str) -> bool:
+    """Whether the API server answers this token with 401 Unauthorized."""
+    request = urllib.request.Request(
+        f"{cluster.plane.server}/api", headers={"Authorization": f"Bearer {token}"}
+    )
+    context = ssl.create_default_context(cafile=str(cluster.plane.ca))
+    try:
+        urllib.request.urlopen(request, context=context, timeout=10).close()
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401
+    return False
 
 
 def test_a_rotated_token_is_reloaded_after_a_401(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The token file holds a token bound to a Secret; deleting that Secret makes the API server
+    refuse it (401), as when a projected token expires. A new token is then in the file."""
     caplog.set_level(logging.INFO, "kubetune.operator.kube")
-    token_file = tmp_path / "token"
-    token_file.write_text("first")
-    with EmulatorThread() as emu:
-        config = yaml.safe_load(Path(emu.kubeconfig(str(tmp_path / "kubeconfig"))).read_text())
-        config["users"][0]["user"] = {"tokenFile": str(token_file)}
-        (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
-        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-        emu.emulator.auth.valid_tokens = {"first"}
+    ns = cluster.namespace
+    cluster.kubectl("create", "serviceaccount", "writer")
+    cluster.kubectl("create", "role", "writer", "--verb=create", "--resource=secrets")
+    cluster.kubectl("create", "rolebinding", "writer", "--role=writer", f"--serviceaccount={ns}:writer")
+    tokens = []
+    for binding in ("first", "second"):
+        cluster.kubectl("create", "secret", "generic", binding)
+        bound = ["--bound-object-kind=Secret", f"--bound-object-name={binding}"]
+        tokens.append(cluster.kubectl("create", "token", "writer", *bound).strip())
+    token_file = cluster.tmp / "token"
+    token_file.write_text(tokens[0])
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    config["users"][0]["user"] = {"tokenFile": str(token_file)}
+    (cluster.tmp / "token-kubeconfig").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KUBECONFIG", str(cluster.tmp / "token-kubeconfig"))
 
-        async def scenario() -> list[str]:
-            api = KubeApi(attempts=2)
-            try:
-                names = [(await api.create(secret("a"), "secrets") or {})["metadata"]["name"]]
-                token_file.write_text("second")  # the token rotates; the old one is refused
-                emu.emulator.auth.valid_tokens = {"second"}
-                names.append((await api.create(secret("b"), "secrets") or {})["metadata"]["name"])
-                return names
-            finally:
-                await api.close()
+    async def scenario() -> list[str]:
+        api = KubeApi(attempts=2)
+        try:
+            names = [(await api.create(secret("a", ns), "secrets") or {})["metadata"]["name"]]
+            cluster.kubectl("delete", "secret", "first")  # the first token is void from now on
+            wait_for(lambda: refused(cluster, tokens[0]), timeout=30, what="a 401 for the token")
+            token_file.write_text(tokens[1])
+            names.append((await api.create(secret("b", ns), "secrets") or {})["metadata"]["name"])
+            return names
+        finally:
+            await api.close()
 
-        assert asyncio.run(scenario()) == ["a", "b"]
-        assert "401 from the API server: reloading credentials" in caplog.text
-        assert {s["metadata"]["name"] for s in emu.objects("secrets", "")} == {"a", "b"}
-        info = connection_info(load_configuration())  # kopf's login sees the new token too
-        assert info.token == "second" and info.server == emu.url
+    assert asyncio.run(scenario()) == ["a", "b"]
+    assert "401 from the API server: reloading credentials" in caplog.text
+    assert {"a", "b"} <= set(cluster.objects("secrets", ""))
+    info = connection_info(load_configuration())  # kopf's login sees the new token too
+    assert info.token == tokens[1] and info.server == cluster.plane.server
 
 
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIBVAIBADANBgkqhkiG9w0BAQEFAASCAT4wggE6AgEAAkEA\n-----END PRIVATE KEY-----\n"

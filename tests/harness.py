@@ -24,7 +24,14 @@ from .cluster.control_plane import ControlPlane
 from .conftest import ROOT
 from .tools import ensure_tools
 
-VERSIONS = {"kubetune.dev": "v1alpha1", "": "v1", "apps": "v1", "rbac.authorization.k8s.io": "v1"}
+VERSIONS = {
+    "kubetune.dev": "v1alpha1",
+    "": "v1",
+    "apps": "v1",
+    "policy": "v1",
+    "rbac.authorization.k8s.io": "v1",
+    "apiextensions.k8s.io": "v1",
+}
 _names = itertools.count()
 
 
@@ -65,11 +72,17 @@ class Cluster:
         self.kubectl("apply", "-f", str(path))
 
     def objects(
-        self, plural: str, group: str = "kubetune.dev", namespace: str | None = None
+        self,
+        plural: str,
+        group: str = "kubetune.dev",
+        namespace: str | None = None,
+        cluster_scope: bool = False,
     ) -> dict[str, dict[str, Any]]:
-        """The namespace's objects of one kind, by name, as the API server has them now."""
+        """A namespace's objects of one kind (the test's by default; or cluster-scoped ones), by
+        name, as the API server has them now."""
         base = f"/apis/{group}/{VERSIONS[group]}" if group else "/api/v1"
-        listed = self.api.request("GET", f"{base}/namespaces/{namespace or self.namespace}/{plural}")
+        scope = "" if cluster_scope else f"/namespaces/{namespace or self.namespace}"
+        listed = self.api.request("GET", f"{base}{scope}/{plural}")
         return {o["metadata"]["name"]: o for o in listed["items"]}
 
     def job(self, name: str) -> dict[str, Any]:

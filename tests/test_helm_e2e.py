@@ -1,7 +1,9 @@
-"""The chart with the real helm binary against the emulated cluster: `helm install --wait` runs
-the chart's operator and suggestion service as pods (the tests' kubelet runs their commands
-locally), a TuningJob runs to the end through them, then `helm upgrade` with changed values,
-`helm test` and `helm uninstall`, with the CRDs kept or not as crds.keep says."""
+"""The chart with the real helm binary against the real control plane (tests/cluster):
+`helm install --wait` runs the chart's operator and suggestion service as pods (the test node
+runs their commands locally, in pod network namespaces, with their service accounts' tokens), a
+TuningJob runs to the end through them, then `helm upgrade` with changed values, `helm test` and
+`helm uninstall`, with the CRDs kept or not as crds.keep says. The real authorizer judges the
+chart's RBAC; the audit log shows any refusal."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ import base64
 import os
 import shlex
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,16 +20,14 @@ import yaml
 
 from .chart import CHART
 from .conftest import ROOT
-from .emulator.kubelet import Kubelet
-from .emulator.server import EmulatorThread
-from .emulator.workloads import DeploymentController, ServiceProxy
-from .harness import OBJECTIVE, Cluster, wait_for
+from .harness import OBJECTIVE, Cluster, remove_namespace, wait_for
 from .tools import ensure_tools
 
 pytestmark = pytest.mark.slow
 NS = "kubetune-system"
 QUICKSTART = "## The same on a cluster"
 TRAINER = "registry.example.com/ml/trainer:v7"
+OPERATOR_USER = f"system:serviceaccount:{NS}:kubetune-operator"
 
 
 class HelmCluster(Cluster):
@@ -46,48 +46,50 @@ class HelmCluster(Cluster):
             env=env,
             timeout=400,
         )
-        logs = (
-            "".join(
-                f"\n--- {p.name}\n{p.read_text()[-2000:]}"
-                for p in sorted((self.tmp / "logs").glob("*.log"))
+        if result.returncode != 0:
+            logs = "".join(
+                f"\n--- {p.parent.parent.name} {p.name}\n{p.read_text()[-2000:]}"
+                for p in sorted((self.plane.root / "node" / "pods").glob("*/logs/*.log"))
             )
-            if (self.tmp / "logs").exists()
-            else ""
-        )
-        assert result.returncode == 0, f"helm {' '.join(args)}: {result.stderr}{logs}"
+            raise AssertionError(f"helm {' '.join(args)}: {result.stderr}{logs}")
         return result.stdout
+
+    def cluster_scoped(self, plural: str, group: str, version: str = "v1") -> dict[str, Any]:
+        listed = self.api.request("GET", f"/apis/{group}/{version}/{plural}")
+        return {o["metadata"]["name"]: o for o in listed["items"]}
+
+    def crds(self) -> set[str]:
+        found = self.cluster_scoped("customresourcedefinitions", "apiextensions.k8s.io")
+        return {name for name in found if name.endswith(".kubetune.dev")}
+
+    def refused(self, since: int) -> list[str]:
+        """The operator's requests that the authorizer refused since an audit mark."""
+        return [
+            e["requestURI"]
+            for e in self.audit(OPERATOR_USER, since)
+            if e.get("responseStatus", {}).get("code") == 403
+        ]
 
     def pods(self, component: str) -> dict[str, dict[str, Any]]:
         return {
             n: p
-            for n, p in self.objects("pods", "").items()
+            for n, p in self.objects("pods", "", NS).items()
             if p["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component
             and not p["metadata"].get("deletionTimestamp")
         }
 
 
 @pytest.fixture
-def helm_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HelmCluster]:
-    """An emulated cluster with Deployments, Services and in-pod credentials."""
-    with EmulatorThread() as emulator:
-        proxy: ServiceProxy = emulator.call(lambda: ServiceProxy(emulator.emulator))
-        emulator.call(lambda: DeploymentController(emulator.emulator))
-        kubelet: Kubelet = emulator.call(
-            lambda: Kubelet(
-                emulator.emulator,
-                ROOT / "trainer-image",
-                tmp_path / "logs",
-                api_url=emulator.url,
-                resolve=proxy.address,
-            )
-        )
-        c = HelmCluster(emulator, kubelet, tmp_path)
-        monkeypatch.setenv("KUBECONFIG", c.kubeconfig)
-        try:
-            yield c
-        finally:
-            emulator.call(kubelet.stop)
-            emulator.call(proxy.close)
+def helm_cluster(cluster: Cluster) -> Iterator[HelmCluster]:
+    """The test's namespace on the control plane, without the CRDs: the chart installs them."""
+    c = HelmCluster(cluster.plane, cluster.namespace, cluster.tmp)
+    c.kubectl("delete", "-f", str(ROOT / "manifests" / "crds"), "--wait", "--ignore-not-found")
+    try:
+        yield c
+    finally:
+        if NS in c.objects("namespaces", "", cluster_scope=True):
+            remove_namespace(c, NS)
+        wait_for(lambda: NS not in c.objects("namespaces", "", cluster_scope=True), 120, NS)
 
 
 def readme_quickstart() -> list[str]:
@@ -152,18 +154,19 @@ def test_helm_install_run_upgrade_test_and_uninstall(helm_cluster: HelmCluster) 
     )
     notes = c.helm(*readme_install()[1:], "--values", str(values), "--timeout", "240s")
     assert f"helm test kubetune -n {NS}" in notes and "kubetune submit" in notes
-    deployments = c.objects("deployments", "apps")
+    deployments = c.objects("deployments", "apps", NS)
     for name, replicas in [("kubetune-operator", 1), ("kubetune-suggestion", 2)]:
         status = deployments[name]["status"]
         assert status["readyReplicas"] == status["updatedReplicas"] == replicas, status
-    assert "kubetune-suggestion" in c.objects("poddisruptionbudgets", "policy")
+    assert "kubetune-suggestion" in c.objects("poddisruptionbudgets", "policy", NS)
     (operator,) = c.pods("operator")
-    assert "--all-namespaces" in c.objects("pods", "")[operator]["spec"]["containers"][0]["args"]
+    assert "--all-namespaces" in c.objects("pods", "", NS)[operator]["spec"]["containers"][0]["args"]
 
     # the chart's operator (a pod, as its service account, under the chart's RBAC) runs the
     # README quickstart's job (its template names no image: the chart's trainer image)
     quickstart = readme_quickstart_job()
     quickstart["spec"] |= {"maxTrials": 2, "retainPods": True}
+    since = c.audit_mark()
     c.apply(quickstart)
     job = c.wait_phase("digits-kind", "Succeeded", timeout=240)
     assert job["status"]["progress"] == "2/2", job["status"]
@@ -171,10 +174,9 @@ def test_helm_install_run_upgrade_test_and_uninstall(helm_cluster: HelmCluster) 
         p for p in c.objects("pods", "").values() if "kubetune.dev/trial" in p["metadata"]["labels"]
     ]
     assert trial_pods and all(p["spec"]["containers"][0]["image"] == TRAINER for p in trial_pods)
-    denied = c.emulator.call(lambda: list(c.emulator.emulator.auth.denied))
-    assert denied == [], denied
+    assert c.refused(since) == []
 
-    token = c.objects("secrets", "")["kubetune-suggestion-token"]["data"]["token"]
+    token = c.objects("secrets", "", NS)["kubetune-suggestion-token"]["data"]["token"]
     c.helm(
         "upgrade",
         "kubetune",
@@ -190,22 +192,21 @@ def test_helm_install_run_upgrade_test_and_uninstall(helm_cluster: HelmCluster) 
         "--timeout",
         "240s",
     )
-    assert "kubetune-suggestion" not in c.objects("poddisruptionbudgets", "policy")
+    assert "kubetune-suggestion" not in c.objects("poddisruptionbudgets", "policy", NS)
     assert len(c.pods("suggestion")) == 1
     (upgraded,) = c.pods("operator")
     assert upgraded != operator
-    assert "--verbose" in c.objects("pods", "")[upgraded]["spec"]["containers"][0]["args"]
-    assert c.objects("secrets", "")["kubetune-suggestion-token"]["data"]["token"] == token
+    assert "--verbose" in c.objects("pods", "", NS)[upgraded]["spec"]["containers"][0]["args"]
+    assert c.objects("secrets", "", NS)["kubetune-suggestion-token"]["data"]["token"] == token
     assert len(base64.b64decode(token)) >= 32
 
     out = c.helm("test", "kubetune", "-n", NS, "--logs")
     assert "ok: suggestion service" in out and "ok: CRDs in kubetune.dev/v1alpha1" in out, out
 
     c.helm("uninstall", "kubetune", "-n", NS, "--wait", "--timeout", "120s")
-    wait_for(lambda: not c.objects("deployments", "apps"), 60, "the Deployments gone")
+    wait_for(lambda: not c.objects("deployments", "apps", NS), 60, "the Deployments gone")
     wait_for(lambda: not c.pods("operator") and not c.pods("suggestion"), 120, "the pods gone")
-    crds = c.objects("customresourcedefinitions", "apiextensions.k8s.io")
-    assert set(crds) == {"tuningjobs.kubetune.dev", "trials.kubetune.dev"}  # crds.keep
+    assert c.crds() == {"tuningjobs.kubetune.dev", "trials.kubetune.dev"}  # crds.keep
     assert "digits-kind" in c.objects("tuningjobs")
 
 
@@ -226,49 +227,55 @@ def test_uninstall_removes_the_crds_unless_kept(helm_cluster: HelmCluster) -> No
         "--timeout",
         "240s",
     )
-    assert len(c.objects("customresourcedefinitions", "apiextensions.k8s.io")) == 2
+    assert len(c.crds()) == 2
     c.helm("uninstall", "kubetune", "-n", NS, "--wait", "--timeout", "120s")
-    assert not c.objects("customresourcedefinitions", "apiextensions.k8s.io")
-    assert not c.objects("secrets", "")  # the release record and the generated token
+    wait_for(lambda: not c.crds(), 60, "the CRDs gone")
+    assert not c.objects("secrets", "", NS)  # the release record and the generated token
 
 
 def test_a_namespaced_install_runs_jobs_in_its_namespace_under_roles(
     helm_cluster: HelmCluster,
 ) -> None:
     c = helm_cluster
-    c.kubectl("create", "namespace", "team-a")
-    c.helm(
-        "install",
-        "kubetune",
-        str(CHART),
-        "-n",
-        NS,
-        "--create-namespace",
-        "--set",
-        "watchNamespaces={team-a}",
-        "--set",
-        "suggestion.replicas=1",
-        "--wait",
-        "--timeout",
-        "240s",
-    )
-    assert not c.objects("clusterroles", "rbac.authorization.k8s.io")
-    assert [
-        r["metadata"]["namespace"] for r in c.objects("roles", "rbac.authorization.k8s.io").values()
-    ] == ["team-a"]
-    elsewhere = small_job("elsewhere")
-    c.apply(elsewhere)  # in default: not watched
-    job = small_job("scoped")
-    job["metadata"]["namespace"] = "team-a"
-    c.apply(job)
-    c.kubectl(
-        "wait",
-        "-n",
-        "team-a",
-        "--for=jsonpath={.status.phase}=Succeeded",
-        "tuningjob/scoped",
-        "--timeout=240s",
-    )
-    denied = c.emulator.call(lambda: list(c.emulator.emulator.auth.denied))
-    assert denied == [], denied  # the Role in team-a is all the operator needed
-    assert "status" not in c.objects("tuningjobs")["elsewhere"]
+    team = f"{c.namespace}-team"
+    c.kubectl("create", "namespace", team)
+    try:
+        since = c.audit_mark()
+        c.helm(
+            "install",
+            "kubetune",
+            str(CHART),
+            "-n",
+            NS,
+            "--create-namespace",
+            "--set",
+            f"watchNamespaces={{{team}}}",
+            "--set",
+            "suggestion.replicas=1",
+            "--wait",
+            "--timeout",
+            "240s",
+        )
+        ours = c.cluster_scoped("clusterroles", "rbac.authorization.k8s.io")
+        assert not [name for name in ours if name.startswith("kubetune")]
+        roles = c.api.request("GET", "/apis/rbac.authorization.k8s.io/v1/roles")["items"]
+        assert [
+            r["metadata"]["namespace"] for r in roles if r["metadata"]["name"].startswith("kubetune")
+        ] == [team]
+        elsewhere = small_job("elsewhere")
+        c.apply(elsewhere)  # in the test's namespace: not watched
+        job = small_job("scoped")
+        job["metadata"]["namespace"] = team
+        c.apply(job)
+        c.kubectl(
+            "wait",
+            "-n",
+            team,
+            "--for=jsonpath={.status.phase}=Succeeded",
+            "tuningjob/scoped",
+            "--timeout=240s",
+        )
+        assert c.refused(since) == []  # the Role in the team's namespace is all it needed
+        assert "status" not in c.objects("tuningjobs")["elsewhere"]
+    finally:
+        remove_namespace(c, team)

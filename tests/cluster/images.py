@@ -1,9 +1,13 @@
 """How the test kubelet runs our two images without a container runtime.
 
-| image (any registry, tag or digest) | runs from                | command when the pod gives none |
+| image: the repository's last part   | runs from                | command when the pod gives none |
+| (any registry, path, tag or digest) |                          |                                 |
 |-------------------------------------|--------------------------|---------------------------------|
-| `kubetune/trainer`                  | `trainer-image/` (/app)  | `python train.py`               |
-| `kubetune/operator`                 | an empty per-pod dir     | `kubetune-operator --all-namespaces` |
+| `trainer` (ghcr.io/kubetune/trainer) | `trainer-image/` (/app) | `python train.py`               |
+| `operator` (ghcr.io/kubetune/operator) | `/`                   | `kubetune-operator --all-namespaces` |
+
+A user's own trainer image (`registry.example.com/ml/trainer:v7`, as the chart's
+`images.trainer` may name) runs as ours does.
 
 Both run on this checkout's `.venv` Python, which has the project installed as the images do:
 `python`/`python3` is that interpreter, and other commands are looked up on a PATH that puts
@@ -24,18 +28,18 @@ PATH = f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"
 
 @dataclass(frozen=True)
 class Image:
-    workdir: Path | None  # None: an empty directory of the pod's own
+    workdir: Path | None  # None: / (the image sets no WORKDIR)
     command: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
 
 
 IMAGES = {
-    "kubetune/trainer": Image(
+    "trainer": Image(
         ROOT / "trainer-image",
         ("python", "train.py"),
         {"PYTHONUNBUFFERED": "1", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"},
     ),
-    "kubetune/operator": Image(
+    "operator": Image(
         None,
         ("kubetune-operator", "--all-namespaces"),
         {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
@@ -48,8 +52,7 @@ def lookup(reference: str) -> Image | None:
     name = reference.split("@", 1)[0]
     if ":" in name.rsplit("/", 1)[-1]:
         name = name.rsplit(":", 1)[0]
-    parts = name.split("/")
-    return IMAGES.get("/".join(parts[-2:]))
+    return IMAGES.get(name.rsplit("/", 1)[-1])
 
 
 def executable(command: str) -> str:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from . import images
@@ -210,6 +211,10 @@ class Kubelet:
                     return worker
         return None
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def running(self, namespace: str) -> set[str]:
         """Names of the namespace's pods with a container process alive."""
         with self._lock:
@@ -280,6 +285,8 @@ class PodWorker:
                 self._start_all()
                 self._supervise()
         except Exception as exc:  # a bug of this kubelet: shown on the pod, not only here
+            if self.kubelet.stopping:
+                return
             log.exception("pod %s/%s: %s", self.namespace, self.name, exc)
             for c in self.containers:
                 c.state = {"waiting": {"reason": "TestKubeletError", "message": repr(exc)}}
@@ -309,10 +316,15 @@ class PodWorker:
                             "(tests/cluster/images.py)",
                         )
                 return
-            except PodError as exc:
+            except (PodError, ApiException) as exc:
+                # a Secret not there yet (the Node authorizer says 403 until a pod names it and
+                # it exists): retried, as a kubelet retries a mount
+                reason = exc.reason if isinstance(exc, PodError) else "CreateContainerConfigError"
                 for c in self.containers:
-                    c.state = {"waiting": {"reason": exc.reason, "message": str(exc)}}
+                    c.state = {"waiting": {"reason": reason, "message": str(exc)[:500]}}
                 self._write_status()
+                self.deleting.wait(1)
+            except (OSError, urllib3.exceptions.HTTPError):  # the API server restarting
                 self.deleting.wait(1)
 
     def _start_all(self) -> None:
@@ -331,6 +343,7 @@ class PodWorker:
         env = {
             "PATH": images.PATH,
             "HOME": str(self.dir / "home"),
+            "TMPDIR": str(self.dir / "tmp"),
             "HOSTNAME": self.name,
             "OMP_NUM_THREADS": "1",
             "KUBERNETES_SERVICE_HOST": self.kubelet.plane.network.service_ip(1),
@@ -344,10 +357,10 @@ class PodWorker:
             args = list(image.command[1:])
         argv = [*command, *[expand(a, env) for a in args or []]]
         argv[0] = images.executable(argv[0])
-        workdir = spec.get("workingDir") or str(image.workdir or self.dir / "work")
-        for d in (self.dir / "home", self.dir / "work", self.dir / "tmp"):
+        workdir = spec.get("workingDir") or str(image.workdir or "/")
+        for d in (self.dir / "home", self.dir / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
-        mounts = [[str(self.dir / "tmp"), "/tmp", False]]
+        mounts: list[list[Any]] = []
         if self.net is not None:
             mounts += [[str(self.net.hosts), "/etc/hosts", False]]
             mounts += [[str(self.net.resolv), "/etc/resolv.conf", False]]
@@ -360,6 +373,7 @@ class PodWorker:
             "netns": self.net.namespace if self.net else "",
             "hostname": self.name,
             "mounts": mounts,
+            "keep": [str(images.ROOT), str(self.dir)],
             "cwd": workdir,
             "nice": self.kubelet.nice,
             "argv": argv,

@@ -4,6 +4,11 @@ The kubelet writes SPEC (JSON: netns, hostname, mounts [[host, path, read_only]]
 env). This joins the pod's network namespace, takes a mount and a UTS namespace of its own,
 bind-mounts the pod's hosts file, resolv.conf and volumes where the container expects them, sets
 the pod's hostname and execs the command. Standard library only: it starts for every container.
+
+There is no container image, so the process still needs this checkout (its .venv, trainer-image/)
+and its pod directory on the node. A volume mounted over a directory that holds them (an emptyDir
+at /tmp, with the checkout in /tmp) would hide them: the paths in SPEC's `keep` are bound back
+in place after the volumes are mounted.
 """
 
 import ctypes
@@ -47,8 +52,13 @@ def main(path: str) -> None:
     check(libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None), "make / a slave")
     # every source is opened before the first mount, which may hide it (a volume under /tmp)
     sources = [(os.open(m[0], os.O_PATH), os.path.isdir(m[0])) for m in spec["mounts"]]
+    kept = [(path, os.open(path, os.O_PATH), os.stat(path)) for path in spec["keep"]]
     for (fd, is_dir), (_, target, read_only) in zip(sources, spec["mounts"], strict=True):
         bind(f"/proc/self/fd/{fd}", is_dir, target, read_only)
+        os.close(fd)
+    for path, fd, before in kept:
+        if not os.path.exists(path) or os.stat(path).st_ino != before.st_ino:
+            bind(f"/proc/self/fd/{fd}", True, path, False)
         os.close(fd)
     socket.sethostname(spec["hostname"])
     os.chdir(spec["cwd"])

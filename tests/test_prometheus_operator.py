@@ -1,4 +1,4 @@
-"""Prometheus with the operator, against the emulated cluster: a real Prometheus scrapes the
+"""Prometheus with the operator, against the real control plane (tests/cluster): a real Prometheus scrapes the
 operator's /metrics while it runs a pushed (gRPC) and a scraped (pull) job with ASHA; every
 dashboard panel's query returns data; a broken trial endpoint is a condition, never a block."""
 
@@ -14,7 +14,7 @@ from typing import Any
 from kopf.testing import KopfRunner
 
 from .conftest import ROOT
-from .harness import OBJECTIVE, OPERATOR, Cluster, tuning_job, wait_for
+from .harness import OBJECTIVE, Cluster, tuning_job, wait_for
 from .prometheus import RULES, Prometheus, needs_prometheus
 from .test_operator_e2e import asha_job
 from .test_prometheus_local import PROM_TRAINER
@@ -84,7 +84,7 @@ def test_prometheus_sees_the_operator_run_both_kinds_of_job(
     targets = {"kubetune-operator-metrics": [exporter]}
     with (
         Prometheus(tmp_path, targets, [RULES]) as prom,
-        KopfRunner(OPERATOR) as runner,
+        KopfRunner(cluster.operator) as runner,
     ):
         wait_for(lambda: prom.value("up") == 1, 60, "the operator scraped")
         cluster.apply(asha_job("pushed"))
@@ -92,7 +92,7 @@ def test_prometheus_sees_the_operator_run_both_kinds_of_job(
         cluster.wait_phase("pushed", "Succeeded")
         cluster.wait_phase("pulled", "Succeeded")
         for name, trials in (("pushed", 2), ("pulled", 5)):
-            job = f'namespace="default", tuningjob="{name}"'
+            job = f'namespace="{cluster.namespace}", tuningjob="{name}"'
             prom.wait_value(f"sum(kubetune_trials_finished_total{{{job}}})", trials)
             prom.wait_value(f'kubetune_tuningjob_phase{{{job}, phase="Succeeded"}}', 1)
             best = best_from_cli(name)
@@ -121,7 +121,7 @@ def test_a_trial_endpoint_without_the_objective_is_a_condition_and_the_job_ends(
     doc = scraped_job("blind", objective="val_f1", maxTrials=1, parallelism=1)
     doc["spec"].pop("earlyStopping")
     doc["spec"]["resource"]["max"] = 2  # failing scrapes back off: keep the trainer's wait short
-    with KopfRunner(OPERATOR) as runner:
+    with KopfRunner(cluster.operator) as runner:
         cluster.apply(doc)
         wait_for(
             lambda: (

@@ -6,7 +6,8 @@
 | `trainer` (ghcr.io/kubetune/trainer) | `trainer-image/` (/app) | `python train.py`               |
 | `operator` (ghcr.io/kubetune/operator) | `/`                   | `kubetune-operator --all-namespaces` |
 
-A user's own trainer image (`registry.example.com/ml/trainer:v7`, as the chart's
+`prom-trainer` (the tests' Prometheus-serving trainer) runs as `trainer` does. A user's own
+trainer image (`registry.example.com/ml/trainer:v7`, as the chart's
 `images.trainer` may name) runs as ours does.
 
 Both run on this checkout's `.venv` Python, which has the project installed as the images do:
@@ -39,6 +40,7 @@ IMAGES = {
         ("python", "train.py"),
         {"PYTHONUNBUFFERED": "1", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"},
     ),
+    "prom-trainer": Image(ROOT / "trainer-image", ("python", "train.py"), {"PYTHONUNBUFFERED": "1"}),
     "operator": Image(
         None,
         ("kubetune-operator", "--all-namespaces"),

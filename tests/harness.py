@@ -53,15 +53,18 @@ class Cluster:
         self.kubeconfig = str(tmp / "kubeconfig")
         Path(self.kubeconfig).write_text(yaml.safe_dump(config))
         self.kubectl_bin = str(ensure_tools()["kubectl"])
+        self.last_error = ""
+        self.cache = str(tmp / "kube-cache")  # discovery: CRDs come and go between tests
         self.operator = ["run", "--standalone", "-n", namespace, "-m", "kubetune_operator.handlers"]
 
     def kubectl(self, *args: str, check: bool = True) -> str:
         result = subprocess.run(
-            [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args],
+            [self.kubectl_bin, "--kubeconfig", self.kubeconfig, "--cache-dir", self.cache, *args],
             capture_output=True,
             text=True,
             timeout=300,
         )
+        self.last_error = result.stderr
         if check:
             assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
         return result.stdout

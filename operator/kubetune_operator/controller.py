@@ -35,7 +35,7 @@ from .builders import (
 )
 from .cache import Cache, Key, key_of
 from .exporter import OperatorHealth, scrape_targets
-from .kube import KubeApi, pod_problem
+from .kube import KubeApi, KubeError, pod_problem
 from .status import build_job_status, condition, observe_trial, stored_curve
 from .workqueue import WorkQueue
 
@@ -155,7 +155,7 @@ class Controller:
             spec = job_spec(job)
             await self._advance(key, job, spec, trials, pods)
         except (SpecError, InvalidPod) as exc:
-            await self._invalid(job, str(exc))
+            await self._invalid(job, str(exc), getattr(exc, "reason", "InvalidSpec"))
 
     async def _advance(
         self,
@@ -301,7 +301,12 @@ class Controller:
                 API_VERSION, "trials", ns, name, {"metadata": {"annotations": annotations}}
             )
             self.cache.put("trials", trial, own=True)
-        created = await self.kube.create(self._check_pod(job, trial), "pods")
+        try:
+            created = await self.kube.create(self._check_pod(job, trial), "pods")
+        except KubeError as exc:
+            if exc.status == 422 or (exc.status == 403 and "violates PodSecurity" in str(exc)):
+                raise PodRejected(f"the API server refused the trial pod: {exc}") from None
+            raise
         if created is not None:
             self.cache.put("pods", created, own=True)
 
@@ -332,23 +337,23 @@ class Controller:
             ):
                 await self._delete_pod(ns, name)
 
-    async def _invalid(self, job: dict[str, Any], message: str) -> None:
+    async def _invalid(self, job: dict[str, Any], message: str, reason: str) -> None:
         old = (job.get("status") or {}).get("conditions", [])
         t = now()
         await self._write_job_status(
             job,
             {
                 "phase": "Failed",
-                "reason": "InvalidSpec",
+                "reason": reason,
                 "message": message,
                 "completionTime": t,
                 "conditions": [
-                    condition(old, "Validated", False, "InvalidSpec", message, t),
-                    condition(old, "Failed", True, "InvalidSpec", message, t),
+                    condition(old, "Validated", False, reason, message, t),
+                    condition(old, "Failed", True, reason, message, t),
                 ],
             },
         )
-        self.event(job, "Warning", "InvalidSpec", message)
+        self.event(job, "Warning", reason, message)
 
     async def write_status(
         self, plural: str, namespace: str, name: str, patch: dict[str, Any]
@@ -371,6 +376,13 @@ class Controller:
 
 class InvalidPod(ValueError):
     """The trial template does not make a valid Pod: a problem of the spec, not worth a retry."""
+
+
+class PodRejected(InvalidPod):
+    """The API server's admission refused a trial pod (Pod Security, validation): every trial
+    would be refused the same way, so the job fails quoting the message instead of retrying."""
+
+    reason = "PodRejected"
 
 
 def _short(exc: Exception) -> str:

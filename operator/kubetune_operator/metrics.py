@@ -8,7 +8,8 @@ A report is acknowledged only after the Trial status holding it has been written
 all reports of one interval for a trial become one status patch), so an operator killed at any
 moment loses no acknowledged metric; a restarted one reloads the curves from the Trials. When the
 stopping rule rejects a trial, its status says Stopped before the reply tells the trainer to stop,
-and the job is woken to delete the pod. Reports for a trial that has ended (or whose pod is
+and the job is woken to delete the pod. A write that fails because the API server or etcd is
+away answers NOT_READY, so the trainer keeps the points and sends them again. Reports for a trial that has ended (or whose pod is
 gone after a stop) get FAILED_PRECONDITION: a stray child process cannot change a finished result.
 """
 
@@ -19,6 +20,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import urllib3
 from kubetune.rpc.limits import LimitExceeded, check_trial_names
 from kubetune.rpc.metrics import (
     BadToken,
@@ -38,6 +40,7 @@ from .builders import TOKEN_DIGEST_ANNOTATION, job_spec
 from .cache import Cache, Key
 from .controller import now
 from .group_commit import CommitPoint, GroupCommitter
+from .kube import TRANSIENT, KubeError
 from .status import build_metrics_status, stored_curve
 
 
@@ -114,7 +117,13 @@ class TrialStatusMetrics:
                     continue
                 names.update(point.metrics)
                 kept.append((point.step, point.metrics))
-        self.committer.submit(f"{ns}/{trial}", kept)
+        try:
+            self.committer.submit(f"{ns}/{trial}", kept)
+        except (KubeError, urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
+            if isinstance(exc, KubeError) and exc.status not in (0, *TRANSIENT):
+                raise
+            # the API server or etcd is away: nothing was acknowledged, the trainer sends again
+            raise NotReady(f"the report could not be stored yet: {exc}") from exc
         self.wake(job)
         if phase == "Stopped":
             return BatchVerdict(ReportVerdict(True, "already stopping"), refused)

@@ -20,7 +20,11 @@ log = logging.getLogger("kubetune.tests.cluster")
 
 class Api:
     def __init__(self, kubeconfig: Path) -> None:
-        self.client = kubernetes.config.new_client_from_config(str(kubeconfig))
+        configuration = kubernetes.client.Configuration()
+        configuration.retries = 0  # callers retry: the API server restarts in some tests
+        self.client = kubernetes.config.new_client_from_config(
+            str(kubeconfig), client_configuration=configuration
+        )
 
     def _call(
         self,

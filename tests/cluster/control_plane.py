@@ -363,10 +363,13 @@ class ControlPlane:
 
     # -- faults -------------------------------------------------------------------------------
 
-    def restart(self, name: str, down_for: float = 0.0) -> None:
-        """Stop one component (SIGTERM), wait `down_for` seconds, start it and wait until ready."""
+    def restart(
+        self, name: str, down_for: float = 0.0, sig: signal.Signals = signal.SIGKILL
+    ) -> None:
+        """Stop one component (a crash by default: SIGKILL), wait `down_for` seconds, start it
+        again and wait until the API server is ready."""
         component = self.components[name]
-        component.stop()
+        component.stop(sig)
         time.sleep(down_for)
         component.start()
         self._record_pids()

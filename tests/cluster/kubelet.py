@@ -80,6 +80,7 @@ class Kubelet:
         self._register()
         self.server = LogServer(self)
         threading.Thread(target=self._renew_lease, name="lease", daemon=True).start()
+        threading.Thread(target=self._sync_statuses, name="status", daemon=True).start()
         path = "/api/v1/pods"
         query = {"fieldSelector": f"spec.nodeName={self.node}"}
         inform(self.api, path, self._list, self._event, self._stop, query)
@@ -158,6 +159,14 @@ class Kubelet:
             except Exception as exc:  # the API server restarting
                 log.debug("lease: %s", exc)
             self._stop.wait(10)
+
+    def _sync_statuses(self) -> None:
+        """Write again every pod status that could not be written (the API server was down)."""
+        while not self._stop.wait(0.5):
+            with self._lock:
+                stale = [w for w in self.workers.values() if w.unwritten]
+            for worker in stale:
+                worker._write_status()
 
     def cordon(self, unschedulable: bool) -> None:
         """Hold new pods in Pending (the scheduler binds none here), or let them run again."""
@@ -272,6 +281,7 @@ class PodWorker:
         self._status_lock = threading.Lock()
         self._end_lock = threading.Lock()
         self.done = False  # _run has returned: every container has ended
+        self.unwritten = False  # the last status write failed: the status thread retries it
 
     def start(self) -> None:
         threading.Thread(target=self._run, name=f"pod {self.name}", daemon=True).start()
@@ -589,6 +599,7 @@ class PodWorker:
     def _write_status(self) -> None:
         with self._status_lock:
             status = self._status()
+            self.unwritten = False
             try:
                 self.kubelet.api.request(
                     "PATCH",
@@ -600,8 +611,10 @@ class PodWorker:
                 if exc.status == 404:
                     self.gone.set()
                 else:
+                    self.unwritten = True
                     log.warning("pod %s status: %s", self.name, exc.reason)
-            except Exception as exc:  # the API server restarting: the next write catches up
+            except Exception as exc:  # the API server restarting: written again soon
+                self.unwritten = True
                 log.debug("pod %s status: %s", self.name, exc)
 
     def _status(self) -> dict[str, Any]:

@@ -137,6 +137,9 @@ class Controller:
         if job is None:
             self._scrape(key, {})
             return
+        if job["metadata"].get("deletionTimestamp"):
+            self._scrape(key, {})
+            return  # being deleted: the garbage collector removes its trials and pods
         status = job.get("status") or {}
         trials = self.cache.of_job("trials", key)
         pods = self.cache.of_job("pods", key)
@@ -173,7 +176,7 @@ class Controller:
             seen = observe_trial(trial, pods.get(name), moment)
             if seen.status_patch is not None:
                 trial = await self._record(job, trial, seen.state, seen.status_patch)
-            if seen.needs_pod:
+            if seen.needs_pod and not trial["metadata"].get("deletionTimestamp"):
                 await self._create_pod(job, trial)
             views.append(trial_view(trial, seen.state))
         decision = await self._decide(key, job, spec, views)

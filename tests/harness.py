@@ -8,6 +8,7 @@ namespace is deleted, so no test sees another's objects.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import subprocess
@@ -200,10 +201,8 @@ def remove_namespace(c: Cluster, namespace: str) -> None:
         for name in items:
             path = f"/apis/kubetune.dev/v1alpha1/namespaces/{namespace}/{plural}/{name}"
             patch = {"metadata": {"finalizers": None}}
-            try:
+            with contextlib.suppress(Exception):
                 c.api.request("PATCH", path, patch, content_type="application/merge-patch+json")
-            except Exception:
-                pass
     c.api.request("DELETE", f"/api/v1/namespaces/{namespace}", {"propagationPolicy": "Background"})
 
 

@@ -73,7 +73,9 @@ def test_python_client_submits_waits_reads_follows_updates_and_deletes(
         assert client.submit(doc) == "sdk"
         seen_by_kubectl = json.loads(cluster.kubectl("get", "tuningjob", "sdk", "-o", "json"))
         assert seen_by_kubectl["spec"] == doc["spec"]
-        with pytest.raises(AlreadyExists, match=f"'sdk' already exists in namespace '{cluster.namespace}'"):
+        with pytest.raises(
+            AlreadyExists, match=f"'sdk' already exists in namespace '{cluster.namespace}'"
+        ):
             client.submit(doc)
         updated = client.update("sdk", max_trials=2)  # before any trial has run
         assert updated.max_trials == 2
@@ -112,7 +114,9 @@ def test_python_client_submits_waits_reads_follows_updates_and_deletes(
         client.update("sdk", parallelism=2)
     client.delete("sdk")
     wait_for(lambda: not owned_by(cluster, "sdk"), what="the job's trials, pods and secrets")
-    with pytest.raises(NotFound, match=f"tuningjobs 'sdk' not found in namespace '{cluster.namespace}'"):
+    with pytest.raises(
+        NotFound, match=f"tuningjobs 'sdk' not found in namespace '{cluster.namespace}'"
+    ):
         client.get("sdk")
 
 
@@ -155,7 +159,9 @@ def test_cli_verbs_against_the_cluster(cluster: Cluster, tmp_path: Path) -> None
     assert kubetune(cluster, "delete", "cli").returncode == 0
     wait_for(lambda: not owned_by(cluster, "cli"), what="the job's trials, pods and secrets")
     gone = kubetune(cluster, "get", "cli")
-    assert gone.returncode == 1 and gone.stderr.strip().endswith(f"not found in namespace '{cluster.namespace}'")
+    assert gone.returncode == 1 and gone.stderr.strip().endswith(
+        f"not found in namespace '{cluster.namespace}'"
+    )
 
 
 def test_wait_survives_a_compacted_watch_on_a_job_applied_with_kubectl(cluster: Cluster) -> None:

@@ -87,7 +87,9 @@ def test_missing_crds_forbidden_and_not_found(
         install_crds(cluster)
     with pytest.raises(NotFound, match=f"tuningjobs 'ghost' not found in namespace '{ns}'"):
         client.get("ghost")
-    assert cli_line(cluster.kubeconfig, "trials", "ghost").endswith(f"not found in namespace '{ns}'")
+    assert cli_line(cluster.kubeconfig, "trials", "ghost").endswith(
+        f"not found in namespace '{ns}'"
+    )
     with pytest.raises(SpecError, match=r"spec\.parameters\[1\]\.max: must be greater than min"):
         client.submit(ROOT / "tests" / "data" / "invalid" / "bad-range.yaml")
 

@@ -11,7 +11,6 @@ import base64
 import os
 import shlex
 import subprocess
-from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,7 +159,9 @@ def test_helm_install_run_upgrade_test_and_uninstall(helm_cluster: HelmCluster) 
         assert status["readyReplicas"] == status["updatedReplicas"] == replicas, status
     assert "kubetune-suggestion" in c.objects("poddisruptionbudgets", "policy", NS)
     (operator,) = c.pods("operator")
-    assert "--all-namespaces" in c.objects("pods", "", NS)[operator]["spec"]["containers"][0]["args"]
+    assert (
+        "--all-namespaces" in c.objects("pods", "", NS)[operator]["spec"]["containers"][0]["args"]
+    )
 
     # the chart's operator (a pod, as its service account, under the chart's RBAC) runs the
     # README quickstart's job (its template names no image: the chart's trainer image)
@@ -260,7 +261,9 @@ def test_a_namespaced_install_runs_jobs_in_its_namespace_under_roles(
         assert not [name for name in ours if name.startswith("kubetune")]
         roles = c.api.request("GET", "/apis/rbac.authorization.k8s.io/v1/roles")["items"]
         assert [
-            r["metadata"]["namespace"] for r in roles if r["metadata"]["name"].startswith("kubetune")
+            r["metadata"]["namespace"]
+            for r in roles
+            if r["metadata"]["name"].startswith("kubetune")
         ] == [team]
         elsewhere = small_job("elsewhere")
         c.apply(elsewhere)  # in the test's namespace: not watched

@@ -23,7 +23,11 @@ from .harness import Cluster, wait_for
 
 
 def secret(name: str, namespace: str) -> dict[str, object]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+    }
 
 
 def refused(cluster: Cluster, token: str) -> bool:
@@ -48,7 +52,9 @@ def test_a_rotated_token_is_reloaded_after_a_401(
     ns = cluster.namespace
     cluster.kubectl("create", "serviceaccount", "writer")
     cluster.kubectl("create", "role", "writer", "--verb=create", "--resource=secrets")
-    cluster.kubectl("create", "rolebinding", "writer", "--role=writer", f"--serviceaccount={ns}:writer")
+    cluster.kubectl(
+        "create", "rolebinding", "writer", "--role=writer", f"--serviceaccount={ns}:writer"
+    )
     tokens = []
     for binding in ("first", "second"):
         cluster.kubectl("create", "secret", "generic", binding)

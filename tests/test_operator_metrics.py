@@ -12,7 +12,7 @@ from kubetune.rpc.metrics import Point, TrialEnded
 from kubetune_operator.cache import Cache
 from kubetune_operator.metrics import TrialStatusMetrics
 
-from .emulator.store import merge_patch
+from .merge_patch import merge_patch
 from .test_status_size import JOB, trial
 
 

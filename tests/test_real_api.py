@@ -59,7 +59,7 @@ def test_crds_are_accepted_and_kubectl_explain_prints_our_field_docs(cluster: Cl
 @pytest.mark.parametrize(
     ("change", "field", "reason"),
     [
-        ({"maxTrials": "ten"}, "spec.maxTrials", "Invalid value: \"string\""),
+        ({"maxTrials": "ten"}, "spec.maxTrials", 'Invalid value: "string"'),
         ({"algorithm": {"name": "annealing"}}, "spec.algorithm.name", "Unsupported value"),
         ({"objective": {"direction": "maximize"}}, "spec.objective.metric", "Required value"),
         ({"parallelism": 0}, "spec.parallelism", "greater than or equal to 1"),
@@ -194,7 +194,9 @@ def test_the_operator_survives_an_api_server_and_an_etcd_restart_mid_job(
     )
 
     def steps_reported() -> int:
-        return sum(len(t.get("status", {}).get("curve", [])) for t in cluster.objects("trials").values())
+        return sum(
+            len(t.get("status", {}).get("curve", [])) for t in cluster.objects("trials").values()
+        )
 
     with KopfRunner(cluster.operator) as runner:
         cluster.apply(doc)

@@ -16,7 +16,7 @@ from kubetune_operator.cache import Cache
 from kubetune_operator.metrics import TrialStatusMetrics
 from kubetune_operator.status import stored_curve
 
-from .emulator.store import merge_patch
+from .merge_patch import merge_patch
 
 ETCD_LIMIT = 1_500_000
 STEPS = 100_000

@@ -138,10 +138,9 @@ def _build(name: str, package: str, module: Path, ldflags: str) -> None:
         args, cwd=module, env=go_env(), stderr=subprocess.PIPE, text=True, bufsize=1
     )
     assert proc.stderr is not None
-    compiled, tail = 0, []
-    for line in proc.stderr:
+    tail: list[str] = []
+    for compiled, line in enumerate(proc.stderr, 1):
         tail = [*tail[-7:], line.rstrip()]
-        compiled += 1
         if sys.stderr.isatty():
             print(f"\r  {name}: {compiled} packages", end="", file=sys.stderr, flush=True)
         elif compiled % 200 == 0:

@@ -163,7 +163,9 @@ class ControlPlane:
             ),
         )
         sa = service_account_key(pki)
-        self.admin = self._kubeconfig("admin", ca.issue("admin", "admin", groups=("system:masters",)))
+        self.admin = self._kubeconfig(
+            "admin", ca.issue("admin", "admin", groups=("system:masters",))
+        )
         kcm = self._kubeconfig("kcm", ca.issue("kcm", "system:kube-controller-manager"))
         sched = self._kubeconfig("scheduler", ca.issue("scheduler", "system:kube-scheduler"))
         self.node_kubeconfig = self._kubeconfig(

@@ -40,7 +40,9 @@ IMAGES = {
         ("python", "train.py"),
         {"PYTHONUNBUFFERED": "1", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"},
     ),
-    "prom-trainer": Image(ROOT / "trainer-image", ("python", "train.py"), {"PYTHONUNBUFFERED": "1"}),
+    "prom-trainer": Image(
+        ROOT / "trainer-image", ("python", "train.py"), {"PYTHONUNBUFFERED": "1"}
+    ),
     "operator": Image(
         None,
         ("kubetune-operator", "--all-namespaces"),

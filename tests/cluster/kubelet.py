@@ -491,7 +491,9 @@ class PodWorker:
             mounts[volume["name"]] = host
         return mounts
 
-    def _keys(self, plural: str, source: dict[str, Any], name_field: str, volume: str) -> dict[str, bytes]:
+    def _keys(
+        self, plural: str, source: dict[str, Any], name_field: str, volume: str
+    ) -> dict[str, bytes]:
         name = source[name_field]
         obj = self.kubelet.api.get(f"/api/v1/namespaces/{self.namespace}/{plural}/{name}")
         if obj is None:
@@ -577,7 +579,9 @@ class PodWorker:
                 kind = "secretKeyRef" if "secretKeyRef" in source else "configMapKeyRef"
                 ref = source[kind]
                 plural = "secrets" if kind == "secretKeyRef" else "configmaps"
-                data = self._keys(plural, {"name": ref["name"], "optional": ref.get("optional")}, "name", "")
+                data = self._keys(
+                    plural, {"name": ref["name"], "optional": ref.get("optional")}, "name", ""
+                )
                 if ref["key"] not in data:
                     if ref.get("optional"):
                         continue
@@ -634,7 +638,9 @@ class PodWorker:
             )
         terminated = [c.state.get("terminated") for c in self.containers]
         policy = self.pod["spec"].get("restartPolicy", "Always")
-        if all(terminated) and (policy == "Never" or all(t["exitCode"] == 0 for t in terminated if t)):
+        if all(terminated) and (
+            policy == "Never" or all(t["exitCode"] == 0 for t in terminated if t)
+        ):
             phase = "Succeeded" if all(t["exitCode"] == 0 for t in terminated if t) else "Failed"
         elif any("running" in c.state or c.restarts for c in self.containers):
             phase = "Running"
@@ -781,7 +787,9 @@ class LogHandler(BaseHTTPRequestHandler):
         worker = self.kubelet.find(namespace, pod)
         container = next((c for c in worker.containers if c.name == name), None) if worker else None
         if worker is None or container is None or not container.log.exists():
-            self._reply(404, f"container {name} of pod {namespace}/{pod} is not on this node".encode())
+            self._reply(
+                404, f"container {name} of pod {namespace}/{pod} is not on this node".encode()
+            )
             return
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         data = container.log.read_bytes()

@@ -99,7 +99,11 @@ class Network:
             if not self._free:
                 raise RuntimeError(f"no pod IP left in {self.pod_cidr}")
             index = self._free.pop(0)
-        ns, pod_ip, host_end = f"{self.prefix}{index}", f"10.244.{self.slot}.{index}", f"kt{self.slot}p{index}"
+        ns, pod_ip, host_end = (
+            f"{self.prefix}{index}",
+            f"10.244.{self.slot}.{index}",
+            f"kt{self.slot}p{index}",
+        )
         etc = NETNS_ETC / ns
         etc.mkdir(parents=True, exist_ok=True)
         net = PodNetwork(ns, pod_ip, etc / "hosts", etc / "resolv.conf")
@@ -118,7 +122,10 @@ class Network:
             f"route add default via {self.gateway}\n"
         )
         subprocess.run(
-            ["ip", "-n", ns, "-batch", "-"], input=commands, text=True, check=True,
+            ["ip", "-n", ns, "-batch", "-"],
+            input=commands,
+            text=True,
+            check=True,
             capture_output=True,
         )
         return net

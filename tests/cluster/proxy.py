@@ -149,9 +149,7 @@ class ServiceProxy:
             return
         host, target = targets[next(self._turn) % len(targets)]
         try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(host, target), 5
-            )
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, target), 5)
         except (OSError, TimeoutError):
             writer.close()
             return

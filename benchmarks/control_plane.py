@@ -1,4 +1,6 @@
-"""Control-plane turnover of the operator against the emulated API server.
+"""Control-plane turnover of the operator against the real control plane (tests/cluster: etcd,
+kube-apiserver, kube-controller-manager and kube-scheduler v1.37.2 built from source, the test
+node's process kubelet).
 
 N TuningJobs x parallelism P x T trials each; every trial is a process that reports 3 steps over
 gRPC and exits at once. Measured from the API server's side: for each job, the k-th pod to reach
@@ -15,8 +17,8 @@ control plane. `--trial-nice 0` runs them as its equals; the test kubelet then s
 session of its own, which with the kernel's autogroup scheduling is a scheduling group of its own,
 and 50 trials get 50/51 of the CPU while the operator and the API server wait for theirs.
 
-Where the time goes: the Kubernetes API requests the operator made per trial (counted at the
-emulated API server, by verb and resource), its own /metrics at the end (reconcile time,
+Where the time goes: the Kubernetes API requests the operator made per trial (read from the API
+server's audit log, by verb and resource; the operator has a client certificate of its own), its own /metrics at the end (reconcile time,
 suggestion time, work-queue wait, event-loop lag), and with `--profile` a py-spy sample of the
 operator process (collapsed stacks, summarized by the functions that hold the most samples).
 """
@@ -24,7 +26,6 @@ operator process (collapsed stacks, summarized by the functions that hold the mo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -34,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import defaultdict
@@ -47,9 +49,11 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.emulator.kubelet import Kubelet  # noqa: E402
-from tests.emulator.server import EmulatorThread, parse_route  # noqa: E402
+from tests.cluster.api import Api, inform  # noqa: E402
+from tests.cluster.control_plane import ControlPlane  # noqa: E402
 from tests.tools import ensure_tools  # noqa: E402
+
+OPERATOR_USER = "kubetune-operator-bench"
 
 TRAINER = (
     "import kubetune\n"
@@ -114,19 +118,17 @@ def main() -> int:
     born: dict[tuple[str, str], float] = {}  # (kind, name): when the API server created it
     pod_born: dict[str, float] = {}
 
-    with EmulatorThread() as emu:
-        kubelet: Kubelet = emu.call(
-            lambda: Kubelet(emu.emulator, tmp, tmp / "logs", nice=args.trial_nice)
-        )
+    plane = ControlPlane(tmp / "cluster", nice=args.trial_nice).start()
+    try:
+        admin = Api(plane.admin)
+        stop = threading.Event()
 
-        async def record(type_: str, obj: dict[str, Any]) -> None:
-            if type_ == "ADDED" and obj.get("kind") in ("Trial", "Secret"):
-                born[(obj["kind"], obj["metadata"]["name"])] = time.monotonic()
-            if obj.get("kind") != "Pod":
-                return
+        def pod_event(type_: str, obj: dict[str, Any]) -> None:
             t = time.monotonic()
             name = obj["metadata"]["name"]
-            job_name = obj["metadata"]["labels"]["kubetune.dev/job"]
+            job_name = (obj["metadata"].get("labels") or {}).get("kubetune.dev/job")
+            if job_name is None:
+                return
             phase = (obj.get("status") or {}).get("phase")
             if type_ == "ADDED":
                 created[job_name].append(t)
@@ -137,20 +139,36 @@ def main() -> int:
                 succeeded[job_name].append(t)
                 durations.append(t - running.pop(name))
 
-        emu.call(lambda: emu.emulator.listeners.insert(0, record))
-        emulator_stalls: list[tuple[float, float]] = []  # (when, how long) over 0.1 s
-        lag_watch = asyncio.run_coroutine_threadsafe(watch_lag(emulator_stalls), emu.loop)
-        kubeconfig = emu.kubeconfig(str(tmp / "kubeconfig"))
-        kubectl = [str(ensure_tools()["kubectl"]), "--kubeconfig", kubeconfig]
+        def birth(kind: str) -> Any:
+            def on_event(type_: str, obj: dict[str, Any]) -> None:
+                if type_ == "ADDED":
+                    born[(kind, obj["metadata"]["name"])] = time.monotonic()
+
+            return on_event
+
+        def ignore(items: list[dict[str, Any]]) -> None:
+            pass
+
+        inform(admin, "/api/v1/namespaces/default/pods", ignore, pod_event, stop)
+        inform(admin, "/api/v1/namespaces/default/secrets", ignore, birth("Secret"), stop)
+        kubectl = [str(ensure_tools()["kubectl"]), "--kubeconfig", str(plane.admin)]
         subprocess.run(
-            [*kubectl, "apply", "-f", str(ROOT / "manifests" / "crds")],
+            [*kubectl, "apply", "--server-side", "-f", str(ROOT / "manifests" / "crds")],
             check=True,
             capture_output=True,
         )
+        subprocess.run(
+            [*kubectl, "wait", "--for=condition=Established", "crd", "--all"],
+            check=True,
+            capture_output=True,
+        )
+        trials_path = "/apis/kubetune.dev/v1alpha1/namespaces/default/trials"
+        inform(admin, trials_path, ignore, birth("Trial"), stop)
+        operator_config = plane.issue_kubeconfig(OPERATOR_USER, groups=("system:masters",))
         env = {
             **os.environ,
-            "KUBECONFIG": kubeconfig,
-            "KUBETUNE_METRICS_BIND": "127.0.0.1:0",
+            "KUBECONFIG": str(operator_config),
+            "KUBETUNE_METRICS_BIND": f"{plane.network.gateway}:0",
             "KUBETUNE_STATUS_INTERVAL": "0.2",
             "OMP_NUM_THREADS": "1",
             **{k: v for k, v in os.environ.items() if k.startswith("KUBETUNE_")},
@@ -176,18 +194,21 @@ def main() -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        components = [psutil.Process(c.process.pid) for c in plane.components.values() if c.process]
         try:
             time.sleep(3)
             docs = [job(f"cp{i}", args.parallelism, args.trials) for i in range(args.jobs)]
             (tmp / "jobs.yaml").write_text(yaml.safe_dump_all(docs))
             start = time.monotonic()
             own_cpu = time.process_time()
+            plane_cpu = sum(sum(p.cpu_times()[:2]) for p in components)
             subprocess.run(
                 [*kubectl, "apply", "-f", str(tmp / "jobs.yaml")], check=True, capture_output=True
             )
             deadline = start + 1800
+            jobs_path = "/apis/kubetune.dev/v1alpha1/namespaces/default/tuningjobs"
             while time.monotonic() < deadline:
-                jobs = emu.objects("tuningjobs")
+                jobs = admin.request("GET", jobs_path)["items"]
                 if all(
                     (j.get("status") or {}).get("phase") in ("Succeeded", "Failed") for j in jobs
                 ):
@@ -195,7 +216,8 @@ def main() -> int:
                 time.sleep(0.5)
             wall = time.monotonic() - start
             exposed = scrape(exporter_port)
-            emulator_cpu = time.process_time() - own_cpu  # the API server, kubelet and this
+            kubelet_cpu = time.process_time() - own_cpu  # the test kubelet, proxy and this
+            plane_cpu = sum(sum(p.cpu_times()[:2]) for p in components) - plane_cpu
             spied = psutil.Process(operator.pid)
             target = spied.children()[0] if args.profile else spied
             operator_cpu = sum(target.cpu_times()[:2])
@@ -208,13 +230,17 @@ def main() -> int:
             if suggestion is not None:
                 suggestion.terminate()
                 suggestion.wait(30)
-            emu.call(kubelet.stop)
-            lag_watch.cancel()
-        requests = emu.call(lambda: count_requests(emu.emulator))
+            stop.set()
+        requests = count_requests(plane.audit_events())
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         trials_cpu = children.ru_utime + children.ru_stime - operator_cpu
-        jobs = emu.objects("tuningjobs")
-        trials = emu.objects("trials")
+        jobs = admin.request("GET", jobs_path)["items"]
+        trials = admin.request("GET", trials_path)["items"]
+        started = [name for _, name in plane.kubelet.started]
+        largest = largest_objects(admin)
+    finally:
+        plane.stop()
+        plane.remove()
 
     latencies = []
     slowest: list[tuple[float, float, str]] = []  # (when, turnover, job)
@@ -238,7 +264,7 @@ def main() -> int:
         f"cp{i}": sorted(f"cp{i}-{k}" for k in range(args.trials)) for i in range(args.jobs)
     }
     lost_or_extra = sum(len(set(expected[j]) ^ set(by_job.get(j, []))) for j in expected)
-    duplicates = len(kubelet.started) - len(set(kubelet.started))
+    duplicates = len(started) - len(set(started))
     ideal = math.ceil(args.trials / args.parallelism) * statistics.mean(durations)
 
     def pct(q: float) -> float:
@@ -252,7 +278,7 @@ def main() -> int:
         "trials_per_job": args.trials,
         "succeeded_jobs": sum(1 for j in jobs if j["status"]["phase"] == "Succeeded"),
         "trials": len(trials),
-        "pods_started": len(kubelet.started),
+        "pods_started": len(started),
         "lost_or_extra_trials": lost_or_extra,
         "duplicate_pods": duplicates,
         "turnover_p50_s": round(pct(0.5), 3),
@@ -266,9 +292,7 @@ def main() -> int:
             [round(at, 2), round(took, 3), job]
             for at, took, job in sorted(slowest, key=lambda s: s[1])[-5:]
         ],
-        "emulator_loop_stalls_over_100ms_at_s_took_s": [
-            [round(at - start, 2), round(took, 3)] for at, took in emulator_stalls
-        ],
+        "largest_objects_bytes": largest,
         "operator_loop_stalls_over_250ms": (tmp / "operator.log")
         .read_text(errors="replace")
         .count("event loop stalled"),
@@ -283,7 +307,8 @@ def main() -> int:
         "operator": exposed,
         "cpu_s": {
             "operator": round(operator_cpu, 1),
-            "emulated_api_server_and_kubelet": round(emulator_cpu, 1),
+            "etcd_apiserver_controllers_scheduler": round(plane_cpu, 1),
+            "test_kubelet_and_proxy": round(kubelet_cpu, 1),
             "trial_processes": round(trials_cpu, 1),
             "available": round(wall * (os.cpu_count() or 1), 1),
         },
@@ -297,16 +322,6 @@ def main() -> int:
     return 0
 
 
-async def watch_lag(stalls: list[tuple[float, float]], period: float = 0.02) -> None:
-    """Note every time the emulator's loop (API server and kubelet) was late by over 0.1 s."""
-    while True:
-        began = time.monotonic()
-        await asyncio.sleep(period)
-        lag = time.monotonic() - began - period
-        if lag > 0.1:
-            stalls.append((began, lag))
-
-
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -318,24 +333,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def count_requests(emulator: Any) -> dict[str, int]:
-    """The operator's API requests (not kubectl's, not watches), by verb and resource."""
+def count_requests(events: list[dict[str, Any]]) -> dict[str, int]:
+    """The operator's API requests (not watches), by verb and resource, from the audit log."""
     counts: dict[str, int] = defaultdict(int)
-    for request in list(emulator):
-        agent = dict(request.headers).get("User-Agent", "")
-        params = dict(request.params)
-        route = parse_route(request.url.path)
-        if agent.startswith("kubectl") or route is None or params.get("watch") in ("true", "1"):
+    for event in events:
+        ref = event.get("objectRef")
+        if event["user"]["username"] != OPERATOR_USER or ref is None or event["verb"] == "watch":
             continue
-        resource = f"{route.plural}/{route.subresource}" if route.subresource else route.plural
-        if request.method.value.upper() == "GET" and route.name is None:
-            verb = "list"
-        else:
-            verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(
-                request.method.value.upper(), "get"
-            )
-        counts[f"{verb} {resource}"] += 1
+        kind = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        counts[f"{event['verb']} {kind}"] += 1
     return dict(counts)
+
+
+def largest_objects(api: Api) -> dict[str, int]:
+    """The largest TuningJob and Trial as stored (JSON bytes), with the jobs still there."""
+    sizes = {}
+    for plural in ("tuningjobs", "trials"):
+        items = api.request("GET", f"/apis/kubetune.dev/v1alpha1/{plural}")["items"]
+        sizes[plural] = max((len(json.dumps(o)) for o in items), default=0)
+    return sizes
 
 
 def scrape(port: int) -> dict[str, Any]:

@@ -144,7 +144,7 @@ class ControlPlane:
 
     def _start(self, timeout: float) -> None:
         pki = self.root / "pki"
-        ca = Authority(pki)
+        ca = self.authority = Authority(pki)
         self.ca = ca.cert
         gw = self.network.gateway
         kubernetes_ip = self.network.service_ip(1)
@@ -302,6 +302,10 @@ class ControlPlane:
         path = self.root / f"{name}.kubeconfig"
         path.write_text(yaml.safe_dump(config))
         return path
+
+    def issue_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig with a new client certificate: its own user in the audit log."""
+        return self._kubeconfig(user, self.authority.issue(user, user, groups=groups))
 
     def _ssl(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.ca))

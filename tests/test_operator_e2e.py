@@ -287,10 +287,14 @@ def test_suggestion_service_outage_is_reported_and_retried(
 
 
 def test_install_yaml_applies_with_kubectl(cluster: Cluster) -> None:
-    out = cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "install.yaml"))
-    assert "deployment.apps/kubetune-operator created" in out
-    assert "clusterrole.rbac.authorization.k8s.io/kubetune-operator created" in out
-    assert "service/kubetune-metrics created" in out
+    install = str(ROOT / "manifests" / "install.yaml")
+    try:
+        out = cluster.kubectl("apply", "-f", install)
+        assert "deployment.apps/kubetune-operator created" in out
+        assert "clusterrole.rbac.authorization.k8s.io/kubetune-operator created" in out
+        assert "service/kubetune-metrics created" in out
+    finally:  # its operator watches every namespace: it must not outlive this test
+        cluster.kubectl("delete", "-f", install, "--ignore-not-found", "--wait", "--timeout=120s")
 
 
 OPERATOR_USER = "system:serviceaccount:kubetune-system:kubetune-operator"

@@ -80,15 +80,21 @@ class HelmCluster(Cluster):
 
 @pytest.fixture
 def helm_cluster(cluster: Cluster) -> Iterator[HelmCluster]:
-    """The test's namespace on the control plane, without the CRDs: the chart installs them."""
+    """The test's namespace on the control plane, without the CRDs: the chart installs them.
+    The release's namespace from an earlier test is gone first (its deletion is not awaited at
+    the end of a test, so that other tests need not wait for it)."""
     c = HelmCluster(cluster.plane, cluster.namespace, cluster.tmp)
+
+    def system_gone() -> bool:
+        return NS not in c.objects("namespaces", "", cluster_scope=True)
+
+    wait_for(system_gone, 120, f"namespace {NS} gone")
     c.kubectl("delete", "-f", str(ROOT / "manifests" / "crds"), "--wait", "--ignore-not-found")
     try:
         yield c
     finally:
-        if NS in c.objects("namespaces", "", cluster_scope=True):
+        if not system_gone():
             remove_namespace(c, NS)
-        wait_for(lambda: NS not in c.objects("namespaces", "", cluster_scope=True), 120, NS)
 
 
 def readme_quickstart() -> list[str]:

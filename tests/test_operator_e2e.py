@@ -288,6 +288,11 @@ def test_suggestion_service_outage_is_reported_and_retried(
 
 def test_install_yaml_applies_with_kubectl(cluster: Cluster) -> None:
     install = str(ROOT / "manifests" / "install.yaml")
+    wait_for(  # a Helm test may have left it terminating
+        lambda: "kubetune-system" not in cluster.objects("namespaces", "", cluster_scope=True),
+        120,
+        "namespace kubetune-system gone",
+    )
     try:
         out = cluster.kubectl("apply", "-f", install)
         assert "deployment.apps/kubetune-operator created" in out

@@ -119,6 +119,11 @@ class Component:
 
 class ControlPlane:
     def __init__(self, root: Path | None = None, *, nice: int = 0) -> None:
+        if os.geteuid() != 0 or not shutil.which("ip"):
+            raise ControlPlaneError(
+                "the test control plane needs root and iproute2's `ip`: its pods get network "
+                "namespaces, a bridge and mounts of their own"
+            )
         self.binaries = build.ensure_control_plane()
         self.slot, self._lock_fd = take_slot()
         self.slot_dir = RUN / f"slot-{self.slot}"

@@ -114,6 +114,8 @@ def test_python_client_submits_waits_reads_follows_updates_and_deletes(
         client.update("sdk", parallelism=2)
     client.delete("sdk")
     wait_for(lambda: not owned_by(cluster, "sdk"), what="the job's trials, pods and secrets")
+    # Foreground deletion: the garbage collector removes the job after its dependents.
+    wait_for(lambda: not client.list(), what="the job itself")
     with pytest.raises(
         NotFound, match=f"tuningjobs 'sdk' not found in namespace '{cluster.namespace}'"
     ):
@@ -158,6 +160,7 @@ def test_cli_verbs_against_the_cluster(cluster: Cluster, tmp_path: Path) -> None
     assert refused.returncode == 1 and "has finished" in refused.stderr
     assert kubetune(cluster, "delete", "cli").returncode == 0
     wait_for(lambda: not owned_by(cluster, "cli"), what="the job's trials, pods and secrets")
+    wait_for(lambda: not Client().list(), what="the job itself (deleted in the foreground)")
     gone = kubetune(cluster, "get", "cli")
     assert gone.returncode == 1 and gone.stderr.strip().endswith(
         f"not found in namespace '{cluster.namespace}'"

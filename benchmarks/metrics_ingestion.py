@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import grpc
-from kubetune.local import Store, StoreMetrics
+from kubetune.intake import MetricsIntake
+from kubetune.local import Store, StoreTrials
 from kubetune.rpc import kubetune_pb2 as pb
 from kubetune.rpc import kubetune_pb2_grpc as pb_grpc
 from kubetune.rpc.server import serve
@@ -134,7 +135,7 @@ def run(mode: str, clients: int, reports: int, rate: float = 0.0) -> dict[str, A
         for i, name in enumerate(names):
             store.add_trial(name, i, {"x": 0.5}, None, name)
             store.set_state(name, "running")
-        server = serve(metrics=StoreMetrics(store, asha_job(10**9), lambda: None))
+        server = serve(metrics=MetricsIntake(StoreTrials(store, asha_job(10**9).spec)))
         ctx = mp.get_context("spawn")
         start, out = Start(ctx.Semaphore(0), ctx.Event()), ctx.Queue()
         procs = [

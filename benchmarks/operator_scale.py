@@ -7,7 +7,7 @@ are built as the operator writes them (a 6-parameter spec, a 100-epoch curve com
 stopping rule, 8 latest metrics, the token annotation), put in its `Cache`, and measured.
 
 - memory: bytes the cache holds per finished trial (tracemalloc), at each size; and for
-  `--running` trials, the report path's per-trial curves (`TrialStatusMetrics`);
+  `--running` trials, the report path's per-trial curves (`TrialStatusStore`);
 - the largest CR: a Trial at the status bounds (256 metric names of 128 characters, a long
   curve compacted) and the TuningJob's status at the largest size, as JSON bytes;
 - list cost: one LIST of every Trial as the API server sends it (bytes, and the time to parse
@@ -42,8 +42,8 @@ from kubetune.stopping import compact_curve, create_stopper  # noqa: E402
 from kubetune_operator.builders import build_trial  # noqa: E402
 from kubetune_operator.cache import Cache  # noqa: E402
 from kubetune_operator.controller import now, trial_view  # noqa: E402
-from kubetune_operator.metrics import TrialStatusMetrics  # noqa: E402
-from kubetune_operator.status import build_job_status, build_metrics_status, observe_trial  # noqa: E402
+from kubetune_operator.metrics import TrialStatusStore  # noqa: E402
+from kubetune_operator.status import build_metrics_status, job_status_patch, observe_trial  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 EPOCHS = 100
@@ -114,7 +114,7 @@ def measure_size(body: dict[str, Any], n: int) -> dict[str, Any]:
             for t in sorted(trials.values(), key=lambda t: int(t["spec"]["index"]))
         ]
         decision = decide("big", spec, views, default_suggest)
-        status = build_job_status(spec, views, decision, {}, now())
+        status = job_status_patch(spec, views, decision, {}, now())
         passes.append(time.process_time() - began)
     return {
         "trials": n,
@@ -156,7 +156,7 @@ def running_curves(body: dict[str, Any], running: int) -> int:
     async def patch(ns: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         return {}
 
-    metrics = TrialStatusMetrics(cache, asyncio.run, patch, lambda job: None, interval=3600)
+    metrics = TrialStatusStore(cache, asyncio.run, patch, interval=3600)
     gc.collect()
     tracemalloc.start()
     for i in range(running):

@@ -4,7 +4,7 @@
 
 Builds a store with `trials` times `steps` objective points (ASHA judging, so every report reads the
 other trials' curves), then measures in one run:
-- per report: CPU seconds of `StoreMetrics.report` (commit, in-memory view, ASHA verdict);
+- per report: CPU seconds of `MetricsIntake.report_batch` over `StoreTrials` (commit, in-memory view, ASHA verdict);
 - per decision: wall seconds of `Store.trials()`, the view every decision reads;
 - the peer: a full reload of the metrics table into curves, as the store did before the view.
 """
@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubetune.local import Store, StoreMetrics
+from kubetune.intake import MetricsIntake
+from kubetune.local import Store, StoreTrials
 from metrics_ingestion import asha_job
 
 RESULTS = Path(__file__).parent / "results"
@@ -70,7 +71,7 @@ def main() -> None:
         store = Store(Path(tmp) / "state.db", "acc")  # what a resume pays, once
         load = time.perf_counter() - start
         points = sum(len(c) for c in store.curves().values())
-        backend = StoreMetrics(store, job, lambda: None)
+        backend = MetricsIntake(StoreTrials(store, job.spec))
         reporter = "t-0"
         cpu = time.process_time()
         for n in range(args.reports):

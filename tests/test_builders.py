@@ -305,9 +305,19 @@ def test_the_cache_holds_its_own_copy_and_skips_a_version_it_has() -> None:
     assert held is not None and held["status"]["curve"] == [{"step": 1, "value": 0.5}]
     cache.put("trials", {**trial, "status": {"phase": "Succeeded"}})  # same version: kept
     assert cache.get("trials", ("ml", "t-0")) is held
-    newer = {**trial, "metadata": {**trial["metadata"], "resourceVersion": "6"}}
-    cache.put("trials", newer)
-    assert cache.get("trials", ("ml", "t-0")) == newer
-    older = {**trial, "metadata": {**trial["metadata"], "resourceVersion": "4"}}
-    cache.put("trials", older)
-    assert cache.get("trials", ("ml", "t-0")) == newer  # a late event never undoes a write
+
+    def version(v: str, phase: str) -> dict[str, Any]:
+        return {
+            **trial,
+            "metadata": {**trial["metadata"], "resourceVersion": v},
+            "status": {"phase": phase},
+        }
+
+    cache.put("trials", version("b", "Running"))  # versions are opaque: "b" after "5" is fine
+    assert (cache.get("trials", ("ml", "t-0")) or {})["status"] == {"phase": "Running"}
+    ours = version("a", "Stopping")  # our write's response: "a" sorts before "b", no matter
+    cache.put("trials", ours, own=True)
+    assert cache.echo("trials", ours)  # its watch event: nothing new
+    assert not cache.echo("trials", version("c", "Stopped"))  # someone else's later write
+    cache.put("trials", version("c", "Stopped"))
+    assert (cache.get("trials", ("ml", "t-0")) or {})["status"] == {"phase": "Stopped"}

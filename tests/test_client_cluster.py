@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kopf.testing import KopfRunner
 from kubetune import Client
-from kubetune.client import AlreadyExists, JobFinished, JobStatus, NotFound
+from kubetune.client import AlreadyExists, JobFinished, JobStatus, NotFound, TrialState
 from kubetune.client._types import to_json
 
 from .harness import OBJECTIVE, Cluster, tuning_job, wait_for
@@ -104,7 +104,7 @@ def test_python_client_submits_waits_reads_follows_updates_and_deletes(
     assert list(client.logs("sdk-0")) == followed
     trials = client.trials("sdk")
     assert [t.name for t in trials] == ["sdk-0", "sdk-1"]
-    assert all(t.state.value == "Succeeded" and len(t.curve) == 3 for t in trials)
+    assert all(t.state is TrialState.succeeded and len(t.curve) == 3 for t in trials)
     best = client.best("sdk")
     assert best is not None and best.objective == max(t.objective or 0 for t in trials)
     assert [s.name for s in client.list()] == ["sdk"]
@@ -154,7 +154,7 @@ def test_cli_verbs_against_the_cluster(cluster: Cluster, tmp_path: Path) -> None
     trials = json.loads(kubetune(cluster, "trials", "cli", "--json").stdout)
     assert trials == to_json(Client().trials("cli"))  # the CLI prints what the SDK returns
     best = kubetune(cluster, "best", "cli")
-    assert best.returncode == 0 and best.stdout.startswith(got["best"]["name"])
+    assert best.returncode == 0 and best.stdout.startswith(got["bestTrial"]["name"])
     assert "epoch 3:" in kubetune(cluster, "logs", "cli-0").stdout
     refused = kubetune(cluster, "update", "cli", "--parallelism", "2")
     assert refused.returncode == 1 and "has finished" in refused.stderr
@@ -198,4 +198,4 @@ def test_wait_survives_a_compacted_watch_on_a_job_applied_with_kubectl(cluster: 
         and "metadata.name%3Dexpiry" in c["requestURI"]
     ]
     assert len(lists) >= 2, [c["requestURI"] for c in lists]  # the first, and after 410 Gone
-    assert client.trials("expiry")[0].state.value == "Succeeded"
+    assert client.trials("expiry")[0].state is TrialState.succeeded

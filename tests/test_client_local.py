@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubetune import Client
 from kubetune import define as kt
-from kubetune.client import AlreadyExists, ClientError, JobStatus, NotFound, WaitTimeout
+from kubetune.client import AlreadyExists, ClientError, JobStatus, NotFound, TrialState, WaitTimeout
 from kubetune.client._local import _follow
 from kubetune.client._types import to_json
 from kubetune.spec import SpecError
@@ -85,7 +85,7 @@ def test_submit_wait_read_and_follow_a_local_run(tmp_path: Path) -> None:
     final = client.wait(name, timeout=120, callback=seen.append)
     assert final.succeeded and final.reason == "MaxTrialsReached" and seen[-1] == final
     trials = client.trials(name)
-    assert [t.state.value for t in trials] == ["Succeeded", "Succeeded"]
+    assert [t.state for t in trials] == [TrialState.succeeded] * 2
     assert [len(t.curve) for t in trials] == [3, 3]
     assert all(t.objective == 3 * t.params["x"] for t in trials)  # score = x * step
     best = client.best(name)

@@ -159,8 +159,13 @@ def test_early_stopping_orders_a_stop_with_its_reason() -> None:
     decision = decide("job", spec, trials)
     assert [s.name for s in decision.stop] == ["job-2"]
     assert decision.stop[0].reason.startswith("early stopping: value 0.1 at rung 1")
-    # job-3 still runs; the stopped trial's slot is reused: 4 - 1 = 3 new trials
-    assert [t.name for t in decision.start] == ["job-4", "job-5", "job-6"]
+    # job-2 holds its slot while it stops (its process may still hold the GPU): 4 - 2 = 2 new
+    assert [t.name for t in decision.start] == ["job-4", "job-5"]
+    stopping = [*trials[:2], view(2, "stopping", curve=[(1, 0.1)]), trials[3]]
+    later = decide("job", spec, stopping)
+    assert later.stop == [] and len(later.start) == 2  # told once; still holding its slot
+    gone = [*trials[:2], view(2, "stopped", curve=[(1, 0.1)]), trials[3]]
+    assert len(decide("job", spec, gone).start) == 3
 
 
 def test_resumed_history_gives_the_same_next_trial() -> None:

@@ -271,7 +271,7 @@ def test_ctrl_c_stops_trials_and_the_next_run_finishes(tmp_path: Path) -> None:
     runner.send_signal(signal.SIGINT)
     assert runner.wait(timeout=60) == 130
     trials, _ = snapshot(workdir / "state.db")
-    assert {s for _, s, _ in trials} == {"interrupted"}
+    assert {s for _, s, _ in trials} == {"pending"}  # to restart with the next run
     assert runner.stderr is not None
     hint = runner.stderr.read().rpartition("Resume: ")[2].strip()
     assert shlex.split(hint) == ["kubetune", "run", str(path), "--workdir", str(workdir), "--json"]

@@ -29,7 +29,7 @@ def plotted() -> dict[str, Any]:
             TrialInfo(name=f"d-{i}", index=i, params=params, state=state, curve=curve,
                       objective=objective, reason="exit code 1" if state == "Failed" else None)
         )  # fmt: skip
-    best = max((t for t in trials if t.state.value != "Failed"), key=lambda t: t.objective or 0)
+    best = max((t for t in trials if t.state.phase != "Failed"), key=lambda t: t.objective or 0)
     status = JobStatus(
         name="d",
         phase="Succeeded",
@@ -38,7 +38,7 @@ def plotted() -> dict[str, Any]:
         direction="maximize",
         max_trials=7,
         parallelism=1,
-        best={"name": best.name, "params": best.params, "objective": best.objective},
+        best_trial={"name": best.name, "params": best.params, "objective": best.objective},
     )
     figs = dict(figures(job.spec, status, trials))
     for fig in figs.values():

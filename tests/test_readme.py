@@ -39,7 +39,7 @@ def test_the_from_python_snippet_runs_as_written(tmp_path: Path) -> None:
     assert lines[0].startswith("Succeeded name='digits-py-")
     trials = [line for line in lines if line.startswith("digits-py-")]
     assert len(trials) == 8  # the updated budget
-    assert all(line.split()[1] in ("Succeeded", "Stopped") for line in trials)  # all final
+    assert all(line.split()[1] in ("succeeded", "stopped") for line in trials)  # all final
     assert "slices.png" in lines[-1]
     assert not (tmp_path / ".kubetune" / "digits-py").exists()  # deleted at the end
 

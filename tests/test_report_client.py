@@ -18,7 +18,8 @@ import grpc
 import kubetune
 import pytest
 from kubetune import _report
-from kubetune.local import Store, StoreMetrics
+from kubetune.intake import MetricsIntake
+from kubetune.local import Store, StoreTrials
 from kubetune.rpc import kubetune_pb2 as pb
 from kubetune.rpc import kubetune_pb2_grpc as pb_grpc
 from kubetune.rpc.metrics import BatchVerdict, MetricsServicer, Point
@@ -48,7 +49,7 @@ def job(early_stopping: bool) -> TuningJob:
 class Counting:
     """The runner's backend, counting the batches it is handed."""
 
-    def __init__(self, backend: StoreMetrics) -> None:
+    def __init__(self, backend: MetricsIntake) -> None:
         self.backend = backend
         self.batches: list[list[int]] = []
 
@@ -110,7 +111,7 @@ def test_float32_scalars_are_reported_without_their_rounding_noise() -> None:
 
 def test_points_go_out_in_few_batches_in_order(tmp_path: Path, as_trial: Any) -> None:
     store = new_store(tmp_path)
-    backend = Counting(StoreMetrics(store, job(False), lambda: None))
+    backend = Counting(MetricsIntake(StoreTrials(store, job(False).spec)))
     server = serve(metrics=backend)  # type: ignore[arg-type]
     as_trial(server.address, NEVER_LINGER_OUT)  # only a full buffer or the flush sends
     try:
@@ -134,7 +135,7 @@ def test_the_verdict_comes_back_on_the_report_that_crosses_a_rung(
     store = new_store(tmp_path, trials=3)
     for rival in ("job-1", "job-2"):  # below job-0 at rung 1, far above it at rung 3
         store.add_metrics(rival, [(1, {"acc": 0.1}), (3, {"acc": 0.9})])
-    backend = Counting(StoreMetrics(store, job(True), lambda: None))
+    backend = Counting(MetricsIntake(StoreTrials(store, job(True).spec)))
     server = serve(metrics=backend)  # type: ignore[arg-type]
     as_trial(server.address, NEVER_LINGER_OUT)
     try:
@@ -164,7 +165,7 @@ class LosesTheFirstReply(MetricsServicer):
 
 def test_a_batch_retried_after_unavailable_is_stored_once(tmp_path: Path, as_trial: Any) -> None:
     store = new_store(tmp_path)
-    backend = Counting(StoreMetrics(store, job(False), lambda: None))
+    backend = Counting(MetricsIntake(StoreTrials(store, job(False).spec)))
     server = grpc.server(futures.ThreadPoolExecutor(4))
     pb_grpc.add_MetricsServiceServicer_to_server(LosesTheFirstReply(backend), server)  # type: ignore[arg-type]
     port = server.add_insecure_port("127.0.0.1:0")
@@ -191,7 +192,7 @@ def test_reports_survive_an_outage_and_arrive_in_order(
     assert kubetune.report(step=2, acc=0.2) is False
     assert _report._reporter is not None and len(_report._reporter.buffer) == 2
     store = new_store(tmp_path)
-    server = serve(f"127.0.0.1:{port}", metrics=StoreMetrics(store, job(False), lambda: None))
+    server = serve(f"127.0.0.1:{port}", metrics=MetricsIntake(StoreTrials(store, job(False).spec)))
     try:
         assert kubetune.report(step=3, acc=0.3) is False
         wait_for(lambda: not _report._reporter.buffer, 30, "the buffered reports to arrive")  # type: ignore[union-attr]
@@ -222,7 +223,7 @@ def trainer(address: str, body: str) -> subprocess.Popen[str]:
 
 def test_a_normal_exit_flushes(tmp_path: Path) -> None:
     store = new_store(tmp_path)
-    server = serve(metrics=StoreMetrics(store, job(False), lambda: None))
+    server = serve(metrics=MetricsIntake(StoreTrials(store, job(False).spec)))
     try:
         proc = trainer(server.address, "")
         _, err = proc.communicate(timeout=60)
@@ -234,7 +235,7 @@ def test_a_normal_exit_flushes(tmp_path: Path) -> None:
 
 def test_sigterm_flushes_then_dies_of_sigterm(tmp_path: Path) -> None:
     store = new_store(tmp_path)
-    server = serve(metrics=StoreMetrics(store, job(False), lambda: None))
+    server = serve(metrics=MetricsIntake(StoreTrials(store, job(False).spec)))
     reported = tmp_path / "reported"
     try:
         proc = trainer(
@@ -259,7 +260,7 @@ def test_sigterm_flushes_then_dies_of_sigterm(tmp_path: Path) -> None:
 
 def test_each_point_of_a_batch_gets_its_own_answer(tmp_path: Path) -> None:
     store = new_store(tmp_path)
-    server = serve(metrics=StoreMetrics(store, job(True), lambda: None))
+    server = serve(metrics=MetricsIntake(StoreTrials(store, job(True).spec)))
     stub = pb_grpc.MetricsServiceStub(grpc.insecure_channel(server.address))
     points = [
         pb.ReportPoint(step=1, metrics={"acc": 0.5}),
@@ -301,7 +302,7 @@ def test_each_point_of_a_batch_gets_its_own_answer(tmp_path: Path) -> None:
 class OlderServer(pb_grpc.MetricsServiceServicer):
     """A server from before batches: only the unary Report."""
 
-    def __init__(self, backend: StoreMetrics) -> None:
+    def __init__(self, backend: MetricsIntake) -> None:
         self.servicer = MetricsServicer(backend)
 
     def Report(self, request: Any, context: Any) -> Any:
@@ -312,7 +313,7 @@ def test_an_older_server_gets_one_call_per_point(tmp_path: Path, as_trial: Any) 
     store = new_store(tmp_path)
     server = grpc.server(futures.ThreadPoolExecutor(4))
     pb_grpc.add_MetricsServiceServicer_to_server(
-        OlderServer(StoreMetrics(store, job(False), lambda: None)), server
+        OlderServer(MetricsIntake(StoreTrials(store, job(False).spec))), server
     )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

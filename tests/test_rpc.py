@@ -12,7 +12,8 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from kubetune.local import Store, StoreMetrics
+from kubetune.intake import MetricsIntake
+from kubetune.local import Store, StoreTrials
 from kubetune.rpc import kubetune_pb2 as pb
 from kubetune.rpc import kubetune_pb2_grpc as pb_grpc
 from kubetune.rpc.limits import (
@@ -142,7 +143,7 @@ def metrics_store(tmp_path: Path) -> Iterator[tuple[Store, Any]]:
     for i, token in enumerate(["t0", "t1"]):
         store.add_trial(f"job-{i}", i, {"x": 0.5}, 9, token)
         store.set_state(f"job-{i}", "running")
-    server = serve(metrics=StoreMetrics(store, job, lambda: None))
+    server = serve(metrics=MetricsIntake(StoreTrials(store, job.spec)))
     yield store, server
     server.stop(0)
 

@@ -288,7 +288,7 @@ def test_sigterm_stops_every_trial_and_records_it(tmp_path: Path, second_signal:
     assert runner.returncode - 128 in first and "Traceback" not in err
     assert "every trial process was stopped" in err
     assert marked(marker) == []
-    assert [t["state"] for t in trials(workdir)] == ["interrupted", "interrupted"]
+    assert [t["state"] for t in trials(workdir)] == ["pending", "pending"]  # restart next run
 
 
 def test_resume_keeps_finished_work_and_crashes_never_use_up_attempts(tmp_path: Path) -> None:

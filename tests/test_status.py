@@ -1,16 +1,14 @@
-"""Status builders of the operator against expected dicts."""
+"""The job status (one function for both drivers) as the operator writes it, the trial
+lifecycle's spelling as phases, and how a trial's pod maps onto its state."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from kubetune.engine import TrialView, decide
-from kubetune_operator.status import (
-    TrialObservation,
-    build_job_status,
-    build_trial_status,
-    observe_trial,
-)
+from kubetune.spec import TrialState, TrialStatus
+from kubetune_operator.status import TrialObservation, job_status_patch, observe_trial
 
 from .conftest import make_spec
 
@@ -24,15 +22,23 @@ SPEC = make_spec(
 
 
 def view(i: int, state: str, curve: list[tuple[int, float]] | None = None) -> TrialView:
-    return TrialView(f"job-{i}", i, {"x": i}, state, curve or [])  # type: ignore[arg-type]
+    return TrialView(f"job-{i}", i, {"x": i}, TrialState(state), curve or [])
 
 
 def test_running_job_status_and_stable_transition_times() -> None:
     trials = [view(0, "succeeded", [(1, 0.5), (2, 0.7)]), view(1, "running", [(1, 0.4)])]
     decision = decide("job", SPEC, trials)
-    status = build_job_status(SPEC, trials, decision, None, "2026-11-22T10:00:00Z")
+    status = job_status_patch(SPEC, trials, decision, None, "2026-11-22T10:00:00Z")
     assert status == {
-        "trials": {"created": 3, "running": 2, "succeeded": 1, "failed": 0, "stopped": 0},
+        "trials": {
+            "created": 3,
+            "pending": 1,
+            "running": 1,
+            "stopping": 0,
+            "succeeded": 1,
+            "failed": 0,
+            "stopped": 0,
+        },
         "progress": "1/3",
         "startTime": "2026-11-22T10:00:00Z",
         "bestTrial": {"name": "job-0", "params": {"x": 0}, "objective": 0.7, "step": 2},
@@ -42,7 +48,7 @@ def test_running_job_status_and_stable_transition_times() -> None:
                 "type": "Running",
                 "status": "True",
                 "reason": "TrialsRunning",
-                "message": "2 trials running",
+                "message": "1 trials running",
                 "lastTransitionTime": "2026-11-22T10:00:00Z",
             },
             {
@@ -54,7 +60,7 @@ def test_running_job_status_and_stable_transition_times() -> None:
             },
         ],
     }
-    later = build_job_status(SPEC, trials, decision, status, "2026-11-22T10:05:00Z")
+    later = job_status_patch(SPEC, trials, decision, status, "2026-11-22T10:05:00Z")
     assert [c["lastTransitionTime"] for c in later["conditions"]] == ["2026-11-22T10:00:00Z"] * 2
 
 
@@ -65,7 +71,7 @@ def test_finished_job_status() -> None:
         "startTime": "t0",
         "conditions": [{"type": "Running", "status": "True", "lastTransitionTime": "t0"}],
     }
-    status = build_job_status(SPEC, trials, decision, previous, "t9")
+    status = job_status_patch(SPEC, trials, decision, previous, "t9")
     assert status["phase"] == "Succeeded" and status["reason"] == "MaxTrialsReached"
     assert status["progress"] == "3/3" and status["completionTime"] == "t9"
     assert status["conditions"][0] == {
@@ -82,22 +88,33 @@ def test_finished_job_status() -> None:
     assert status["bestTrial"]["name"] == "job-2"
 
 
-def test_trial_status() -> None:
-    assert build_trial_status(
-        {"lr": 0.012345, "opt": "adam"},
-        "stopped",
-        [(1, 0.3), (2, 0.2)],
-        False,
-        {"acc": 0.2, "loss": 1.5},
-        "early stopping: ...",
-    ) == {
-        "phase": "Stopped",
-        "paramsSummary": "lr=0.0123,opt=adam",
-        "metrics": {"acc": 0.2, "loss": 1.5},
-        "curve": [{"step": 1, "value": 0.3}, {"step": 2, "value": 0.2}],
-        "objective": 0.2,
-        "reason": "early stopping: ...",
-    }
+@pytest.mark.parametrize("state", list(TrialState))
+def test_each_state_is_spelled_as_a_phase_and_read_back(state: TrialState) -> None:
+    assert TrialState.from_phase(state.phase) is state
+    status = TrialStatus.model_validate({"phase": state.phase})
+    assert status.phase is state
+    assert status.model_dump(mode="json", by_alias=True)["phase"] == state.phase
+    assert state.active is not state.final
+    assert state.reporting == (state in (TrialState.running, TrialState.stopping))
+
+
+def test_an_unknown_phase_is_named() -> None:
+    with pytest.raises(ValueError, match=r"status\.phase: unknown trial phase 'Exploded'"):
+        TrialState.from_phase("Exploded")
+
+
+def test_a_stopped_trial_counts_once_it_is_told_and_its_pod_is_gone() -> None:
+    trials = [view(0, "running", [(1, 0.1)]), view(1, "stopping", [(1, 0.0)])]
+    decision = decide("job", SPEC, trials)
+    status = job_status_patch(SPEC, trials, decision, None, "t0")
+    assert status["trials"]["stopping"] == 1 and status["progress"] == "0/3"
+    t = "2026-01-01T00:00:00Z"
+    told = _trial("Stopping")
+    assert observe_trial(told, _pod("Running"), t) == TrialObservation(TrialState.stopping)
+    for pod in (None, _pod("Succeeded", 0), _pod("Failed", 143)):
+        gone = observe_trial(told, pod, t)
+        assert gone.state is TrialState.stopped
+        assert gone.status_patch == {"phase": "Stopped", "completionTime": t}
 
 
 def _trial(phase: str | None = None) -> dict[str, Any]:

@@ -7,13 +7,14 @@ import asyncio
 import json
 from typing import Any
 
+from kubetune.intake import MetricsIntake
 from kubetune.rpc.limits import MAX_NAMES_PER_REPORT, MAX_NAMES_PER_TRIAL, LimitExceeded
 from kubetune.rpc.metrics import Point
 from kubetune.rpc.tokens import digest
 from kubetune.spec import TuningJob
 from kubetune.stopping import compact_curve, create_stopper
 from kubetune_operator.cache import Cache
-from kubetune_operator.metrics import TrialStatusMetrics
+from kubetune_operator.metrics import TrialStatusStore
 from kubetune_operator.status import stored_curve
 
 from .merge_patch import merge_patch
@@ -69,7 +70,8 @@ def test_status_stays_small_and_asha_sees_its_rungs() -> None:
         writes.append(len(json.dumps(updated)))
         return updated
 
-    backend = TrialStatusMetrics(cache, asyncio.run, patch_status, lambda job: None, 0.01)
+    store = TrialStatusStore(cache, asyncio.run, patch_status, 0.01)
+    backend = MetricsIntake(store)
     names = [f"metric_{i:04d}_" + "x" * 100 for i in range(16 * MAX_NAMES_PER_REPORT)]
     try:
         backend.report_batch("long-0", "tok", [Point(0, {"loss": 2.0}, [])])
@@ -85,9 +87,9 @@ def test_status_stays_small_and_asha_sees_its_rungs() -> None:
         )
         for first in range(1, STEPS + 1, 1000):  # as the group committer hands batches over
             batch = [(s, {"loss": loss(s)}) for s in range(first, min(first + 1000, STEPS + 1))]
-            backend.committer.write("ns/long-0", batch)
+            store.committer.write("ns/long-0", batch)
     finally:
-        backend.close()
+        store.close()
     body = cache.get("trials", ("ns", "long-0")) or {}
     kept_names = body["status"]["metrics"]
     assert len(kept_names) == 1 + 3 * MAX_NAMES_PER_REPORT  # the report past the bound: refused

@@ -88,7 +88,11 @@ def test_the_jobs_table_keeps_phase_progress_and_the_whole_best_value() -> None:
         max_trials=200,
         parallelism=4,
         progress="120/200",
-        best={"name": "digits-bayesian-with-a-long-name-117", "params": {}, "objective": 0.98125},
+        best_trial={
+            "name": "digits-bayesian-with-a-long-name-117",
+            "params": {},
+            "objective": 0.98125,
+        },
         start_time="2026-01-01T00:00:00Z",
     )
     wide = shown(jobs_table([job], 200), 200)

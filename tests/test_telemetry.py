@@ -24,6 +24,7 @@ from kubetune.rpc.metrics import (
     UnknownTrial,
 )
 from kubetune.rpc.server import serve
+from kubetune.spec import TrialCounts
 from kubetune.telemetry import (
     JobCounts,
     PullCollector,
@@ -79,8 +80,10 @@ class _Spec:
 
 
 JOBS = [
-    JobCounts("ml", "a", "Running", {"running": 2, "succeeded": 3, "stopped": 1}, 7, 10, 0.93),
-    JobCounts("ml", "b", "Pending", {}, 0, 5, None),
+    JobCounts(
+        "ml", "a", "Running", TrialCounts(created=7, running=2, succeeded=3, stopped=1), 10, 0.93
+    ),
+    JobCounts("ml", "b", "Pending", TrialCounts(), 5, None),
 ]
 
 

@@ -1,8 +1,12 @@
 """The operator's view of its objects, fed by kopf's watches: TuningJobs, Trials and trial Pods.
 
 Written from the event loop (watch events and the responses of our own writes), read from the
-loop and from gRPC threads, hence the lock. A newer resourceVersion never gets replaced by an
-older one, so a late watch event cannot undo a write we have already seen the result of.
+loop and from gRPC threads, hence the lock. resourceVersions are opaque: they are compared for
+equality only. The cache holds the version our own write returned, and knows its watch event
+when it comes (`echo`: nothing new). Any other version from the watch replaces what is held: kopf
+hands an object's events over in order (squashing a burst into its latest), so an event that was
+already on its way when our write returned is followed, within a batch window, by our write's
+own event or a newer one.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from kubetune.spec import TrialState
 
 from .builders import JOB_LABEL
 
@@ -30,20 +36,18 @@ def job_key_of(obj: Mapping[str, Any]) -> Key | None:
     return (meta.get("namespace", ""), job) if job else None
 
 
-def _newer(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
-    if old is None:
-        return True
-    a, b = old["metadata"].get("resourceVersion", ""), new["metadata"].get("resourceVersion", "")
-    if a.isdigit() and b.isdigit():
-        return int(b) >= int(a)
-    return True
+def _version(obj: Mapping[str, Any]) -> str:
+    return str(obj["metadata"].get("resourceVersion") or "")
 
 
-FINAL_TRIAL_PHASES = ("Succeeded", "Failed", "Stopped")
-
-
-def _phase(obj: Mapping[str, Any] | None) -> str | None:
-    return ((obj or {}).get("status") or {}).get("phase")
+def _ended(kind: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """A Trial went from active to final."""
+    if kind != "trials" or old is None:
+        return False
+    before, after = (
+        TrialState.from_phase((o.get("status") or {}).get("phase")) for o in (old, new)
+    )
+    return after.final and not before.final
 
 
 def _copy(value: Any) -> Any:
@@ -83,27 +87,20 @@ class Cache:
         copied["metadata"].pop("managedFields", None)  # never read here; large at scale
         with self._lock:
             old = self._objects[kind].get(key)
-            if not _newer(old, copied):
-                return
             self._objects[kind][key] = copied
             (self._own[kind].add if own else self._own[kind].discard)(key)
             job = job_key_of(copied)
             if job is not None:
                 self._by_job[kind][job][key[1]] = copied
-        ended = _phase(copied) in FINAL_TRIAL_PHASES and _phase(old) not in FINAL_TRIAL_PHASES
-        if kind == "trials" and old is not None and ended and self.trial_ended is not None:
+        if _ended(kind, old, copied) and self.trial_ended is not None:
             self.trial_ended(copied)
 
     def holds(self, kind: str, obj: Mapping[str, Any]) -> bool:
         """Whether this very version of `obj` is held."""
-        version = obj["metadata"].get("resourceVersion")
+        version = _version(obj)
         with self._lock:
             held = self._objects[kind].get(key_of(obj))
-        return (
-            held is not None
-            and bool(version)
-            and held["metadata"].get("resourceVersion") == version
-        )
+        return held is not None and bool(version) and _version(held) == version
 
     def echo(self, kind: str, obj: Mapping[str, Any]) -> bool:
         """Whether `obj` is the watch event of one of our own writes, already held: nothing new."""

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from kubetune.engine import Decision, SuggestFn, TrialView, decide
 from kubetune.rpc.tokens import digest, new_token
-from kubetune.spec import SpecError, TuningJobSpec
+from kubetune.spec import SpecError, TrialState, TuningJobSpec
 from kubetune.telemetry import PullCollector, Target
 
 from .builders import (
@@ -36,10 +36,11 @@ from .builders import (
 from .cache import Cache, Key, key_of
 from .exporter import OperatorHealth, scrape_targets
 from .kube import KubeApi, KubeError, pod_problem
-from .status import build_job_status, condition, observe_trial, stored_curve
+from .status import condition, job_status_patch, observe_trial, stored_curve
 from .workqueue import WorkQueue
 
 FINISHED = ("Succeeded", "Failed")
+STOPPED = {"phase": TrialState.stopped.phase}
 log = logging.getLogger("kubetune.operator")
 
 
@@ -47,14 +48,14 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def trial_view(trial: Mapping[str, Any], state: str) -> TrialView:
+def trial_view(trial: Mapping[str, Any], state: TrialState) -> TrialView:
     status = trial.get("status") or {}
     curve = tuple(sorted(stored_curve(trial).items()))
     return TrialView(
         name=trial["metadata"]["name"],
         index=int(trial["spec"]["index"]),
         params=trial["spec"]["params"],
-        state=state,  # type: ignore[arg-type]
+        state=state,
         curve=curve,
         objective=status.get("objective"),
     )
@@ -188,7 +189,7 @@ class Controller:
         await self._release_pods(job, trials, pods)
         self._scrape(key, scrape_targets(spec, trials, pods))
 
-        new_status = build_job_status(spec, views, decision, status, now())
+        new_status = job_status_patch(spec, views, decision, status, now())
         new_status["conditions"].append(
             condition(
                 status.get("conditions", []),
@@ -207,14 +208,18 @@ class Controller:
             await self._write_job_status(job, new_status)
 
     async def _record(
-        self, job: dict[str, Any], trial: dict[str, Any], state: str, patch: dict[str, Any]
+        self,
+        job: dict[str, Any],
+        trial: dict[str, Any],
+        state: TrialState,
+        patch: dict[str, Any],
     ) -> dict[str, Any]:
         """Write a trial's observed phase, and post its Event."""
         name = trial["metadata"]["name"]
         trial = await self._write_trial_status(trial, patch)
-        if state == "failed":
+        if state is TrialState.failed:
             self.event(job, "Warning", "TrialFailed", f"{name}: {patch.get('message')}")
-        elif state == "succeeded":
+        elif state is TrialState.succeeded:
             self.event(job, "Normal", "TrialSucceeded", f"{name} finished")
         return trial
 
@@ -255,18 +260,16 @@ class Controller:
         ns = job["metadata"].get("namespace", "default")
         for stop in decision.stop:
             trial = trials.get(stop.name)
-            if trial is None:
+            if trial is None or TrialState.from_phase(_phase(trial)).final:
                 continue
-            await self._write_trial_status(
-                trial,
-                {
-                    "phase": "Stopped",
-                    "reason": "Stopped",
-                    "message": stop.reason,
-                    "completionTime": now(),
-                },
-            )
-            await self._delete_pod(ns, stop.name)
+            stopping = {
+                "phase": TrialState.stopping.phase,
+                "reason": "Stopped",
+                "message": stop.reason,
+            }
+            trial = await self._write_trial_status(trial, stopping)
+            if not await self._delete_pod(ns, stop.name):  # no pod left to wait for
+                await self._write_trial_status(trial, STOPPED | {"completionTime": now()})
             self.event(job, "Normal", "TrialStopped", f"{stop.name}: {stop.reason}")
         for launch in decision.start:
             token = new_token()
@@ -313,11 +316,10 @@ class Controller:
         if created is not None:
             self.cache.put("pods", created, own=True)
 
-    async def _delete_pod(self, ns: str, name: str) -> None:
-        if await self.kube.delete("v1", "pods", ns, name):
-            pod = self.cache.get("pods", (ns, name))
-            if pod is not None:
-                self.cache.drop("pods", pod)
+    async def _delete_pod(self, ns: str, name: str) -> bool:
+        """Delete a trial's pod; False if there was none. The cache keeps it until its watch
+        event says it is gone: a stopping trial is stopped only then."""
+        return await self.kube.delete("v1", "pods", ns, name)
 
     async def _release_pods(
         self,
@@ -327,17 +329,15 @@ class Controller:
     ) -> None:
         """Delete the pods of trials whose result is recorded, unless spec.retainPods is set.
 
-        Pods of stopped trials are deleted even then, since they may still be running."""
+        Pods of stopping trials are deleted even then, since they are still running."""
         retain = bool((job.get("spec") or {}).get("retainPods"))
         ns = job["metadata"].get("namespace", "default")
         for name, pod in pods.items():
             if pod["metadata"].get("deletionTimestamp"):
                 continue  # already terminating
-            phase = ((trials.get(name) or {}).get("status") or {}).get("phase")
-            pod_done = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-            if (phase == "Stopped" and not pod_done) or (
-                phase in ("Succeeded", "Failed", "Stopped") and not retain
-            ):
+            state = TrialState.from_phase(_phase(trials.get(name)))
+            pod_done = _phase(pod) in ("Succeeded", "Failed")
+            if (state is TrialState.stopping and not pod_done) or (state.final and not retain):
                 await self._delete_pod(ns, name)
 
     async def _invalid(self, job: dict[str, Any], message: str, reason: str) -> None:
@@ -386,6 +386,10 @@ class PodRejected(InvalidPod):
     would be refused the same way, so the job fails quoting the message instead of retrying."""
 
     reason = "PodRejected"
+
+
+def _phase(obj: Mapping[str, Any] | None) -> str | None:
+    return ((obj or {}).get("status") or {}).get("phase")
 
 
 def _short(exc: Exception) -> str:

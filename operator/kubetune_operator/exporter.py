@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from kubetune.spec import TuningJobSpec
+from kubetune.spec import TrialCounts, TrialState, TuningJobSpec
 from kubetune.telemetry import JobCounts, Target, Telemetry
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -84,18 +84,14 @@ def job_counts(cache: Cache) -> list[JobCounts]:
     jobs = []
     for job in cache.all("tuningjobs"):
         meta, spec, status = job["metadata"], job.get("spec") or {}, job.get("status") or {}
-        counts = status.get("trials") or {}
-        states = {s: int(counts.get(s, 0)) for s in ("running", "succeeded", "failed", "stopped")}
-        created = int(counts.get("created", 0))
-        states["pending"] = max(created - sum(states.values()), 0)
+        counts = TrialCounts.model_validate(status.get("trials") or {})
         best = (status.get("bestTrial") or {}).get("objective")
         jobs.append(
             JobCounts(
                 meta.get("namespace", ""),
                 meta["name"],
                 status.get("phase") or "Pending",
-                states,
-                created,
+                counts,
                 int(spec.get("maxTrials") or 0),
                 float(best) if best is not None else None,
             )
@@ -115,10 +111,10 @@ def scrape_targets(
     names = (spec.objective.metric, *spec.objective.additional_metrics)
     targets: dict[Hashable, Target] = {}
     for name, trial in trials.items():
-        phase = (trial.get("status") or {}).get("phase")
+        state = TrialState.from_phase((trial.get("status") or {}).get("phase"))
         pod = pods.get(name) or {}
         ip = (pod.get("status") or {}).get("podIP")
-        if phase not in ("Pending", "Running", "Stopped") or not ip:
+        if state.final or not ip:
             continue
         if (pod.get("status") or {}).get("phase") != "Running":
             continue

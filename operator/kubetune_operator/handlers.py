@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Hashable
 from typing import Any
 
 import kopf
+from kubetune.intake import MetricsIntake
+from kubetune.rpc.metrics import Point
 from kubetune.rpc.server import Server, serve
 from kubetune.rpc.suggestion import SuggestionClient
 from kubetune.telemetry import PullCollector, ScrapeError, Telemetry
@@ -22,7 +25,7 @@ from .cache import Cache, job_key_of, key_of
 from .controller import Controller, now
 from .exporter import OperatorHealth, job_counts, scrape_condition, seconds_since
 from .kube import KubeApi, connection_info, load_configuration
-from .metrics import TrialStatusMetrics, loop_runner
+from .metrics import TrialStatusStore, loop_runner
 from .settings import OperatorSettings
 from .suggestion_main import read_token
 
@@ -50,25 +53,25 @@ class Runtime:
             address, timeout=settings.suggestion_timeout, token=token
         )
         loop = asyncio.get_running_loop()
-        self.metrics = TrialStatusMetrics(
+        self.metrics = TrialStatusStore(
             self.cache,
             loop_runner(loop),
             lambda ns, name, patch: self.controller.write_status("trials", ns, name, patch),
-            lambda job: self._wake_threadsafe(loop, job),
             settings.status_interval,
             ready=lambda: self.controller.ready.is_set(),
-            telemetry=self.telemetry,
             max_writes_per_second=settings.status_writes_per_second,
         )
+
+        def wake_job(key: Hashable) -> None:
+            self._wake_threadsafe(loop, self.metrics.job_of(key))
+
+        self.intake = MetricsIntake(self.metrics, wake_job, wake_job, self.telemetry)
         self.metrics_server = serve(
-            settings.metrics_bind, metrics=self.metrics, observe_report=self.telemetry.report
+            settings.metrics_bind, metrics=self.intake, observe_report=self.telemetry.report
         )
         self.collector = PullCollector(
-            lambda key, sample: self.metrics.accept(
-                key,  # type: ignore[arg-type]
-                sample.step,
-                sample.metrics,
-                sample.invalid,
+            lambda key, sample: self.intake.accept_scraped(
+                key, Point(sample.step, sample.metrics, sample.invalid)
             ),
             lambda key, problem: self._scrape_trouble(loop, key, problem),  # type: ignore[arg-type]
             self.telemetry,

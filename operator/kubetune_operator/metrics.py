@@ -1,108 +1,98 @@
-"""The operator's MetricsBackend: reports become Trial status, then early stopping judges them.
+"""The operator's store of reports: a trial's metrics become its Trial status.
 
-Status stays small: a trial has at most MAX_NAMES_PER_TRIAL metric names (more is
-INVALID_ARGUMENT) and its curve is compacted to CURVE_LIMIT points that keep what the stopping
-rules and the objective need (`kubetune.stopping.compact_curve`).
+`TrialStatusStore` is what `kubetune.intake.MetricsIntake` persists through on a cluster; the
+intake authenticates, judges and answers, exactly as for a local run. Status stays small: a
+trial has at most MAX_NAMES_PER_TRIAL metric names (more is INVALID_ARGUMENT) and its curve is
+compacted to CURVE_LIMIT points that keep what the stopping rules and the objective need
+(`kubetune.stopping.compact_curve`).
 
 A report is acknowledged only after the Trial status holding it has been written (group commit:
 all reports of one interval for a trial become one status patch), so an operator killed at any
 moment loses no acknowledged metric; a restarted one reloads the curves from the Trials. When the
-stopping rule rejects a trial, its status says Stopped before the reply tells the trainer to stop,
-and the job is woken to delete the pod. A write that fails because the API server or etcd is
-away answers NOT_READY, so the trainer keeps the points and sends them again. Reports for a trial that has ended (or whose pod is
-gone after a stop) get FAILED_PRECONDITION: a stray child process cannot change a finished result.
+stopping rule rejects a trial, its status says Stopping before the reply tells the trainer to
+stop. A write that fails because the API server or etcd is away answers NOT_READY, so the trainer
+keeps the points and sends them again. Reports for a trial that has ended get
+FAILED_PRECONDITION: a stray process cannot change a finished result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from typing import Any
 
 import urllib3
+from kubetune.intake import Rule
 from kubetune.rpc.limits import LimitExceeded, check_trial_names
-from kubetune.rpc.metrics import (
-    BadToken,
-    BatchVerdict,
-    NotReady,
-    Point,
-    ReportVerdict,
-    TrialEnded,
-    UnknownTrial,
-)
+from kubetune.rpc.metrics import BadToken, NotReady, Point, TrialEnded, UnknownTrial
 from kubetune.rpc.tokens import matches_digest
-from kubetune.spec import SpecError, TuningJobSpec
-from kubetune.stopping import BaseStopper, compact_curve, create_stopper, judge_batch
-from kubetune.telemetry import Telemetry
+from kubetune.spec import SpecError, TrialState, TuningJobSpec
+from kubetune.stopping import compact_curve, create_stopper
+from kubetune.stopping._base import Curve
 
 from .builders import TOKEN_DIGEST_ANNOTATION, job_spec
-from .cache import Cache, Key
-from .controller import now
+from .cache import Cache, Key, key_of
 from .group_commit import CommitPoint, GroupCommitter
 from .kube import TRANSIENT, KubeError
 from .status import build_metrics_status, stored_curve
 
 
-class TrialStatusMetrics:
+class TrialStatusStore:
+    """The operator's `kubetune.intake.TrialStore`: a trial's reports live in its status."""
+
     def __init__(
         self,
         cache: Cache,
         run: Callable[[Coroutine[Any, Any, Any]], Any],
         patch_status: Callable[[str, str, dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]],
-        wake: Callable[[Key], None],
         interval: float = 0.5,
         ready: Callable[[], bool] = lambda: True,
-        telemetry: Telemetry | None = None,
         max_writes_per_second: float = 200.0,
     ) -> None:
-        self.telemetry = telemetry
         self.cache = cache
         self.ready = ready  # false until kopf has listed every Trial and TuningJob
         self.run = run  # runs a coroutine on the operator's loop and returns its result
         self.patch_status = patch_status
-        self.wake = wake
         self.curves: dict[Key, dict[int, float]] = {}
         self.latest: dict[Key, dict[str, float]] = {}
         self.names: dict[Key, set[str]] = {}  # distinct metric names per trial, bounded
         self.lock = threading.Lock()
-        self._stoppers: dict[Key, tuple[TuningJobSpec, BaseStopper]] = {}  # per job, its spec's
+        self._rules: dict[Key, tuple[TuningJobSpec, Rule]] = {}  # per job, its spec's
         self.committer = GroupCommitter(self._write, interval, max_writes_per_second)
 
     def close(self) -> None:
         self.committer.close()
 
-    def report_batch(self, trial: str, token: str, points: list[Point]) -> BatchVerdict:
-        if not self.ready():  # "unknown" now may only mean "not listed yet": never drop a report
-            raise NotReady("the operator is starting")
-        return self._accept(self._authenticate(trial, token), points)
-
-    def accept(
-        self, key: Key, step: int, metrics: dict[str, float], invalid: list[str]
-    ) -> ReportVerdict:
-        """A report scraped by the operator itself (no token: it comes from the pod's IP)."""
-        if not self.ready():
-            raise NotReady("the operator is starting")
-        body = self.cache.get("trials", key)
-        if body is None:
-            raise UnknownTrial(key[1])
-        result = self._accept(body, [Point(step, metrics, invalid)])
-        if result.refused:
-            raise result.refused[0]
-        return result.verdict
-
-    def _accept(self, body: dict[str, Any], points: list[Point]) -> BatchVerdict:
-        trial = body["metadata"]["name"]
-        ns = body["metadata"].get("namespace", "default")
-        job: Key = (ns, body["spec"]["job"])
-        found = self._job(job)
-        if found is None:
+    # -- TrialStore ----------------------------------------------------------------------------
+    def find(self, trial: str, token: str) -> Hashable:
+        self._check_ready()
+        candidates = self.cache.find_trial(trial)
+        if not candidates:
             raise UnknownTrial(trial)
-        spec, stopper = found
-        phase = (body.get("status") or {}).get("phase")
-        if not self._reporting(ns, trial, phase):
-            raise TrialEnded(trial, phase or "Unknown")
-        refused: dict[int, Exception] = {}
+        for body in candidates:
+            expected = (body["metadata"].get("annotations") or {}).get(TOKEN_DIGEST_ANNOTATION)
+            if expected and matches_digest(expected, token):
+                return key_of(body)
+        raise BadToken(trial)
+
+    def rule(self, key: Hashable) -> Rule:
+        self._check_ready()
+        body = self._trial(key)
+        found = self._job((body["metadata"].get("namespace", ""), body["spec"]["job"]))
+        if found is None:
+            raise UnknownTrial(body["metadata"]["name"])
+        return found[1]
+
+    def persist(
+        self, key: Hashable, points: Sequence[Point]
+    ) -> tuple[TrialState, dict[int, LimitExceeded]]:
+        body = self._trial(key)
+        ns, trial = key_of(body)
+        state = _reporting_state(body)
+        if not state.reporting:
+            raise TrialEnded(trial, state.phase)
+        refused: dict[int, LimitExceeded] = {}
         kept: list[tuple[int, dict[str, float]]] = []
         with self.lock:
             names = self.names.get((ns, trial))
@@ -124,70 +114,55 @@ class TrialStatusMetrics:
                 raise
             # the API server or etcd is away: nothing was acknowledged, the trainer sends again
             raise NotReady(f"the report could not be stored yet: {exc}") from exc
-        self.wake(job)
-        if phase == "Stopped":
-            return BatchVerdict(ReportVerdict(True, "already stopping"), refused)
-        objective = spec.objective.metric
-        steps = [s for s, values in kept if objective in values]
-        with self.lock:
-            mine = sorted(self.curves.get((ns, trial), {}).items())
-        decision = judge_batch(
-            stopper,
-            mine,
-            steps,
-            lambda: self._others(job, trial),
-            lambda d: (
-                self.telemetry.stop_decision(spec.early_stopping.name, d.stop)
-                if self.telemetry
-                else None
-            ),
-        )
-        if not decision.stop:
-            return BatchVerdict(ReportVerdict(False), refused, stopper.next_judged_step(mine))
-        stopped = {
-            "phase": "Stopped",
-            "reason": "EarlyStopped",
-            "message": f"early stopping: {decision.reason}",
-            "completionTime": now(),
-        }
-        self.run(self.patch_status(ns, trial, stopped))
-        self.wake(job)
-        return BatchVerdict(ReportVerdict(True, decision.reason), refused)
+        return state, refused
 
-    def _others(self, job: Key, trial: str) -> list[list[tuple[int, float]]]:
-        ns = job[0]
+    def curve(self, key: Hashable) -> list[tuple[int, float]]:
+        with self.lock:
+            return sorted(self._curve(self._key(key)).items())
+
+    def rivals(self, key: Hashable) -> list[Curve]:
+        ns, trial = self._key(key)
+        body = self._trial(key)
         with self.lock:
             curves = [
                 sorted(self._curve((ns, name), other).items())
-                for name, other in self.cache.of_job("trials", job).items()
+                for name, other in self.cache.of_job("trials", (ns, body["spec"]["job"])).items()
                 if name != trial
             ]
         return [c for c in curves if c]
 
-    def _reporting(self, ns: str, trial: str, phase: str | None) -> bool:
-        """Whether the trial still takes reports: it runs, or it was stopped and its pod is still
-        on its way out (the trainer's last reports during the grace period)."""
-        if phase in (None, "Pending", "Running"):
-            return True
-        if phase != "Stopped":
+    def stop(self, key: Hashable, reason: str) -> bool:
+        """Stopping, with the reason, in the Trial's status; the controller then deletes its pod
+        and records Stopped once the pod is gone."""
+        body = self._trial(key)
+        if _reporting_state(body) is not TrialState.running:
             return False
-        pod = self.cache.get("pods", (ns, trial))
-        return pod is not None and (pod.get("status") or {}).get("phase") not in (
-            "Succeeded",
-            "Failed",
-        )
+        stopping = {"phase": TrialState.stopping.phase, "reason": "EarlyStopped", "message": reason}
+        self.run(self.patch_status(*self._key(key), stopping))
+        return True
 
-    def _authenticate(self, trial: str, token: str) -> dict[str, Any]:
-        candidates = self.cache.find_trial(trial)
-        if not candidates:
-            raise UnknownTrial(trial)
-        for body in candidates:
-            expected = (body["metadata"].get("annotations") or {}).get(TOKEN_DIGEST_ANNOTATION)
-            if expected and matches_digest(expected, token):
-                return body
-        raise BadToken(trial)
+    # -- the rest ------------------------------------------------------------------------------
+    def job_of(self, key: Hashable) -> Key:
+        body = self._trial(key)
+        return body["metadata"].get("namespace", ""), body["spec"]["job"]
 
-    def _job(self, job: Key) -> tuple[TuningJobSpec, BaseStopper] | None:
+    def _check_ready(self) -> None:
+        if not self.ready():  # "unknown" now may only mean "not listed yet": never drop a report
+            raise NotReady("the operator is starting")
+
+    @staticmethod
+    def _key(key: Hashable) -> Key:
+        assert isinstance(key, tuple) and len(key) == 2, key
+        return str(key[0]), str(key[1])
+
+    def _trial(self, key: Hashable) -> dict[str, Any]:
+        ns, name = self._key(key)
+        body = self.cache.get("trials", (ns, name))
+        if body is None:
+            raise UnknownTrial(name)
+        return body
+
+    def _job(self, job: Key) -> tuple[TuningJobSpec, Rule] | None:
         body = self.cache.get("tuningjobs", job)
         if body is None:
             return None
@@ -196,9 +171,10 @@ class TrialStatusMetrics:
         except SpecError:
             return None
         with self.lock:
-            known = self._stoppers.get(job)
+            known = self._rules.get(job)
             if known is None or known[0] is not spec:
-                known = self._stoppers[job] = (spec, create_stopper(spec))
+                rule = Rule(spec.objective.metric, create_stopper(spec), spec.early_stopping.name)
+                known = self._rules[job] = (spec, rule)
         return known
 
     def _curve(self, key: Key, body: dict[str, Any] | None = None) -> dict[int, float]:
@@ -217,7 +193,7 @@ class TrialStatusMetrics:
         found = self._job((ns, body["spec"]["job"]))
         if found is None:
             raise UnknownTrial(trial)
-        objective, stopper = found[0].objective, found[1]
+        objective, stopper = found[0].objective, found[1].stopper
         with self.lock:
             curve = dict(self._curve(key, body))
             latest = dict(self.latest.get(key) or (body.get("status") or {}).get("metrics") or {})
@@ -232,6 +208,14 @@ class TrialStatusMetrics:
         self.run(self.patch_status(ns, trial, patch))
         with self.lock:
             self.curves[key], self.latest[key] = curve, latest
+
+
+def _reporting_state(body: Mapping[str, Any]) -> TrialState:
+    """A Trial's state as far as reports go. Pending counts as running: the Trial says Pending
+    until the operator has seen its pod run, but a report proves that it does (only the pod holds
+    the token, and only a running pod is scraped)."""
+    state = TrialState.from_phase((body.get("status") or {}).get("phase"))
+    return TrialState.running if state is TrialState.pending else state
 
 
 def loop_runner(

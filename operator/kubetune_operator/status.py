@@ -1,7 +1,7 @@
-"""Pure builders of TuningJob and Trial status: phase, counts, progress, best trial, conditions.
+"""Pure builders of the JSON that the operator writes into TuningJob and Trial status.
 
-Conditions follow Kubernetes conventions (type, status, reason, message, lastTransitionTime);
-a condition keeps its lastTransitionTime while its status does not change.
+The job status itself is `kubetune.jobstatus` (shared with the local client); here it becomes a
+patch, next to the Trial's metrics part and the mapping of a trial's Pod onto its state.
 """
 
 from __future__ import annotations
@@ -10,18 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kubetune import jobstatus
 from kubetune.engine import Decision, TrialView
-from kubetune.spec import TuningJobSpec
+from kubetune.spec import Condition, TrialState, TuningJobSpec, TuningJobStatus
 
 from .builders import params_summary
-
-PHASES = {
-    "pending": "Pending",
-    "running": "Running",
-    "succeeded": "Succeeded",
-    "failed": "Failed",
-    "stopped": "Stopped",
-}
 
 
 def condition(
@@ -32,90 +25,24 @@ def condition(
     message: str,
     now: str,
 ) -> dict[str, Any]:
-    """A condition; lastTransitionTime carries over from `previous` if the status is unchanged."""
-    value = "True" if status else "False"
-    old = next((c for c in previous if c.get("type") == type_), None)
-    since = old["lastTransitionTime"] if old and old.get("status") == value else now
-    return {
-        "type": type_,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-    }
+    """`kubetune.jobstatus.condition` over the JSON conditions of a resource's status."""
+    old = [Condition.model_validate(c) for c in previous]
+    made = jobstatus.condition(old, type_, status, reason, message, now)
+    return made.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def build_job_status(
+def job_status_patch(
     spec: TuningJobSpec,
     trials: Sequence[TrialView],
     decision: Decision,
     previous: Mapping[str, Any] | None,
     now: str,
 ) -> dict[str, Any]:
-    """The TuningJob's status after carrying out `decision`."""
-    previous = previous or {}
-    old = previous.get("conditions", [])
-    counts = {
-        state: sum(1 for t in trials if t.state == state)
-        for state in ("running", "succeeded", "failed", "stopped")
-    }
-    counts["running"] += sum(1 for t in trials if t.state == "pending") + len(decision.start)
-    counts["running"] -= len({s.name for s in decision.stop})
-    counts["stopped"] += len({s.name for s in decision.stop})
-    finished = counts["succeeded"] + counts["failed"] + counts["stopped"]
-    status: dict[str, Any] = {
-        "trials": {"created": len(trials) + len(decision.start), **counts},
-        "progress": f"{finished}/{spec.max_trials}",
-        "startTime": previous.get("startTime", now),
-    }
-    if decision.best is not None:
-        status["bestTrial"] = decision.best.model_dump(
-            mode="json", by_alias=True, exclude_none=True
-        )
-    finish = decision.finish
-    if finish is None:
-        status["phase"] = "Running"
-        status["conditions"] = [
-            condition(
-                old, "Running", True, "TrialsRunning", f"{counts['running']} trials running", now
-            ),
-            condition(old, "Succeeded", False, "InProgress", "", now),
-        ]
-        return status
-    status["phase"] = "Succeeded" if finish.succeeded else "Failed"
-    status["reason"], status["message"] = finish.reason.value, finish.message
-    status["completionTime"] = previous.get("completionTime", now)
-    status["conditions"] = [
-        condition(old, "Running", False, finish.reason.value, finish.message, now),
-        condition(
-            old,
-            "Succeeded" if finish.succeeded else "Failed",
-            True,
-            finish.reason.value,
-            finish.message,
-            now,
-        ),
-    ]
-    return status
-
-
-def build_trial_status(
-    params: Mapping[str, Any],
-    state: str,
-    curve: Sequence[tuple[int, float]],
-    maximize: bool,
-    latest: Mapping[str, float],
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """A Trial's status: phase, best objective, the compact curve the stoppers need."""
-    status: dict[str, Any] = {
-        "phase": PHASES[state],
-        "paramsSummary": params_summary(params),
-        **build_metrics_status(curve, maximize, latest),
-    }
-    if reason:
-        status["reason"] = reason
-    return status
+    """The TuningJob's status after carrying out `decision`, as JSON for a status patch."""
+    old = TuningJobStatus.model_validate(previous or {})
+    after = jobstatus.planned(trials, decision)
+    status = jobstatus.job_status(spec, after, decision.best, decision.finish, old, now)
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def build_metrics_status(
@@ -138,14 +65,11 @@ def stored_curve(trial: Mapping[str, Any]) -> dict[int, float]:
     return {int(p["step"]): float(p["value"]) for p in points}
 
 
-TERMINAL = {"Succeeded": "succeeded", "Failed": "failed", "Stopped": "stopped"}
-
-
 @dataclass(frozen=True)
 class TrialObservation:
     """A trial's state as seen from its Trial and Pod, and what the operator must do about it."""
 
-    state: str
+    state: TrialState
     status_patch: dict[str, Any] | None = None  # to write to the Trial's status
     needs_pod: bool = False
 
@@ -153,27 +77,35 @@ class TrialObservation:
 def observe_trial(
     trial: Mapping[str, Any], pod: Mapping[str, Any] | None, now: str
 ) -> TrialObservation:
-    """Map the pod's phase onto the trial. Terminal trial phases are final."""
+    """Map the pod's phase onto the trial. Final states never change; a stopping trial is
+    stopped once its pod has ended or is gone."""
     status = trial.get("status") or {}
     phase = status.get("phase")
-    if phase in TERMINAL:
-        return TrialObservation(TERMINAL[phase])
-    summary = {"paramsSummary": params_summary(trial["spec"]["params"])}
+    state = TrialState.from_phase(phase)
+    if state.final:
+        return TrialObservation(state)
     pod_phase = ((pod or {}).get("status") or {}).get("phase")
+    if state is TrialState.stopping:
+        if pod is not None and pod_phase not in ("Succeeded", "Failed"):
+            return TrialObservation(state)
+        stopped = {"phase": TrialState.stopped.phase, "completionTime": now}
+        return TrialObservation(TrialState.stopped, stopped)
+    summary = {"paramsSummary": params_summary(trial["spec"]["params"])}
     if pod_phase == "Succeeded":
-        return TrialObservation(
-            "succeeded", {"phase": "Succeeded", "completionTime": now, **summary}
-        )
+        done = {"phase": TrialState.succeeded.phase, "completionTime": now, **summary}
+        return TrialObservation(TrialState.succeeded, done)
     if pod_phase == "Failed":
         failed = {"phase": "Failed", "reason": "PodFailed", "message": pod_failure(pod or {})}
-        return TrialObservation("failed", {**failed, "completionTime": now, **summary})
-    if pod is None and phase == "Running":
+        return TrialObservation(TrialState.failed, {**failed, "completionTime": now, **summary})
+    if pod is None and state is TrialState.running:
         lost = {"phase": "Failed", "reason": "PodLost", "message": "the trial's pod disappeared"}
-        return TrialObservation("failed", {**lost, "completionTime": now, **summary})
+        return TrialObservation(TrialState.failed, {**lost, "completionTime": now, **summary})
     if pod_phase == "Running":
-        patch = None if phase == "Running" else {"phase": "Running", "startTime": now, **summary}
-        return TrialObservation("running", patch)
-    return TrialObservation("pending", needs_pod=pod is None)
+        running = {"phase": TrialState.running.phase, "startTime": now, **summary}
+        return TrialObservation(
+            TrialState.running, None if state is TrialState.running else running
+        )
+    return TrialObservation(TrialState.pending, needs_pod=pod is None)
 
 
 def pod_failure(pod: Mapping[str, Any]) -> str:

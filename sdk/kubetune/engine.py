@@ -11,15 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from .search import Observation, Params, create_suggester
-from .spec import BestTrial, HyperbandAlgorithm, TuningJobSpec
+from .spec import BestTrial, HyperbandAlgorithm, TrialState, TuningJobSpec
 from .stopping import BaseStopper, create_stopper
 
-TrialState = Literal["pending", "running", "succeeded", "failed", "stopped"]
-ACTIVE: frozenset[str] = frozenset({"pending", "running"})
-ENDED: frozenset[str] = frozenset({"succeeded", "failed", "stopped"})
 # Without maxFailedTrials, a job whose first this-many trials all failed ends as failed.
 FIRST_FAILURES = 5
 SuggestFn = Callable[[TuningJobSpec, Sequence[Observation], int], list[Params]]
@@ -43,9 +40,12 @@ class TrialView:
     curve: Sequence[tuple[int, float]] = ()
     objective: float | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", TrialState(self.state))  # a plain string is fine
+
     @property
     def active(self) -> bool:
-        return self.state in ACTIVE
+        return self.state.active
 
 
 @dataclass(frozen=True)
@@ -98,16 +98,20 @@ def decide(
     """What happens next for job `job` with these trials (any order)."""
     trials = sorted(trials, key=lambda t: t.index)
     stops = _early_stops(trials, stopper or create_stopper(spec))
-    stopping = {s.name for s in stops}
-    states = {t.name: ("stopped" if t.name in stopping else t.state) for t in trials}
+    told = {s.name for s in stops}
+    states = {t.name: (TrialState.stopping if t.name in told else t.state) for t in trials}
     best = best_trial(spec, trials)
-    active = [t for t in trials if states[t.name] in ACTIVE]
+    active = [t for t in trials if states[t.name].active]
 
     finish = _finish_now(spec, trials, states, best)
     if finish is None and len(trials) >= spec.max_trials and not active:
         finish = _final(FinishReason.max_trials, best, f"all {spec.max_trials} trials finished")
     if finish is not None:
-        stops += [StopOrder(t.name, f"job finished: {finish.reason.value}") for t in active]
+        stops += [
+            StopOrder(t.name, f"job finished: {finish.reason.value}")
+            for t in active
+            if states[t.name] is not TrialState.stopping
+        ]
         return Decision(stop=stops, finish=finish, best=best)
 
     slots = min(spec.parallelism - len(active), spec.max_trials - len(trials))
@@ -140,7 +144,7 @@ def best_trial(spec: TuningJobSpec, trials: Sequence[TrialView]) -> BestTrial | 
     best: tuple[float, TrialView] | None = None
     for t in sorted(trials, key=lambda t: t.index):
         value = objective_of(spec, t)
-        if value is None or t.state == "failed":
+        if value is None or t.state is TrialState.failed:
             continue
         if best is None or spec.objective.better(value, best[0]):
             best = (value, t)
@@ -154,7 +158,7 @@ def best_trial(spec: TuningJobSpec, trials: Sequence[TrialView]) -> BestTrial | 
 def _early_stops(trials: Sequence[TrialView], stopper: BaseStopper) -> list[StopOrder]:
     orders = []
     for t in trials:
-        if t.state != "running" or not t.curve:
+        if t.state is not TrialState.running or not t.curve:
             continue
         others = [o.curve for o in trials if o.name != t.name and o.curve]
         verdict = stopper.should_stop(t.curve, others)
@@ -166,14 +170,14 @@ def _early_stops(trials: Sequence[TrialView], stopper: BaseStopper) -> list[Stop
 def _finish_now(
     spec: TuningJobSpec,
     trials: Sequence[TrialView],
-    states: Mapping[str, str],
+    states: Mapping[str, TrialState],
     best: BestTrial | None,
 ) -> Finish | None:
-    failed = sum(1 for t in trials if states[t.name] == "failed")
+    failed = sum(1 for t in trials if states[t.name] is TrialState.failed)
     if spec.max_failed_trials is not None and failed > spec.max_failed_trials:
         message = f"{failed} trials failed, more than maxFailedTrials={spec.max_failed_trials}"
         return Finish(FinishReason.failures, False, message)
-    ended = sum(1 for t in trials if states[t.name] in ENDED)
+    ended = sum(1 for t in trials if states[t.name].final)
     if spec.max_failed_trials is None and failed >= FIRST_FAILURES and failed == ended:
         message = (
             f"the first {failed} trials all failed and none succeeded, so the training code is "
@@ -193,11 +197,14 @@ def _final(reason: FinishReason, best: BestTrial | None, message: str) -> Finish
     return Finish(reason, True, f"{message}; best {best.name} with {best.objective:g}")
 
 
-def _observation(spec: TuningJobSpec, t: TrialView, state: str) -> Observation:
-    if state in ACTIVE:
-        return Observation(params=t.params, value=None, state="running")
-    value = objective_of(spec, t) if state != "failed" else None
-    return Observation(params=t.params, value=value, state=state)  # type: ignore[arg-type]
+def _observation(spec: TuningJobSpec, t: TrialView, state: TrialState) -> Observation:
+    """What the search learns of a trial: a stopping one was judged, so it counts as stopped."""
+    if state is TrialState.stopping:
+        state = TrialState.stopped
+    if state.active:
+        return Observation(params=t.params, value=None, state=TrialState.running)
+    value = objective_of(spec, t) if state is not TrialState.failed else None
+    return Observation(params=t.params, value=value, state=state)
 
 
 def _launch(spec: TuningJobSpec, job: str, index: int, params: Params) -> TrialLaunch:

@@ -22,8 +22,18 @@ from .spec import (
 from .stopping._asha import rungs as rung_positions
 from .trialenv import short_value as short
 
-STATE_COLORS = {"Succeeded": "tab:green", "Stopped": "tab:orange", "Failed": "tab:red"}
-STATE_LABELS = {"Succeeded": "finished", "Stopped": "stopped early", "Running": "running"}
+STATE_COLORS = {
+    "Succeeded": "tab:green",
+    "Stopped": "tab:orange",
+    "Stopping": "tab:orange",
+    "Failed": "tab:red",
+}
+STATE_LABELS = {
+    "Succeeded": "finished",
+    "Stopped": "stopped early",
+    "Stopping": "stopped early",
+    "Running": "running",
+}
 LABELLED_CURVES = 10  # the best this-many learning curves are named at their ends
 AXIS_TICKS = 5  # value labels on each numeric axis of the parallel-coordinates plot
 
@@ -53,7 +63,7 @@ def figures(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scored = [t for t in trials if t.objective is not None and t.state.value != "Failed"]
+    scored = [t for t in trials if t.objective is not None and t.state.phase != "Failed"]
     for name, title, draw in (
         ("history", "optimization history", _history),
         ("curves", "learning curves", _curves),
@@ -93,7 +103,7 @@ def _history(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[
         assert t.objective is not None
         best.append(better(best[-1], t.objective) if best else t.objective)
     for state, label in STATE_LABELS.items():
-        shown = [t for t in ordered if t.state.value == state]
+        shown = [t for t in ordered if t.state.phase == state]
         if shown:
             ax.scatter(
                 [t.index for t in shown],
@@ -135,8 +145,8 @@ def _curves(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[T
     for t in drawn:
         steps = [p.step for p in t.curve]
         values = [p.value for p in t.curve]
-        color = STATE_COLORS.get(t.state.value, "tab:blue")
-        stopped = t.state.value == "Stopped"
+        color = STATE_COLORS.get(t.state.phase, "tab:blue")
+        stopped = t.state.phase in ("Stopping", "Stopped")
         ax.plot(steps, values, "--" if stopped else "-", color=color, alpha=0.7, linewidth=1)
         if stopped:
             ax.plot(steps[-1], values[-1], "x", color=color, markersize=6)
@@ -156,7 +166,7 @@ def _curves(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[T
         "Failed": ("failed", "-", ""),
         "Running": ("running", "-", ""),
     }
-    states = {t.state.value for t in drawn}
+    states = {t.state.phase for t in drawn}
     handles = [
         Line2D([], [], color=STATE_COLORS.get(s, "tab:blue"), label=lab, linestyle=ls, marker=m)
         for s, (lab, ls, m) in styles.items()

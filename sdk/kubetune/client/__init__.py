@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..spec import BestTrial, FieldError, SpecError, TuningJob, TuningJobSpec
-from ..spec import TrialPhase as TrialState
+from ..spec import BestTrial, FieldError, SpecError, TrialState, TuningJob, TuningJobSpec
 from ..spec._job import load_yaml_documents
 from ._errors import (
     AlreadyExists,

@@ -17,9 +17,16 @@ from typing import Any, NoReturn
 
 import urllib3
 from kubernetes import client, watch
+from pydantic import ValidationError
 
-from ..spec import BestTrial, Condition, CurvePoint, JobPhase, TrialCounts, TuningJob, TuningJobSpec
-from ..spec import TrialPhase as TrialState
+from ..spec import (
+    TrialSpec,
+    TrialState,
+    TrialStatus,
+    TuningJob,
+    TuningJobSpec,
+    TuningJobStatus,
+)
 from ._errors import (
     AlreadyExists,
     ClientError,
@@ -260,7 +267,7 @@ class ClusterBackend:
                 raise
             return
         phase = (found.get("status") or {}).get("phase")
-        if phase in ("Succeeded", "Failed", "Stopped"):
+        if TrialState.from_phase(phase).final:
             raise NotFound(
                 f"trial {trial!r} has finished ({phase}) and its pod is gone: the operator "
                 "deletes the pods of finished trials unless spec.retainPods is true"
@@ -382,55 +389,43 @@ def _message(exc: client.ApiException) -> str:
 
 def job_status(obj: dict[str, Any]) -> JobStatus:
     """A TuningJob resource as a typed status."""
-    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-    best = status.get("bestTrial")
-    counts = status.get("trials") or {}
-    return JobStatus(
-        name=meta["name"],
-        namespace=meta.get("namespace"),
-        phase=JobPhase(status.get("phase") or "Pending"),
-        conditions=[_condition(c) for c in status.get("conditions") or []],
-        trials=TrialCounts(
-            **{k: int(v) for k, v in counts.items() if k in TrialCounts.model_fields}
-        ),
-        progress=status.get("progress"),
-        best=BestTrial.model_validate(best) if best else None,
-        reason=status.get("reason"),
-        message=status.get("message"),
-        algorithm=(spec.get("algorithm") or {}).get("name", ""),
-        metric=(spec.get("objective") or {}).get("metric", ""),
-        direction=(spec.get("objective") or {}).get("direction", "maximize"),
-        max_trials=int(spec.get("maxTrials", 10)),
-        parallelism=int(spec.get("parallelism", 1)),
-        start_time=status.get("startTime"),
-        completion_time=status.get("completionTime"),
-        labels=meta.get("labels") or {},
-    )
+    meta = obj["metadata"]
+    status = TuningJobStatus.model_validate(obj.get("status") or {})
+    return JobStatus.of(meta["name"], _spec(obj), status, meta.get("namespace"), meta.get("labels"))
 
 
-def _condition(c: dict[str, Any]) -> Condition:
-    return Condition(
-        type=c.get("type", ""),
-        status=c.get("status", "Unknown"),
-        reason=c.get("reason", ""),
-        message=c.get("message", ""),
-        last_transition_time=c.get("lastTransitionTime"),
-    )
+def _spec(obj: dict[str, Any]) -> TuningJobSpec | dict[str, Any]:
+    """The job's spec; of one the operator refused, the summary fields as far as they go (the
+    model's defaults for what is missing)."""
+    raw = obj.get("spec") or {}
+    try:
+        return TuningJobSpec.model_validate(raw)
+    except ValidationError:
+        fields = TuningJobSpec.model_fields
+        objective = raw.get("objective") or {}
+        return {
+            "algorithm": str((raw.get("algorithm") or {}).get("name", "")),
+            "metric": str(objective.get("metric", "")),
+            "direction": objective.get("direction", "maximize"),
+            "max_trials": raw.get("maxTrials", fields["max_trials"].default),
+            "parallelism": raw.get("parallelism", fields["parallelism"].default),
+        }
 
 
 def trial_info(obj: dict[str, Any]) -> TrialInfo:
     """A Trial resource as typed trial information."""
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    spec = TrialSpec.model_validate(obj.get("spec") or {})
+    status = TrialStatus.model_validate(obj.get("status") or {})
     return TrialInfo(
         name=obj["metadata"]["name"],
-        index=int(spec.get("index", 0)),
-        params=spec.get("params") or {},
-        state=TrialState(status.get("phase") or "Pending"),
-        reason=status.get("reason") or status.get("message"),
-        objective=status.get("objective"),
-        metrics=status.get("metrics") or {},
-        curve=[CurvePoint.model_validate(p) for p in status.get("curve") or []],
-        budget=spec.get("budget"),
-        start_time=status.get("startTime"),
-        completion_time=status.get("completionTime"),
+        index=spec.index,
+        params=spec.params,
+        state=status.phase,
+        reason=status.reason or status.message,
+        objective=status.objective,
+        metrics=status.metrics,
+        curve=status.curve,
+        budget=spec.budget,
+        start_time=status.start_time,
+        completion_time=status.completion_time,
     )

@@ -28,34 +28,18 @@ from typing import Any
 import psutil
 import yaml
 
-from ..engine import best_trial
+from .. import jobstatus
+from ..engine import Finish, FinishReason, best_trial
 from ..local import Store, TrialRow
 from ..local._runner import engine_view, runner_pid
-from ..spec import (
-    Condition,
-    CurvePoint,
-    JobPhase,
-    TrialCounts,
-    TuningJob,
-    TuningJobSpec,
-)
-from ..spec import TrialPhase as TrialState
+from ..local._store import peek_job, peek_trial
+from ..spec import CurvePoint, JobPhase, TuningJob, TuningJobSpec, TuningJobStatus
 from ._errors import AlreadyExists, ClientError, NotFound
 from ._types import JobStatus, TrialInfo
 
 STATE_FILE = "state.db"
 MANIFEST = "job.yaml"
 RUNNER_LOG = "runner.log"
-STATES = {
-    "pending": TrialState.pending,
-    "interrupted": TrialState.pending,
-    "running": TrialState.running,
-    "stopping": TrialState.running,
-    "succeeded": TrialState.succeeded,
-    "failed": TrialState.failed,
-    "stopped": TrialState.stopped,
-}
-ENDED = ("succeeded", "failed", "stopped")
 START_TIMEOUT = 60.0  # seconds for a submitted run to record its job
 STOP_TIMEOUT = 120.0  # seconds for a deleted job's runner to stop its trials
 POLL = 0.1  # seconds between looks at a state file while waiting or following a log
@@ -120,8 +104,8 @@ class LocalBackend:
         return dict(sorted(found.items()))
 
     def _stored_name(self, path: Path) -> str:
-        row = _query_one(path, "SELECT name FROM job")
-        return str(row[0]) if row else path.name
+        job = peek_job(path / STATE_FILE)
+        return str(job["name"]) if job else path.name
 
     # -- verbs ------------------------------------------------------------------------------
     def submit(self, job: TuningJob, manifest: dict[str, Any], base_dir: Path) -> str:
@@ -174,7 +158,7 @@ class LocalBackend:
         exited before that."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if (path / STATE_FILE).exists() and _query_one(path, "SELECT 1 FROM job"):
+            if (path / STATE_FILE).exists() and peek_job(path / STATE_FILE):
                 return
             if not _alive(pid):
                 break
@@ -197,10 +181,10 @@ class LocalBackend:
         return TuningJobSpec.model_validate(self._stored_spec(self.job_dir(name)))
 
     def _stored_spec(self, path: Path) -> dict[str, Any]:
-        row = _query_one(path, "SELECT spec FROM job")
-        if row is None:
+        job = peek_job(path / STATE_FILE)
+        if job is None:
             raise NotFound(f"no job in {path}")
-        return dict(json.loads(row[0]))
+        return dict(json.loads(job["spec"]))
 
     def list(self, selector: str | None = None) -> list[JobStatus]:
         if selector:
@@ -278,7 +262,7 @@ class LocalBackend:
         else:
             candidates = list(self.jobs().values())
         for path in candidates:
-            if _query_one(path, "SELECT 1 FROM trials WHERE name = ?", trial):
+            if peek_trial(path / STATE_FILE, trial) is not None:
                 return path
         raise NotFound(f"trial {trial!r} not found in {self.root}")
 
@@ -333,59 +317,26 @@ class _reader:
 
 def _objective(path: Path) -> str:
     """The objective's name, read before the store loads the curves."""
-    row = _query_one(path, "SELECT spec FROM job")
-    return str(json.loads(row[0])["objective"]["metric"]) if row else ""
-
-
-def _query_one(path: Path, sql: str, *args: Any) -> Any:
-    db = sqlite3.connect(f"file:{path / STATE_FILE}?mode=ro", uri=True)
-    try:
-        return db.execute(sql, args).fetchone()
-    finally:
-        db.close()
+    job = peek_job(path / STATE_FILE)
+    return str(json.loads(job["spec"])["objective"]["metric"]) if job else ""
 
 
 def job_status(job: dict[str, Any], rows: list[TrialRow], running: bool) -> JobStatus:
-    """A local job's status, shaped as the operator writes it into the resource."""
+    """A local job's status: the model the operator writes, from the same function."""
     spec = TuningJobSpec.model_validate(json.loads(job["spec"]))
-    counts = TrialCounts(created=len(rows))
-    for r in rows:
-        state = STATES.get(r.state, TrialState.pending).value.lower()
-        if state in ("running", "succeeded", "failed", "stopped"):
-            setattr(counts, state, getattr(counts, state) + 1)
-    done = sum(r.state in ENDED for r in rows)
-    conditions = []
+    views = [engine_view(r) for r in rows]
+    finish = None
     if job["finished"] is not None:
-        phase = JobPhase.succeeded if job["succeeded"] else JobPhase.failed
-        conditions.append(
-            Condition(
-                type=phase.value,
-                status="True",
-                reason=job["reason"] or "",
-                message=job["message"] or "",
-                last_transition_time=iso(job["finished"]),
-            )
-        )
-    else:
-        phase = JobPhase.running if running else JobPhase.pending
+        reason = FinishReason(job["reason"])
+        finish = Finish(reason, bool(job["succeeded"]), job["message"] or "")
     started = [r.started for r in rows if r.started is not None]
-    return JobStatus(
-        name=job["name"],
-        phase=phase,
-        conditions=conditions,
-        trials=counts,
-        progress=f"{done}/{spec.max_trials}",
-        best=best_trial(spec, [engine_view(r) for r in rows]),
-        reason=job["reason"],
-        message=job["message"] if job["finished"] else None if running else "no runner",
-        algorithm=spec.algorithm.name,
-        metric=spec.objective.metric,
-        direction=spec.objective.direction,
-        max_trials=spec.max_trials,
-        parallelism=spec.parallelism,
-        start_time=iso(min(started)) if started else None,
-        completion_time=iso(job["finished"]),
-    )
+    since = iso(job["finished"] or (min(started) if started else None)) or ""
+    previous = TuningJobStatus(start_time=iso(min(started)) if started else None)
+    status = jobstatus.job_status(spec, views, best_trial(spec, views), finish, previous, since)
+    if finish is None and not running:
+        status.phase, status.message = JobPhase.pending, "no runner"
+        status.conditions = []
+    return JobStatus.of(job["name"], spec, status)
 
 
 def trial_info(row: TrialRow, maximize: bool) -> TrialInfo:
@@ -394,7 +345,7 @@ def trial_info(row: TrialRow, maximize: bool) -> TrialInfo:
         name=row.name,
         index=row.index,
         params=row.params,
-        state=STATES.get(row.state, TrialState.pending),
+        state=row.state,
         reason=row.stop_reason,
         objective=(max(values) if maximize else min(values)) if values else None,
         metrics={k: v for k, v in row.latest.items() if v is not None},
@@ -428,8 +379,8 @@ def _changes(path: Path) -> tuple[Any, ...]:
 def _trial_ended(path: Path, trial: str) -> bool:
     """Whether a trial's log is complete: its state is final (recorded only after its
     supervisor closed the log), or no runner is left to write it."""
-    row = _query_one(path, "SELECT state FROM trials WHERE name = ?", trial)
-    return (row is not None and row[0] in ENDED) or runner_pid(path) is None
+    state = peek_trial(path / STATE_FILE, trial)
+    return (state is not None and state.final) or runner_pid(path) is None
 
 
 def _follow(log: Path, ended: Callable[[], bool]) -> Iterator[str]:

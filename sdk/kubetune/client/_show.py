@@ -26,6 +26,7 @@ from ._types import JobStatus, TrialInfo, objective_text
 STATE_STYLE = {
     "Running": "cyan",
     "Succeeded": "green",
+    "Stopping": "yellow",
     "Stopped": "yellow",
     "Failed": "red",
     "Pending": "dim",
@@ -101,11 +102,11 @@ def trials_table(
     value, and a failed trial's reason. Below: how many rows are hidden, and for failed trials
     the command that prints a log (`logs`, with {trial} in it)."""
     shown = list(trials)[-limit:] if limit else list(trials)
-    failed = [t for t in shown if t.state.value == "Failed"]
+    failed = [t for t in shown if t.state.phase == "Failed"]
     last = [t.curve[-1] if t.curve else None for t in shown]
     columns = [
         Column("trial", [t.name for t in shown], keep=True),
-        Column("state", [_state(t.state.value) for t in shown], keep=True),
+        Column("state", [_state(t.state.phase) for t in shown], keep=True),
         Column(metric, [objective_text(t.objective) for t in shown], "right", keep=True),
         Column("step", [str(p.step) if p else "-" for p in last], "right"),
         Column("last", [short(p.value) if p else "-" for p in last], "right"),
@@ -178,9 +179,9 @@ def status_view(
 def finished_line(trial: TrialInfo, status: JobStatus) -> str:
     """One finished trial, for progress that is not a terminal: count, name, state, objective,
     a failure's reason or a new best, and the parameters."""
-    text = f"[{status.progress}] {trial.name}  {trial.state.value}"
+    text = f"[{status.progress}] {trial.name}  {trial.state.phase}"
     text += f"  {status.metric}={objective_text(trial.objective)}"
-    if trial.state.value == "Failed":
+    if trial.state.phase == "Failed":
         text += f"  ({trial.reason or 'failed'})"
     elif status.best is not None and status.best.name == trial.name:
         text += "  (best so far)"
@@ -258,6 +259,6 @@ class Progress:
             if t.finished and t.name not in self.printed:
                 self.printed.add(t.name)
                 self.console.print(finished_line(t, status), highlight=False, soft_wrap=True)
-                if t.state.value == "Failed" and self.logs and not self.hinted:
+                if t.state.phase == "Failed" and self.logs and not self.hinted:
                     self.hinted = True
                     self.console.print(f"  to see why: {self.logs.replace('{trial}', t.name)}")

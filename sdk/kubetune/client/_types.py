@@ -6,43 +6,58 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from ..spec import BestTrial, Condition, CurvePoint, Direction, JobPhase, ParamValue, TrialCounts
-from ..spec import TrialPhase as TrialState
+from ..spec import (
+    BestTrial,
+    CurvePoint,
+    Direction,
+    JobPhase,
+    ParamValue,
+    TuningJobSpec,
+    TuningJobStatus,
+)
 from ..spec._base import SpecModel
-
-FINISHED_PHASES = (JobPhase.succeeded, JobPhase.failed)
-FINISHED_STATES = (TrialState.succeeded, TrialState.failed, TrialState.stopped)
+from ..spec._status import TrialPhaseField
 
 
-class JobStatus(SpecModel):
-    """Where a TuningJob stands: phase, conditions, trial counts and the best trial so far."""
+class JobStatus(TuningJobStatus):
+    """Where a TuningJob stands: its status as the resource holds it (the same model the
+    operator writes), with its name and the spec fields a listing shows."""
 
     name: str
     namespace: str | None = None  # None on the local backend
-    phase: JobPhase
-    conditions: list[Condition] = []
-    trials: TrialCounts = TrialCounts()
-    progress: str | None = None
-    best: BestTrial | None = None
-    reason: str | None = None
-    message: str | None = None
+    labels: dict[str, str] = {}
     algorithm: str
     metric: str
     direction: Direction
     max_trials: int
     parallelism: int
-    start_time: str | None = None
-    completion_time: str | None = None
-    labels: dict[str, str] = {}
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        spec: TuningJobSpec | dict[str, Any],
+        status: TuningJobStatus,
+        namespace: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> JobStatus:
+        """The status of job `name`; `spec` may also be the summary fields (`summary`)."""
+        fields = summary(spec) if isinstance(spec, TuningJobSpec) else spec
+        extra = {"name": name, "namespace": namespace, "labels": labels or {}}
+        return cls.model_validate({**dict(status), **fields, **extra})
+
+    @property
+    def best(self) -> BestTrial | None:
+        return self.best_trial
 
     @property
     def finished(self) -> bool:
-        return self.phase in FINISHED_PHASES
+        return self.phase in (JobPhase.succeeded, JobPhase.failed)
 
     @property
     def settled(self) -> bool:
         """Finished, and no trial is still active (being stopped counts as active)."""
-        return self.finished and self.trials.running == 0
+        return self.finished and not self.trials.active
 
     @property
     def succeeded(self) -> bool:
@@ -53,13 +68,24 @@ class JobStatus(SpecModel):
         return self.direction is Direction.maximize
 
 
+def summary(spec: TuningJobSpec) -> dict[str, Any]:
+    """The spec fields that a job's status shows."""
+    return {
+        "algorithm": spec.algorithm.name,
+        "metric": spec.objective.metric,
+        "direction": spec.objective.direction,
+        "max_trials": spec.max_trials,
+        "parallelism": spec.parallelism,
+    }
+
+
 class TrialInfo(SpecModel):
     """One trial: its parameters, state, why it stopped, its objective and learning curve."""
 
     name: str
     index: int
     params: dict[str, ParamValue]
-    state: TrialState
+    state: TrialPhaseField  # a TrialState, spelled as the Trial's phase in JSON
     reason: str | None = None
     objective: float | None = None  # the best value of the objective the trial reported
     metrics: dict[str, float] = {}  # the latest value of every reported metric
@@ -71,7 +97,7 @@ class TrialInfo(SpecModel):
 
     @property
     def finished(self) -> bool:
-        return self.state in FINISHED_STATES
+        return self.state.final
 
 
 def logs_command(where: Sequence[str]) -> str:

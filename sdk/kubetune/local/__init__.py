@@ -1,8 +1,8 @@
 """The embedded driver: `kubetune run` tunes a TuningJob on this machine (no cluster)."""
 
 from ._executor import LocalCommand, LocalExecutor, build_local_command
-from ._runner import JobMismatch, LocalRunner, RunResult, StoreMetrics
-from ._store import Store, TrialRow
+from ._runner import JobMismatch, LocalRunner, RunResult
+from ._store import Store, StoreTrials, TrialRow
 
 __all__ = [
     "JobMismatch",
@@ -11,7 +11,7 @@ __all__ = [
     "LocalRunner",
     "RunResult",
     "Store",
-    "StoreMetrics",
+    "StoreTrials",
     "TrialRow",
     "build_local_command",
 ]

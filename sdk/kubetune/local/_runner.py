@@ -2,8 +2,8 @@
 
 A thin loop around `kubetune.engine.decide`: reap exited processes, ask the core what happens
 next, record it in SQLite, then start and stop processes. The MetricsService runs in-process on
-an ephemeral loopback port; its backend writes each report to SQLite before acknowledging it and
-answers with the early-stopping verdict. Reports are accepted only while a trial runs.
+an ephemeral loopback port, over `kubetune.intake` with the state file as its store (as are
+scraped reports): each report is in SQLite before it is acknowledged.
 
 Killing the runner loses nothing: rerunning resumes. A resume judges a trial that ended while no
 runner watched by the exit code its supervisor recorded, stops (only) the processes it can prove
@@ -27,19 +27,18 @@ from typing import Any
 import psutil
 
 from ..engine import Decision, TrialView, best_trial, decide, default_suggest
+from ..intake import MetricsIntake
+from ..jobstatus import count_trials
 from ..rpc import tokens
-from ..rpc.metrics import BadToken, BatchVerdict, Point, ReportVerdict, TrialEnded, UnknownTrial
+from ..rpc.metrics import Point
 from ..rpc.server import serve
-from ..spec import BestTrial, FieldError, SpecError, TuningJob, TuningJobSpec
-from ..stopping import NoStopper, create_stopper, judge_batch
+from ..spec import BestTrial, FieldError, SpecError, TrialState, TuningJob, TuningJobSpec
 from ..telemetry import (
     JobCounts,
     PullCollector,
-    Sample,
     ScrapeError,
     Target,
     Telemetry,
-    count_states,
 )
 from ._executor import (
     LOG_LIMIT,
@@ -49,9 +48,8 @@ from ._executor import (
     local_argv,
     read_exit,
 )
-from ._store import REPORTING, Store, TrialRow
+from ._store import Store, StoreTrials, TrialRow
 
-ENGINE_STATES = {"stopping": "running", "interrupted": "pending"}
 STOP_DELAY = 1.0  # seconds between a stop verdict and SIGTERM: the reply reaches the trainer first
 BUDGET_FIELDS = ("maxTrials", "parallelism", "maxFailedTrials")  # may change while a job runs
 LOCK_FILE = "runner.lock"
@@ -124,77 +122,6 @@ class RunResult:
     trials: list[TrialRow]
 
 
-class StoreMetrics:
-    """MetricsBackend of the local runner: persist, then judge with the early-stopping rule.
-
-    The store's in-memory view supplies the curves, so judging never re-reads the metrics table.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        job: TuningJob,
-        wake: Callable[[], None],
-        changed: Callable[[], None] = lambda: None,
-        telemetry: Telemetry | None = None,
-    ) -> None:
-        self.store = store
-        self.changed = changed
-        self.objective = job.spec.objective.metric
-        self.rule = job.spec.early_stopping.name
-        self.stopper = create_stopper(job.spec)
-        self.judges = not isinstance(self.stopper, NoStopper)  # skip the bookkeeping entirely
-        self.wake = wake
-        self.telemetry = telemetry
-
-    def report_batch(self, trial: str, token: str, points: list[Point]) -> BatchVerdict:
-        known = self.store.trial(trial)
-        if known is None:
-            raise UnknownTrial(trial)
-        if not tokens.matches(known[0], token):
-            raise BadToken(trial)
-        return self.accept_batch(trial, points)
-
-    def accept(
-        self, trial: str, step: int, metrics: dict[str, float], invalid: list[str]
-    ) -> ReportVerdict:
-        """One report from a trusted source (the runner's own scrapes)."""
-        result = self.accept_batch(trial, [Point(step, metrics, invalid)])
-        if result.refused:
-            raise result.refused[0]
-        return result.verdict
-
-    def accept_batch(self, trial: str, points: list[Point]) -> BatchVerdict:
-        """Store the points in one commit, then judge them in order."""
-        if self.store.trial(trial) is None:
-            raise UnknownTrial(trial)
-        state, refused = self.store.add_metrics(
-            trial, [(p.step, {**p.metrics, **dict.fromkeys(p.invalid)}) for p in points]
-        )
-        if state not in REPORTING:
-            raise TrialEnded(trial, state)
-        self.changed()
-        if state == "stopping":
-            return BatchVerdict(ReportVerdict(True, "already stopping"), refused)
-        if not self.judges:
-            return BatchVerdict(ReportVerdict(False), refused)
-        mine = self.store.curve(trial)
-        steps = [
-            p.step for i, p in enumerate(points) if i not in refused and self.objective in p.metrics
-        ]
-        decision = judge_batch(
-            self.stopper,
-            mine,
-            steps,
-            lambda: [c for name, c in self.store.curves().items() if name != trial],
-            lambda d: self.telemetry.stop_decision(self.rule, d.stop) if self.telemetry else None,
-        )
-        if decision.stop and self.store.request_stop(trial, f"early stopping: {decision.reason}"):
-            self.wake()
-            return BatchVerdict(ReportVerdict(True, decision.reason), refused)
-        return BatchVerdict(ReportVerdict(False), refused, self.stopper.next_judged_step(mine))
-
-
 class LocalRunner:
     def __init__(
         self,
@@ -237,12 +164,19 @@ class LocalRunner:
         self._lock = lock_workdir(self.workdir)
         run_id = self._open_job()
         self.executor = LocalExecutor(self.workdir, run_id, self.grace, self.log_limit)
-        backend = StoreMetrics(self.store, self.job, self._wake, self._mark_dirty, self.telemetry)
-        server = serve("127.0.0.1:0", metrics=backend, observe_report=self.telemetry.report)
+        intake = MetricsIntake(
+            StoreTrials(self.store, self.spec),
+            changed=lambda _: self._mark_dirty(),
+            stopped=lambda _: self._wake(),
+            telemetry=self.telemetry,
+        )
+        server = serve("127.0.0.1:0", metrics=intake, observe_report=self.telemetry.report)
         self.address = server.address
         if self.spec.collector.kind == "prometheus":
             self.collector = PullCollector(
-                lambda name, sample: self._pulled(backend, str(name), sample),
+                lambda name, sample: intake.accept_scraped(
+                    name, Point(sample.step, sample.metrics, sample.invalid)
+                ),
                 lambda name, problem: self._scrape_trouble(str(name), problem),
                 self.telemetry,
             )
@@ -319,28 +253,29 @@ class LocalRunner:
         leftovers = {
             t.name: (t.pid, t.pid_started or 0.0, t.attempts)
             for t in trials
-            if t.state in REPORTING and t.pid is not None
+            if t.state.reporting and t.pid is not None
         }
         stopped_now = self.executor.stop_leftovers(leftovers)
         for t in trials:
             exit_file = self.executor.exit_file(t.name, t.attempts)
             ended = None if t.name in stopped_now else read_exit(exit_file)
-            if t.state in REPORTING:
-                if t.state == "stopping" or finished:
+            if t.state.reporting:
+                if t.state is TrialState.stopping or finished:
                     reason = t.stop_reason or "job finished"
                     code = ended.code if ended else None
                     self.store.set_state(
-                        t.name, "stopped", stop_reason=reason, exit_code=code, finished=time.time()
+                        t.name,
+                        TrialState.stopped,
+                        stop_reason=reason,
+                        exit_code=code,
+                        finished=time.time(),
                     )
                 elif ended is not None:
                     self._record_exit(t.name, ended)
                 else:
-                    self.store.set_state(t.name, "interrupted")
-            elif t.state in ("pending", "interrupted"):
-                if finished:
-                    self.store.set_state(t.name, "stopped", stop_reason="job finished")
-                else:
-                    self.store.set_state(t.name, "interrupted")  # pending: never started
+                    self.store.set_state(t.name, TrialState.pending)  # restarts, uncounted
+            elif t.state is TrialState.pending and finished:
+                self.store.set_state(t.name, TrialState.stopped, stop_reason="job finished")
             exit_file.unlink(missing_ok=True)
         self.executor.kill_marked()  # strays, e.g. started just before the last runner died
 
@@ -369,7 +304,7 @@ class LocalRunner:
                 self.stop_marked[order.name] = time.monotonic() - STOP_DELAY  # no reply to wait for
         if decision.finish is None:
             for t in trials:
-                if t.state == "interrupted":
+                if t.state is TrialState.pending:  # interrupted, or never started
                     self._start(t.name, t.params, t.token, t.attempts)
         for launch in decision.start:
             token = tokens.new_token()
@@ -399,21 +334,26 @@ class LocalRunner:
         self.started_at[name] = time.time()
         attempt = attempts + 1
         self.store.set_state(
-            name, "running", started=time.time(), attempts=attempt, pid=None, pid_started=None
+            name,
+            TrialState.running,
+            started=time.time(),
+            attempts=attempt,
+            pid=None,
+            pid_started=None,
         )
         try:
             started = self.executor.start(name, attempt, command)
         except OSError as exc:  # even the supervisor could not start (no fds, no memory...)
             reason = f"cannot start: {exc.strerror or exc}"
-            self.store.set_state(name, "failed", stop_reason=reason, finished=time.time())
+            self.store.set_state(name, TrialState.failed, stop_reason=reason, finished=time.time())
             self._dirty = True
             return
-        self.store.set_state(name, "running", pid=started.pid, pid_started=started.started)
+        self.store.set_state(name, TrialState.running, pid=started.pid, pid_started=started.started)
 
     def _record_exit(self, name: str, ended: TrialExit, interrupted: bool = False) -> None:
         """Record how a trial's process ended; `interrupted`: the runner itself stopped it."""
         current = self.store.trial(name)
-        state = current[1] if current else "running"
+        state = current[1] if current else TrialState.running
         done = time.time()
         self.stop_marked.pop(name, None)
         started = self.started_at.pop(name, None)
@@ -421,22 +361,22 @@ class LocalRunner:
             self.telemetry.trial_ended(done - started)
         if self.collector is not None and self.store.curve(name):
             self.store.note(name, None, SCRAPE_NOTE)  # it was scraped: an exit-time hiccup
-        if state == "stopping":
-            self.store.set_state(name, "stopped", exit_code=ended.code, finished=done)
-        elif interrupted:
-            self.store.set_state(name, "interrupted", exit_code=ended.code)
+        if state is TrialState.stopping:
+            self.store.set_state(name, TrialState.stopped, exit_code=ended.code, finished=done)
+        elif interrupted:  # restarts with the next run, uncounted
+            self.store.set_state(name, TrialState.pending, exit_code=ended.code)
         elif ended.code == 0 and ended.error is None:
-            self.store.set_state(name, "succeeded", exit_code=0, finished=done)
+            self.store.set_state(name, TrialState.succeeded, exit_code=0, finished=done)
         else:
             reason = ended.error or _exit_reason(ended.code)
             self.store.set_state(
-                name, "failed", exit_code=ended.code, stop_reason=reason, finished=done
+                name, TrialState.failed, exit_code=ended.code, stop_reason=reason, finished=done
             )
 
     def _signal_stops(self) -> None:
         now = time.monotonic()
         running = self.executor.running()
-        for name in self.store.names_in_state("stopping"):
+        for name in self.store.names_in_state(TrialState.stopping):
             if name in running:
                 marked = self.stop_marked.setdefault(name, now)
                 if now - marked >= STOP_DELAY:
@@ -477,7 +417,7 @@ class LocalRunner:
         if job is None:
             return []
         trials = self.store.trials()
-        counts = count_states([ENGINE_STATES.get(t.state, t.state) for t in trials])
+        counts = count_trials([t.state for t in trials])
         best = best_trial(self.spec, [self._view(t) for t in trials])
         phase = "Running"
         if job.get("finished") is not None:
@@ -488,7 +428,6 @@ class LocalRunner:
                 self.job.name,
                 phase,
                 counts,
-                len(trials),
                 self.spec.max_trials,
                 best.objective if best else None,
             )
@@ -514,9 +453,6 @@ class LocalRunner:
         }
         self.collector.set_targets(self.job.name, targets)
 
-    def _pulled(self, backend: StoreMetrics, name: str, sample: Sample) -> None:
-        backend.accept(name, sample.step, sample.metrics, sample.invalid)
-
     def _scrape_trouble(self, name: str, problem: ScrapeError | None) -> None:
         """Show a failing endpoint as the running trial's reason (cleared once it works)."""
         self.store.note(name, SCRAPE_NOTE + str(problem) if problem else None, SCRAPE_NOTE)
@@ -538,8 +474,7 @@ class LocalRunner:
 
 def engine_view(t: TrialRow) -> TrialView:
     """A stored trial as the engine sees it."""
-    state = ENGINE_STATES.get(t.state, t.state)
-    return TrialView(t.name, t.index, t.params, state, t.curve)  # type: ignore[arg-type]
+    return TrialView(t.name, t.index, t.params, t.state, t.curve)
 
 
 def _exit_reason(code: int) -> str:

@@ -15,13 +15,19 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..intake import Rule
+from ..rpc import tokens
 from ..rpc.limits import LimitExceeded, check_trial_names
+from ..rpc.metrics import BadToken, Point, TrialEnded, UnknownTrial
+from ..spec import TrialState, TuningJobSpec
+from ..stopping import create_stopper
+from ..stopping._base import Curve
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS job (
@@ -44,7 +50,8 @@ TRIAL_COLUMNS = (
     "name, idx, params, budget, token, state, attempts, stop_reason, exit_code, started, finished,"
     " pid, pid_started"
 )
-REPORTING = frozenset({"running", "stopping"})  # the states whose reports are accepted
+# States that earlier versions wrote and what they mean now.
+LEGACY_STATES = {"interrupted": TrialState.pending}
 
 
 @dataclass
@@ -54,7 +61,7 @@ class TrialRow:
     params: dict[str, Any]
     budget: float | None
     token: str
-    state: str
+    state: TrialState
     attempts: int
     stop_reason: str | None
     exit_code: int | None
@@ -158,7 +165,8 @@ class Store:
     def _load(self) -> None:
         rows = self.db.execute(f"SELECT {TRIAL_COLUMNS} FROM trials ORDER BY idx").fetchall()
         for r in rows:
-            row = TrialRow(r[0], r[1], json.loads(r[2]), *r[3:])
+            state = LEGACY_STATES.get(r[5]) or TrialState(r[5])
+            row = TrialRow(r[0], r[1], json.loads(r[2]), r[3], r[4], state, *r[6:])
             self.views[row.name] = _View(row)
         metrics = self.db.execute(
             "SELECT m.trial, m.step, m.name, m.value, m.attempt = t.attempts FROM metrics m"
@@ -189,13 +197,8 @@ class Store:
     # -- job ---------------------------------------------------------------------------------
     def job(self) -> dict[str, Any] | None:
         with self.lock:
-            row = self.db.execute(
-                "SELECT name, spec, finished, reason, succeeded, message, run_id FROM job"
-            ).fetchone()
-        if row is None:
-            return None
-        keys = ("name", "spec", "finished", "reason", "succeeded", "message", "run_id")
-        return dict(zip(keys, row, strict=True))
+            row = self.db.execute(f"SELECT {', '.join(JOB_COLUMNS)} FROM job").fetchone()
+        return dict(zip(JOB_COLUMNS, row, strict=True)) if row else None
 
     def init_job(self, name: str, spec: Mapping[str, Any]) -> str:
         """Record the job once; the run's marker (a random id every trial process carries)."""
@@ -220,12 +223,6 @@ class Store:
                 (time.time(), reason, int(succeeded), message),
             )
 
-    def reopen_job(self) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE job SET finished = NULL, reason = NULL, succeeded = NULL, message = NULL"
-            )
-
     # -- trials ------------------------------------------------------------------------------
     def add_trial(
         self, name: str, index: int, params: Mapping[str, Any], budget: float | None, token: str
@@ -238,12 +235,14 @@ class Store:
                 (name, index, json.dumps(params), budget, token, created),
             )
             if cur.rowcount:
+                pending = TrialState.pending
                 row = TrialRow(
-                    name, index, dict(params), budget, token, "pending", 0, None, None, None, None
+                    name, index, dict(params), budget, token, pending, 0, None, None, None, None
                 )
                 self.views[name] = _View(row)
 
-    def set_state(self, name: str, state: str, **fields: Any) -> None:
+    def set_state(self, name: str, state: TrialState | str, **fields: Any) -> None:
+        state = TrialState(state)
         allowed = {
             "stop_reason",
             "exit_code",
@@ -256,29 +255,31 @@ class Store:
         assert set(fields) <= allowed, fields
         sets = ", ".join(["state = ?", *(f"{k} = ?" for k in fields)])
         with self.transaction() as db:
-            db.execute(f"UPDATE trials SET {sets} WHERE name = ?", (state, *fields.values(), name))
+            values = (state.value, *fields.values(), name)
+            db.execute(f"UPDATE trials SET {sets} WHERE name = ?", values)
             view = self.views[name]
             if fields.get("attempts", view.row.attempts) != view.row.attempts:
                 self.views[name] = view = _View(view.row, names=view.names)  # a new attempt
             view.row = replace(view.row, state=state, **fields)
 
     def request_stop(self, name: str, reason: str) -> bool:
-        """Mark a running trial for stopping; False if it was not running."""
-        with self.transaction() as db:
-            cur = db.execute(
-                "UPDATE trials SET state = 'stopping', stop_reason = ? WHERE name = ? AND state = 'running'",
-                (reason, name),
-            )
-            if cur.rowcount:
-                view = self.views[name]
-                view.row = replace(view.row, state="stopping", stop_reason=reason)
-            return cur.rowcount > 0
+        """Mark a running trial for stopping (a pending one is stopped at once, it has no
+        process); False if it was neither."""
+        with self.lock:
+            state = self.views[name].row.state
+            if state is TrialState.running:
+                self.set_state(name, TrialState.stopping, stop_reason=reason)
+            elif state is TrialState.pending:
+                self.set_state(name, TrialState.stopped, stop_reason=reason, finished=time.time())
+            else:
+                return False
+            return True
 
     def note(self, name: str, reason: str | None, prefix: str) -> None:
         """Set a running trial's reason to `reason`, or clear a reason starting with `prefix`."""
         with self.transaction() as db:
             view = self.views.get(name)
-            if view is None or view.row.state != "running":
+            if view is None or view.row.state is not TrialState.running:
                 return
             current = view.row.stop_reason
             if reason is None and not (current or "").startswith(prefix):
@@ -292,11 +293,11 @@ class Store:
             views = sorted(self.views.values(), key=lambda v: v.row.index)
             return [v.snapshot() for v in views]
 
-    def names_in_state(self, state: str) -> list[str]:
+    def names_in_state(self, state: TrialState) -> list[str]:
         with self.lock:
-            return [n for n, v in self.views.items() if v.row.state == state]
+            return [n for n, v in self.views.items() if v.row.state is state]
 
-    def trial(self, name: str) -> tuple[str, str] | None:
+    def trial(self, name: str) -> tuple[str, TrialState] | None:
         """(token, state) of a trial, or None."""
         with self.lock:
             view = self.views.get(name)
@@ -305,7 +306,7 @@ class Store:
     # -- metrics -----------------------------------------------------------------------------
     def add_metrics(
         self, trial: str, points: Sequence[tuple[int, Mapping[str, float | None]]]
-    ) -> tuple[str, dict[int, LimitExceeded]]:
+    ) -> tuple[TrialState, dict[int, LimitExceeded]]:
         """Record reports under the trial's current attempt (a restart keeps earlier ones) in one
         commit, if the trial is running or stopping. Returns the trial's state and the points
         refused because the trial would have too many distinct metric names (by index). A step
@@ -313,7 +314,7 @@ class Store:
         now = time.time()
         with self.lock:
             view = self.views[trial]
-            if view.row.state not in REPORTING:
+            if not view.row.state.reporting:
                 return view.row.state, {}
             refused: dict[int, LimitExceeded] = {}
             rows, kept = [], []
@@ -350,3 +351,67 @@ class Store:
     def metric_count(self) -> int:
         with self.lock:
             return int(self.db.execute("SELECT COUNT(*) FROM metrics").fetchone()[0])
+
+
+JOB_COLUMNS = ("name", "spec", "finished", "reason", "succeeded", "message", "run_id")
+
+
+def peek_job(path: Path) -> dict[str, Any] | None:
+    """The job recorded in a state file (None: not yet), without loading its trials: a cheap
+    read-only look for listings and waits beside a running runner."""
+    row = _peek(path, f"SELECT {', '.join(JOB_COLUMNS)} FROM job")
+    return dict(zip(JOB_COLUMNS, row, strict=True)) if row else None
+
+
+def peek_trial(path: Path, name: str) -> TrialState | None:
+    """The state of one trial of a state file (None: no such trial), without loading the rest."""
+    row = _peek(path, "SELECT state FROM trials WHERE name = ?", name)
+    return (LEGACY_STATES.get(row[0]) or TrialState(row[0])) if row else None
+
+
+def _peek(path: Path, sql: str, *args: Any) -> Any:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute(sql, args).fetchone()
+    finally:
+        db.close()
+
+
+class StoreTrials:
+    """The local runner's `kubetune.intake.TrialStore`: trials and reports in this state file,
+    each batch one SQLite commit (WAL) before the reply goes out."""
+
+    def __init__(self, store: Store, spec: TuningJobSpec) -> None:
+        self.store = store
+        self._rule = Rule(spec.objective.metric, create_stopper(spec), spec.early_stopping.name)
+
+    def find(self, trial: str, token: str) -> Hashable:
+        known = self.store.trial(trial)
+        if known is None:
+            raise UnknownTrial(trial)
+        if not tokens.matches(known[0], token):
+            raise BadToken(trial)
+        return trial
+
+    def rule(self, key: Hashable) -> Rule:
+        if self.store.trial(str(key)) is None:
+            raise UnknownTrial(str(key))
+        return self._rule
+
+    def persist(
+        self, key: Hashable, points: Sequence[Point]
+    ) -> tuple[TrialState, dict[int, LimitExceeded]]:
+        rows = [(p.step, {**p.metrics, **dict.fromkeys(p.invalid)}) for p in points]
+        state, refused = self.store.add_metrics(str(key), rows)
+        if not state.reporting:
+            raise TrialEnded(str(key), state.value)
+        return state, refused
+
+    def curve(self, key: Hashable) -> list[tuple[int, float]]:
+        return self.store.curve(str(key))
+
+    def rivals(self, key: Hashable) -> list[Curve]:
+        return [c for name, c in self.store.curves().items() if name != key]
+
+    def stop(self, key: Hashable, reason: str) -> bool:
+        return self.store.request_stop(str(key), reason)

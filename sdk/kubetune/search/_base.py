@@ -12,12 +12,10 @@ import abc
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from ..spec import Direction, ParamValue, TuningJobSpec
+from ..spec import Direction, ParamValue, TrialState, TuningJobSpec
 
-State = Literal["succeeded", "failed", "stopped", "running"]
-STATES: frozenset[str] = frozenset({"succeeded", "failed", "stopped", "running"})
 Params = dict[str, ParamValue]
 
 
@@ -25,30 +23,33 @@ Params = dict[str, ParamValue]
 class Observation:
     """One trial as a suggester sees it.
 
-    `value` is the raw objective (None when none was reported). `state` is `succeeded`, `failed`
-    or `stopped` for finished trials, or `running` for trials still in flight, whose params the
-    suggester must not propose again. History is given in trial creation order.
+    `value` is the raw objective (None when none was reported). `state` is final (`succeeded`,
+    `failed`, `stopped`) for finished trials; an active one is still in flight, and the suggester
+    must not propose its params again. History is given in trial creation order.
     """
 
     params: Mapping[str, Any]
     value: float | None = None
-    state: State = "succeeded"
+    state: TrialState = TrialState.succeeded
 
     def __post_init__(self) -> None:
-        if self.state not in STATES:
-            raise ValueError(f"state: must be one of {sorted(STATES)} (got {self.state!r})")
+        try:
+            object.__setattr__(self, "state", TrialState(self.state))
+        except ValueError:
+            known = [s.value for s in TrialState]
+            raise ValueError(f"state: must be one of {known} (got {self.state!r})") from None
         if self.value is not None and not math.isfinite(self.value):
             # A NaN/inf objective is a failed measurement, never a data point.
             object.__setattr__(self, "value", None)
 
     @property
     def finished(self) -> bool:
-        return self.state != "running"
+        return self.state.final
 
     @property
     def usable(self) -> bool:
         """Finished with a finite objective (succeeded, or stopped after reporting)."""
-        return self.state in ("succeeded", "stopped") and self.value is not None
+        return self.state in (TrialState.succeeded, TrialState.stopped) and self.value is not None
 
 
 class BaseSuggester(abc.ABC):

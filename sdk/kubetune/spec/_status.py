@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from ._base import SpecModel
 from ._parameters import ParamValue
@@ -21,12 +21,65 @@ class JobPhase(StrEnum):
     failed = "Failed"
 
 
-class TrialPhase(StrEnum):
-    pending = "Pending"
-    running = "Running"
-    succeeded = "Succeeded"
-    failed = "Failed"
-    stopped = "Stopped"
+class TrialState(StrEnum):
+    """Where a trial is in its life, one spelling everywhere: the engine, the local store, the
+    Trial status (as a phase: `Stopping`), the client and the exporter's `state` label.
+
+    pending -> running -> succeeded | failed; running -> stopping -> stopped (an early stop, or
+    the job's end: the process or pod is on its way out and its last reports still count);
+    pending -> stopped (the job ended first).
+    """
+
+    pending = "pending"
+    running = "running"
+    stopping = "stopping"
+    succeeded = "succeeded"
+    failed = "failed"
+    stopped = "stopped"
+
+    @property
+    def final(self) -> bool:
+        """It will never change again."""
+        return self in _FINAL
+
+    @property
+    def active(self) -> bool:
+        """It holds a parallelism slot: not final (a stopping trial's process still runs)."""
+        return self not in _FINAL
+
+    @property
+    def reporting(self) -> bool:
+        """Its reports are accepted."""
+        return self in (TrialState.running, TrialState.stopping)
+
+    @property
+    def phase(self) -> str:
+        """The Kubernetes spelling, as in a Trial's `status.phase`."""
+        return self.value.capitalize()
+
+    @classmethod
+    def from_phase(cls, phase: str | None) -> TrialState:
+        """The state of a Trial whose `status.phase` is `phase` (none yet: pending)."""
+        try:
+            return cls((phase or "Pending").lower())
+        except ValueError:
+            raise ValueError(f"status.phase: unknown trial phase {phase!r}") from None
+
+
+_FINAL = frozenset({TrialState.succeeded, TrialState.failed, TrialState.stopped})
+
+
+def _parse_phase(value: Any) -> Any:
+    return TrialState.from_phase(value) if isinstance(value, str) else value
+
+
+# A TrialState in a Trial's status, spelled as a Kubernetes phase.
+TrialPhaseField = Annotated[
+    TrialState,
+    BeforeValidator(_parse_phase),
+    PlainSerializer(lambda state: state.phase, return_type=str),
+    WithJsonSchema({"type": "string", "enum": [s.phase for s in TrialState]}),
+]
 
 
 class Condition(SpecModel):
@@ -54,11 +107,20 @@ class BestTrial(SpecModel):
 
 
 class TrialCounts(SpecModel):
+    """Trials of a job: all it created, and how many are in each TrialState."""
+
     created: int = 0
+    pending: int = 0
     running: int = 0
+    stopping: int = Field(0, description="Told to stop; the process is still on its way out.")
     succeeded: int = 0
     failed: int = 0
     stopped: int = 0
+
+    @property
+    def active(self) -> bool:
+        """Some trial has not ended."""
+        return self.pending + self.running + self.stopping > 0
 
 
 class TuningJobStatus(SpecModel):
@@ -82,7 +144,7 @@ class TrialSpec(SpecModel):
 
 
 class TrialStatus(SpecModel):
-    phase: TrialPhase = TrialPhase.pending
+    phase: TrialPhaseField = TrialState.pending
     params_summary: str | None = Field(None, description="Short k=v summary of the params.")
     objective: float | None = Field(None, description="Best objective value reported so far.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Latest reported metrics.")

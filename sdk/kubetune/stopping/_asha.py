@@ -43,9 +43,6 @@ class AshaStopper(BaseStopper):
     def anchors(self) -> list[float]:
         return list(self.rungs)
 
-    def judges(self, curve: Curve) -> bool:
-        return self.crossed_rung(sorted_curve(curve)) is not None
-
     def next_judged_step(self, curve: Curve) -> int | None:
         latest = max((int(s) for s, _ in curve), default=-1)
         ahead = [math.ceil(r) for r in self.rungs if r > latest]

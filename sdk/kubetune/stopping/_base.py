@@ -46,11 +46,6 @@ class BaseStopper(abc.ABC):
     def should_stop(self, curve: Curve, others: Sequence[Curve]) -> StopDecision:
         """Whether the trial with `curve` should stop now, and why."""
 
-    def judges(self, curve: Curve) -> bool:
-        """Whether `should_stop` could say stop at this curve's latest point; False lets callers
-        skip gathering the other curves (ASHA only judges at rung crossings)."""
-        return bool(curve)
-
     def next_judged_step(self, curve: Curve) -> int | None:
         """The first step past the curve's latest at which the rule may judge (None: never).
         A batching client sends a point at or past it at once and waits for the verdict."""
@@ -72,9 +67,6 @@ class NoStopper(BaseStopper):
 
     def should_stop(self, curve: Curve, others: Sequence[Curve]) -> StopDecision:
         return KEEP
-
-    def judges(self, curve: Curve) -> bool:
-        return False
 
     def next_judged_step(self, curve: Curve) -> int | None:
         return None

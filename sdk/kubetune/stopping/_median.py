@@ -20,9 +20,6 @@ class MedianStopper(BaseStopper):
         self.min_trials = spec.early_stopping.settings.min_trials
         self.start_step = spec.early_stopping.settings.start_step
 
-    def judges(self, curve: Curve) -> bool:
-        return bool(curve) and max(s for s, _ in curve) >= self.start_step
-
     def next_judged_step(self, curve: Curve) -> int | None:
         return max(self.start_step, max((int(s) for s, _ in curve), default=-1) + 1)
 

@@ -4,7 +4,7 @@ Used by both drivers (the operator and the local runner); the search, stopping a
 core never import it.
 """
 
-from ._export import JobCounts, MetricsEndpoint, Telemetry, count_states
+from ._export import JobCounts, MetricsEndpoint, Telemetry
 from ._scrape import PullCollector, Sample, ScrapeError, Target, fetch, read_sample
 
 __all__ = [
@@ -15,7 +15,6 @@ __all__ = [
     "ScrapeError",
     "Target",
     "Telemetry",
-    "count_states",
     "fetch",
     "read_sample",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
@@ -27,8 +27,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-TRIAL_STATES = ("pending", "running", "succeeded", "failed", "stopped")
-RESULTS = ("succeeded", "failed", "stopped")
+from ..spec import TrialCounts, TrialState
+
+RESULTS = tuple(s.value for s in TrialState if s.final)
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 T = TypeVar("T")
@@ -43,13 +44,12 @@ def kubetune_version() -> str:
 
 @dataclass(frozen=True)
 class JobCounts:
-    """What a scrape shows of one job. `trials` counts by state (TRIAL_STATES)."""
+    """What a scrape shows of one job."""
 
     namespace: str
     name: str
     phase: str
-    trials: dict[str, int] = field(default_factory=dict)
-    created: int = 0
+    trials: TrialCounts = field(default_factory=TrialCounts)
     max_trials: int = 0
     best: float | None = None
 
@@ -86,11 +86,11 @@ class JobCollector(Collector):
         )
         for job in self.jobs():
             key = [job.namespace, job.name]
-            for state in TRIAL_STATES:
-                trials.add_metric([*key, state], job.trials.get(state, 0))
+            for state in TrialState:
+                trials.add_metric([*key, state.value], getattr(job.trials, state.value))
             for result in RESULTS:
-                finished.add_metric([*key, result], job.trials.get(result, 0))
-            created.add_metric(key, job.created)
+                finished.add_metric([*key, result], getattr(job.trials, result))
+            created.add_metric(key, job.trials.created)
             phase.add_metric([*key, job.phase], 1)
             budget.add_metric(key, job.max_trials)
             if job.best is not None:
@@ -206,11 +206,3 @@ class MetricsEndpoint:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
-
-
-def count_states(states: Sequence[str]) -> dict[str, int]:
-    """Trials per TRIAL_STATES entry from a list of states."""
-    counts = dict.fromkeys(TRIAL_STATES, 0)
-    for state in states:
-        counts[state] = counts.get(state, 0) + 1
-    return counts

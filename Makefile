@@ -53,8 +53,7 @@ proto: $(STAMP)
 # Regenerate every generated copy: the CRDs (manifests/crds/ and the chart) and the RBAC rules
 # from the Python sources, then manifests/install.yaml and manifests/monitoring/ from the chart.
 crds: $(STAMP)
-	$(BIN)/python -m kubetune_operator.crds
-	$(BIN)/python -m tests.chart
+	$(BIN)/python -m kubetune_operator.crds --helm "$$($(BIN)/python -m tests.tools helm)"
 
 # Real kubectl and helm, and the control plane built from the Kubernetes sources (etcd,
 # kube-apiserver, kube-controller-manager, kube-scheduler), into the git-ignored .tools/.

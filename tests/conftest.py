@@ -1,15 +1,20 @@
-"""Shared test helpers: spec builders for small search spaces."""
+"""Shared test helpers: spec builders for small search spaces, and the fixtures of the end-to-end
+tests (`control_plane`, `cluster`), which load the e2e harness only when a test asks for them."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubetune.spec import TuningJobSpec
 
-pytest_plugins = ["tests.harness"]  # the `cluster` fixture of the end-to-end tests
+if TYPE_CHECKING:
+    from .cluster.control_plane import ControlPlane
+    from .harness import Cluster
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "manifests" / "examples"
 INVALID = Path(__file__).parent / "data" / "invalid"
@@ -59,3 +64,24 @@ def base_manifest() -> dict[str, Any]:
             "algorithm": {"name": "random"},
         }
     )
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """The real control plane (tests/cluster), one for the session."""
+    from .harness import run_control_plane
+
+    yield from run_control_plane(tmp_path_factory)
+
+
+@pytest.fixture
+def cluster(
+    control_plane: ControlPlane,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> Iterator[Cluster]:
+    """A namespace of its own on the control plane, with a kubeconfig pointing at it."""
+    from .harness import run_cluster
+
+    yield from run_cluster(control_plane, tmp_path, monkeypatch, request)

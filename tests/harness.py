@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,9 @@ from .cluster.api import Api
 from .cluster.control_plane import ControlPlane
 from .conftest import ROOT
 from .tools import ensure_tools
+from .waiting import free_port, wait_for
+
+__all__ = ["Cluster", "free_port", "install_crds", "remove_namespace", "tuning_job", "wait_for"]
 
 VERSIONS = {
     "kubetune.dev": "v1alpha1",
@@ -34,12 +35,6 @@ VERSIONS = {
     "apiextensions.k8s.io": "v1",
 }
 _names = itertools.count()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cluster:
@@ -130,18 +125,8 @@ class Cluster:
         return [e for e in self.plane.audit_events()[since:] if e["user"]["username"] == user]
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 120, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+def run_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """The session's control plane (conftest's `control_plane` fixture)."""
     plane = ControlPlane(tmp_path_factory.mktemp("control-plane")).start()
     try:
         yield plane
@@ -160,13 +145,13 @@ def install_crds(cluster: Cluster) -> None:
     )
 
 
-@pytest.fixture
-def cluster(
+def run_cluster(
     control_plane: ControlPlane,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
 ) -> Iterator[Cluster]:
+    """One test's namespace on it (conftest's `cluster` fixture)."""
     namespace = f"t{next(_names)}-{request.node.name.split('[')[0][5:][:40]}".rstrip("-_")
     namespace = namespace.replace("_", "-").lower()
     c = Cluster(control_plane, namespace, tmp_path)

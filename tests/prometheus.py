@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from .conftest import ROOT
-from .harness import free_port, wait_for
+from .waiting import free_port, wait_for
 
 RULES = ROOT / "charts" / "kubetune" / "files" / "prometheus-rules.yaml"  # kubetune's alerts
 PROMETHEUS = shutil.which("prometheus")

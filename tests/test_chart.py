@@ -14,8 +14,9 @@ import pytest
 import yaml
 from kubetune_operator.crds import generated, render
 from kubetune_operator.rbac import operator_rules
+from kubetune_operator.render import ChartError
 
-from .chart import CHART, ChartError, helm, rendered, template
+from .chart import CHART, helm, rendered, template
 from .conftest import ROOT
 from .prometheus import PROMTOOL, RULES
 from .test_pod_security import restricted_violations

@@ -26,7 +26,7 @@ from kubetune.client._types import to_json
 from kubetune.spec import SpecError
 
 from .conftest import ROOT
-from .harness import wait_for
+from .waiting import wait_for
 
 TRAINER = ROOT / "tests" / "data" / "scripted_trainer.py"
 

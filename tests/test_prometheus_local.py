@@ -16,9 +16,9 @@ from kubetune.spec import TuningJob
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import ROOT
-from .harness import free_port, wait_for
 from .prometheus import RULES, Prometheus, needs_prometheus
 from .test_local_run import TRAINER_DIR, kubetune
+from .waiting import free_port, wait_for
 
 PROM_TRAINER = ROOT / "tests" / "data" / "prom_trainer.py"
 SCRIPTED = ROOT / "tests" / "data" / "scripted_trainer.py"

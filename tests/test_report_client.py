@@ -27,7 +27,7 @@ from kubetune.rpc.server import serve
 from kubetune.spec import TuningJob
 
 from .conftest import manifest
-from .harness import free_port, wait_for
+from .waiting import free_port, wait_for
 
 NEVER_LINGER_OUT = "600000"  # ms: only a size limit, a verdict or a flush sends
 

@@ -22,7 +22,7 @@ from kubetune.local import Store
 from kubetune.spec import TuningJob
 
 from .conftest import ROOT
-from .harness import wait_for
+from .waiting import wait_for
 
 TRAINER = ROOT / "tests" / "data" / "scripted_trainer.py"
 MARKER = "KUBETUNE_RUN_ID"

@@ -15,7 +15,7 @@ from kubetune.rpc.suggestion import SuggestionClient
 from kubetune.search import create_suggester
 
 from .conftest import make_spec
-from .harness import free_port
+from .waiting import free_port
 
 
 def test_suggestion_service_process_requires_its_token(tmp_path: Path) -> None:

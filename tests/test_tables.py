@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 
-from kubetune.client._show import jobs_table, trials_table
+from kubetune.cli._tables import jobs_table, trials_table
 from kubetune.client._types import JobStatus, TrialInfo
 from kubetune.spec import CurvePoint
 from rich.console import Console, RenderableType

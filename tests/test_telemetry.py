@@ -36,8 +36,8 @@ from kubetune.telemetry import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from .harness import wait_for
 from .prometheus import PROMTOOL
+from .waiting import wait_for
 
 NAMED = {  # the series the issue names, as families (counters lose `_total`)
     "kubetune_build_info": "gauge",  # an Info, which the text format carries as a gauge

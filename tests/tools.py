@@ -71,6 +71,8 @@ def ensure_prometheus() -> str:
 if __name__ == "__main__":
     if sys.argv[1:] == ["prometheus"]:
         print(ensure_prometheus())
+    elif sys.argv[1:] == ["helm"]:
+        print(ensure_tools()["helm"])  # the path alone, for `make crds`
     else:
         for name, path in ensure_tools().items():
             print(f"{name}: {path}")

@@ -1,13 +1,16 @@
 """CustomResourceDefinitions for TuningJob and Trial, generated from the pydantic spec models.
 
-`python -m kubetune_operator.crds [ROOT]` (or `make crds`) writes every copy: manifests/crds/ and
-the Helm chart's files/ (with the operator's RBAC rules); a test fails when any copy differs. Pydantic's JSON schema is turned into a Kubernetes
+`python -m kubetune_operator.crds [ROOT] [--helm PATH]` (or `make crds`) writes every copy:
+manifests/crds/ and the Helm chart's files/ (with the operator's RBAC rules), then what the chart
+renders (`render.py`: manifests/install.yaml, manifests/monitoring/); a test fails when any copy
+differs. Pydantic's JSON schema is turned into a Kubernetes
 structural schema: $refs inlined, unions merged, free-form parts marked
 x-kubernetes-preserve-unknown-fields, field descriptions kept for `kubectl explain`.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from kubetune.spec import TrialSpec, TrialStatus, TuningJobSpec, TuningJobStatus
 from pydantic import BaseModel
 
 from .rbac import operator_rules
+from .render import rendered
 
 GROUP = "kubetune.dev"
 VERSION = "v1alpha1"
@@ -239,13 +243,27 @@ def generated(root: Path) -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    root = Path(args[0]) if args else Path(".")
-    for path, text in generated(root).items():
+    parser = argparse.ArgumentParser(
+        prog="python -m kubetune_operator.crds", description="Write every generated copy."
+    )
+    parser.add_argument("root", nargs="?", default=".", help="the repository (default: here)")
+    parser.add_argument(
+        "--helm", help="a helm binary: also render install.yaml and the monitoring bundle"
+    )
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    files = generated(root)
+    _write(files)  # the chart includes the CRDs and rules: write them before rendering it
+    if args.helm:
+        _write(rendered(args.helm, root))
+    return 0
+
+
+def _write(files: dict[Path, str]) -> None:
+    for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         print(path)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """kopf handlers of the kubetune operator: thin, they only feed the cache and wake the controller.
 
-Run with `kubetune-operator` (or `kopf run -m kubetune_operator.handlers`). On startup the
-`Runtime` logs in, starts the MetricsService (and, with no suggestion address configured, an
+Run with `kubetune-operator` (or `kopf run -m kubetune_operator.handlers`, which reads the
+settings from the environment). The settings and the `Runtime` live in kopf's memo, not in module
+globals. On startup the `Runtime` logs in, starts the MetricsService (and, with no suggestion address configured, an
 in-process SuggestionService) and the controller's workers. Trials and trial Pods are indexed
 so that kopf lists them completely before any TuningJob is reconciled.
 """
@@ -139,47 +140,52 @@ class Runtime:
         await self.kube.close()
 
 
-_runtime: Runtime | None = None
+def settings_of(memo: kopf.Memo) -> OperatorSettings:
+    """The operator's settings: as `kubetune-operator` parsed them into the memo, or (under a
+    plain `kopf run`) from the environment."""
+    if "settings" not in memo:
+        memo.settings = OperatorSettings.from_env()
+    settings: OperatorSettings = memo.settings
+    return settings
 
 
-def runtime() -> Runtime:
-    if _runtime is None:
+def runtime(memo: kopf.Memo) -> Runtime:
+    found: Runtime | None = memo.get("runtime")
+    if found is None:
         raise kopf.TemporaryError("the operator is still starting", delay=1)
-    return _runtime
+    return found
 
 
 @kopf.on.startup()
-async def startup(**kwargs: Any) -> None:
-    global _runtime
+async def startup(memo: kopf.Memo, **kwargs: Any) -> None:
     settings: kopf.OperatorSettings = kwargs["settings"]
     logger: logging.Logger = kwargs["logger"]
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.scanning.disabled = True  # no CRD or namespace scans: less RBAC, CRDs come first
-    ours = OperatorSettings.from_env()
+    ours = settings_of(memo)
     kube = await asyncio.to_thread(KubeApi, ours.kube_context, ours.api_workers)
-    _runtime = Runtime(ours, kube)
-    logger.info("kubetune operator started; metrics at %s", _runtime.controller.metrics_address)
+    memo.runtime = Runtime(ours, kube)  # resource handlers' memos are copies made after this
+    logger.info("kubetune operator started; metrics at %s", memo.runtime.controller.metrics_address)
 
 
 @kopf.on.cleanup()
-async def cleanup(**_: Any) -> None:
-    global _runtime
-    if _runtime is not None:
-        await _runtime.stop()
-        _runtime = None
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    found: Runtime | None = memo.get("runtime")
+    if found is not None:
+        memo.runtime = None
+        await found.stop()
 
 
 @kopf.on.login()
-def login(**_: Any) -> kopf.ConnectionInfo:
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """kopf's credentials from the official client's config loading (again after a 401)."""
-    return connection_info(load_configuration(OperatorSettings.from_env().kube_context))
+    return connection_info(load_configuration(settings_of(memo).kube_context))
 
 
-def _observe(kind: str, event: dict[str, Any]) -> None:
+def _observe(rt: Runtime, kind: str, event: kopf.RawEvent) -> None:
     """Runs on the event loop (the handlers are async: kopf runs sync handlers in threads, and
     the work queue is an asyncio structure)."""
-    rt = runtime()
     obj = event["object"]
     if event.get("type") == "DELETED":
         rt.cache.drop(kind, obj)
@@ -193,31 +199,29 @@ def _observe(kind: str, event: dict[str, Any]) -> None:
 
 
 @kopf.index(GROUP, VERSION, "trials")
-async def trials_listed(body: kopf.Body, **_: Any) -> dict[str, Any]:
-    runtime().cache.put("trials", dict(body))
+async def trials_listed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    runtime(memo).cache.put("trials", dict(body))
     return {}
 
 
 @kopf.index("", "v1", "pods", labels={TRIAL_LABEL: kopf.PRESENT})
-async def pods_listed(body: kopf.Body, **_: Any) -> dict[str, Any]:
-    runtime().cache.put("pods", dict(body))
+async def pods_listed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    runtime(memo).cache.put("pods", dict(body))
     return {}
 
 
 @kopf.on.event(GROUP, VERSION, "tuningjobs")
-async def tuningjob_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    _observe("tuningjobs", event)
-    runtime().controller.ready.set()
+async def tuningjob_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    rt = runtime(memo)
+    _observe(rt, "tuningjobs", event)
+    rt.controller.ready.set()
 
 
 @kopf.on.event(GROUP, VERSION, "trials")
-async def trial_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    _observe("trials", event)
+async def trial_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    _observe(runtime(memo), "trials", event)
 
 
 @kopf.on.event("", "v1", "pods", labels={TRIAL_LABEL: kopf.PRESENT})
-async def pod_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    _observe("pods", event)
+async def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    _observe(runtime(memo), "pods", event)

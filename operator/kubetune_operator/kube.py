@@ -1,8 +1,8 @@
 """The operator's own Kubernetes API calls, through the official `kubernetes` client.
 
 kopf watches; writes that kopf does not make for us (Trials, Pods, token Secrets, status patches,
-deletions, Events) go through `KubeApi`. Credentials come from `kubernetes.config`: the in-cluster
-service account, or a kubeconfig (contexts, exec plugins, client certificates). The client
+deletions, Events) go through `KubeApi`. Credentials come from `kubetune.kubeconfig`, in kubectl's
+order: `KUBECONFIG`, `~/.kube/config`, the in-cluster service account. The client
 refreshes rotating tokens itself (`refresh_api_key_hook`), and a 401 reloads the credentials and
 retries once. Key material that the library must hand to OpenSSL as a file is its own temporary
 file, removed at exit; this module writes none. The blocking client runs in a bounded thread pool,
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,7 +21,8 @@ from typing import Any
 import kopf
 import pydantic
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
+from kubetune import kubeconfig
 
 MERGE = "application/merge-patch+json"
 TRANSIENT = (429, 500, 502, 503, 504)
@@ -36,17 +36,8 @@ class KubeError(Exception):
 
 
 def load_configuration(context: str | None = None) -> client.Configuration:
-    """Credentials as `kubectl` would find them: in-cluster first, else the kubeconfig."""
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config(
-            config_file=os.environ.get("KUBECONFIG") or None,  # as set now, not at import
-            context=context,
-            client_configuration=configuration,
-        )  # type: ignore[no-untyped-call]
-    return configuration
+    """Credentials as `kubectl` finds them (`kubetune.kubeconfig`, shared with the client)."""
+    return kubeconfig.load(context)[0]
 
 
 def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:

@@ -1,11 +1,14 @@
 """`kubetune-operator`: the kopf operator plus its MetricsService, watching one or more
-namespaces or the whole cluster. Flags override the KUBETUNE_* environment settings."""
+namespaces or the whole cluster. Flags override the KUBETUNE_* environment settings; both end up
+in one `OperatorSettings`, handed to the handlers through kopf's memo."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
-import os
+
+from .settings import OperatorSettings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,15 +41,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    for flag, var in (
-        ("suggestion_address", "KUBETUNE_SUGGESTION_ADDRESS"),
-        ("metrics_bind", "KUBETUNE_METRICS_BIND"),
-        ("metrics_address", "KUBETUNE_METRICS_ADDRESS"),
-        ("exporter_bind", "KUBETUNE_EXPORTER_BIND"),
-        ("context", "KUBETUNE_KUBE_CONTEXT"),
-    ):
-        if getattr(args, flag):
-            os.environ[var] = getattr(args, flag)
+    flags = {
+        name: getattr(args, name)
+        for name in ("suggestion_address", "metrics_bind", "metrics_address", "exporter_bind")
+        if getattr(args, name)
+    }
+    if args.context:
+        flags["kube_context"] = args.context
+    settings = dataclasses.replace(OperatorSettings.from_env(), **flags)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -55,14 +57,13 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     from . import handlers  # noqa: F401  (registers the handlers)
 
-    namespaces = args.namespace or (
-        [] if args.all_namespaces else [os.environ.get("KUBETUNE_NAMESPACE", "default")]
-    )
+    namespaces = args.namespace or ([] if args.all_namespaces else [settings.namespace])
     kopf.run(
         standalone=True,
         clusterwide=args.all_namespaces,
         namespaces=namespaces,
         liveness_endpoint=args.liveness,
+        memo=kopf.Memo(settings=settings),  # the handlers' settings (handlers.settings_of)
     )
 
 

@@ -1,4 +1,7 @@
-"""The operator's settings, in one object, read from the environment (and CLI flags via env)."""
+"""The operator's settings, in one object: the KUBETUNE_* environment, then `kubetune-operator`'s
+flags on top. Each name means one setting: the separate suggestion service (`kubetune-suggestion`)
+reads KUBETUNE_SUGGESTION_BIND and KUBETUNE_SUGGESTION_WORKERS, never the operator's
+KUBETUNE_SUGGESTION_ADDRESS (where the operator dials it) or KUBETUNE_WORKERS (reconciles)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ class OperatorSettings:
     exporter_bind: str = "0.0.0.0:8090"  # where Prometheus scrapes /metrics
     trainer_image: str | None = None  # for trial containers whose template names no image
     trainer_pull_policy: str | None = None
+    namespace: str = "default"  # watched when no -n or -A is given
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -46,6 +50,7 @@ class OperatorSettings:
             exporter_bind=env.get("KUBETUNE_EXPORTER_BIND", cls.exporter_bind),
             trainer_image=env.get("KUBETUNE_TRAINER_IMAGE") or None,
             trainer_pull_policy=env.get("KUBETUNE_TRAINER_PULL_POLICY") or None,
+            namespace=env.get("KUBETUNE_NAMESPACE") or cls.namespace,
         )
 
     def advertised_metrics_address(self, bound_port: int) -> str:

@@ -25,10 +25,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubetune-suggestion", description=__doc__)
     parser.add_argument(
         "--address",
-        default=os.environ.get("KUBETUNE_SUGGESTION_ADDRESS", "0.0.0.0:50052"),
-        help="host:port to listen on (env KUBETUNE_SUGGESTION_ADDRESS)",
+        default=os.environ.get("KUBETUNE_SUGGESTION_BIND", "0.0.0.0:50052"),
+        help="host:port to listen on (env KUBETUNE_SUGGESTION_BIND; the operator's "
+        "KUBETUNE_SUGGESTION_ADDRESS is where it dials this service)",
     )
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("KUBETUNE_WORKERS", "8")))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("KUBETUNE_SUGGESTION_WORKERS", "8")),
+        help="gRPC threads (env KUBETUNE_SUGGESTION_WORKERS)",
+    )
     parser.add_argument(
         "--token-file",
         default=os.environ.get("KUBETUNE_SUGGESTION_TOKEN_FILE"),

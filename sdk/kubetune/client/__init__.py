@@ -21,6 +21,7 @@ from typing import Any
 
 from ..spec import BestTrial, FieldError, SpecError, TrialState, TuningJob, TuningJobSpec
 from ..spec._job import load_yaml_documents
+from ._backend import Backend
 from ._errors import (
     AlreadyExists,
     ClientError,
@@ -67,18 +68,14 @@ class Client:
 
         if workdir is not None and (context or namespace):
             raise ClientError("give either workdir (local runs) or context/namespace (a cluster)")
-        self.backend: Any = (
+        self.backend: Backend = (
             LocalBackend(Path(workdir))
             if workdir is not None
             else ClusterBackend(context, namespace)
         )
-        self.local = workdir is not None
-        self.context = context
 
     def __repr__(self) -> str:
-        if self.local:
-            return f"Client(workdir={str(self.backend.root)!r})"
-        return f"Client(namespace={self.backend.namespace!r}, host={self.backend.host!r})"
+        return f"Client({self.backend.describe()})"
 
     # -- jobs -------------------------------------------------------------------------------
     def submit(self, job: JobSource) -> str:
@@ -87,11 +84,7 @@ class Client:
         Validated here first, with the field paths `kubetune validate` prints. On the local
         backend the run starts in the background and outlives this process."""
         parsed, manifest, base_dir = _normalize(job)
-        if self.local:
-            if parsed.spec.trial_template is None:
-                raise SpecError([FieldError("spec.trialTemplate", "required to run trials")])
-            return str(self.backend.submit(parsed, manifest, base_dir))
-        return str(self.backend.submit(manifest))
+        return self.backend.submit(parsed, manifest, base_dir)
 
     def get(self, name: str) -> JobStatus:
         """The job's status: phase, conditions, trial counts, best trial."""
@@ -125,7 +118,7 @@ class Client:
             return self.backend.wait(name, deadline, callback or (lambda _: None))
         from rich.console import Console
 
-        from ._show import Progress
+        from ..cli._tables import Progress
 
         console = Console(file=sys.stderr)
         with Progress(
@@ -143,19 +136,12 @@ class Client:
 
     def logs_command(self) -> str:
         """The `kubetune logs` command line for this backend, with {trial} to fill in."""
-        if self.local:
-            where = ["--workdir", str(self.backend.root)]
-        else:
-            where = ["--context", self.context] if self.context else []
-            where += ["-n", str(self.backend.namespace)]
-        return logs_command(where)
+        return logs_command(self.backend.flags())
 
     def logs(self, trial: str, follow: bool = False, job: str | None = None) -> Iterator[str]:
         """Lines of a trial's log (its pod's on a cluster); `follow` waits for more until the
         trial ends. Locally, `job` narrows the search for the trial."""
-        if self.local:
-            return self.backend.logs(trial, follow, job)
-        return self.backend.logs(trial, follow)
+        return self.backend.logs(trial, follow, job)
 
     def update(
         self,
@@ -192,12 +178,7 @@ class Client:
         job's directory, or to `.kubetune/plots/NAME` for a job on a cluster."""
         from ..plots import plot_job
 
-        if out_dir is not None:
-            out = Path(out_dir)
-        elif self.local:
-            out = self.backend.job_dir(name) / "plots"
-        else:
-            out = Path(".kubetune") / "plots" / name
+        out = Path(out_dir) if out_dir is not None else self.backend.plots_dir(name)
         return plot_job(self.spec(name), self.get(name), self.trials(name), out)
 
 

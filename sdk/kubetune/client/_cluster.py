@@ -13,12 +13,14 @@ import builtins
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import urllib3
 from kubernetes import client, watch
 from pydantic import ValidationError
 
+from ..kubeconfig import connect
 from ..spec import (
     TrialSpec,
     TrialState,
@@ -35,7 +37,6 @@ from ._errors import (
     Unavailable,
     WaitTimeout,
 )
-from ._kubeconfig import connect
 from ._types import JobStatus, TrialInfo
 
 GROUP, VERSION = "kubetune.dev", "v1alpha1"
@@ -48,14 +49,32 @@ NETWORK = (urllib3.exceptions.HTTPError, OSError)
 
 class ClusterBackend:
     def __init__(self, context: str | None = None, namespace: str | None = None) -> None:
+        self.context = context
         self.api, default_namespace = connect(context)
         self.namespace = namespace or default_namespace
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
         self.host = self.api.configuration.host
 
+    def describe(self) -> str:
+        return f"namespace={self.namespace!r}, host={self.host!r}"
+
+    def flags(self) -> builtins.list[str]:
+        where = ["--context", self.context] if self.context else []
+        return [*where, "-n", str(self.namespace)]
+
+    def place(self) -> str:
+        return f" in namespace {self.namespace}"
+
+    def only_job(self) -> str | None:
+        return None  # a namespace may hold any number of jobs: the name is needed
+
+    def plots_dir(self, name: str) -> Path:
+        return Path(".kubetune") / "plots" / name
+
     # -- verbs ------------------------------------------------------------------------------
-    def submit(self, manifest: dict[str, Any]) -> str:
+    def submit(self, job: TuningJob, manifest: dict[str, Any], base_dir: Path) -> str:
+        """Create the TuningJob (`job` and `base_dir` matter only to local runs)."""
         namespace = manifest["metadata"].get("namespace") or self.namespace
         if namespace != self.namespace:
             raise ClientError(
@@ -99,7 +118,7 @@ class ClusterBackend:
         obj = self.raw(name)
         return TuningJob.parse(obj, f"tuningjob/{name}").spec
 
-    def list(self, selector: str | None = None) -> list[JobStatus]:
+    def list(self, selector: str | None = None) -> builtins.list[JobStatus]:
         listed = self._call(
             "list",
             "tuningjobs",
@@ -196,7 +215,7 @@ class ClusterBackend:
             raise NotFound(f"job {name!r} not found in namespace {self.namespace!r}")
         return job_status(listed["items"][0]), str(listed["metadata"]["resourceVersion"])
 
-    def logs(self, trial: str, follow: bool) -> Iterator[str]:
+    def logs(self, trial: str, follow: bool, job: str | None = None) -> Iterator[str]:
         pod = self._pod(trial, follow)
         if pod is None:
             return

@@ -33,8 +33,16 @@ from ..engine import Finish, FinishReason, best_trial
 from ..local import Store, TrialRow
 from ..local._runner import engine_view, runner_pid
 from ..local._store import peek_job, peek_trial
-from ..spec import CurvePoint, JobPhase, TuningJob, TuningJobSpec, TuningJobStatus
-from ._errors import AlreadyExists, ClientError, NotFound
+from ..spec import (
+    CurvePoint,
+    FieldError,
+    JobPhase,
+    SpecError,
+    TuningJob,
+    TuningJobSpec,
+    TuningJobStatus,
+)
+from ._errors import AlreadyExists, ClientError, NotFound, UsageError
 from ._types import JobStatus, TrialInfo
 
 STATE_FILE = "state.db"
@@ -65,6 +73,27 @@ class LocalBackend:
             raise ClientError(f"workdir {self.root}: not a directory")
 
     # -- where jobs live --------------------------------------------------------------------
+    def describe(self) -> str:
+        return f"workdir={str(self.root)!r}"
+
+    def flags(self) -> builtins.list[str]:
+        return ["--workdir", str(self.root)]
+
+    def place(self) -> str:
+        return ""
+
+    def plots_dir(self, name: str) -> Path:
+        return self.job_dir(name) / "plots"
+
+    def only_job(self) -> str | None:
+        """The one job of the work directory; none there is NotFound, several a UsageError."""
+        names = self.names()
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise NotFound(f"no job in {self.root}")
+        raise UsageError(f"name a job: {self.root} holds {', '.join(names)}")
+
     def job_dir(self, name: str | None) -> Path:
         """The directory of job `name`; with None, the only job there is."""
         if (self.root / STATE_FILE).exists():  # the root is one job's directory
@@ -111,7 +140,8 @@ class LocalBackend:
     def submit(self, job: TuningJob, manifest: dict[str, Any], base_dir: Path) -> str:
         from ..local._executor import local_argv
 
-        assert job.spec.trial_template is not None  # the client checks it
+        if job.spec.trial_template is None:
+            raise SpecError([FieldError("spec.trialTemplate", "required to run trials")])
         local_argv(job.spec.trial_template)
         self.root.mkdir(parents=True, exist_ok=True)
         generate = manifest["metadata"].get("generateName")
@@ -186,7 +216,7 @@ class LocalBackend:
             raise NotFound(f"no job in {path}")
         return dict(json.loads(job["spec"]))
 
-    def list(self, selector: str | None = None) -> list[JobStatus]:
+    def list(self, selector: str | None = None) -> builtins.list[JobStatus]:
         if selector:
             raise ClientError("label selectors need a cluster: local jobs carry no labels")
         return [self.get(n) for n in self.names()]

@@ -5,6 +5,8 @@ killed runner loses nothing: `kubetune run` on the same work directory resumes f
 Decisions read an in-memory view (trial rows, objective curves, latest values, metric names) that
 is loaded once and then kept in step with every write, so no decision re-reads the metrics table.
 Thread-safe: the gRPC threads and the runner loop share one connection and the view under a lock.
+`StoreTrials` is this file as the metrics intake's store (`kubetune.intake.TrialStore`); readers
+beside a running runner use `peek_job`, `peek_trial` or a read-only `Store`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """MetricsService: training code reports metrics; the reply says whether to stop.
 
 Reports come one per call (`Report`) or batched per trial (`ReportBatch`, what `kubetune.report`
-uses); both take the same path. The servicer authenticates, validates and hands the points to a
-`MetricsBackend` (the local runner's SQLite store, or the operator's Trial-status writer), which
-persists them in one commit before the reply goes out: an acknowledged report is never lost. A
+uses); both take the same path. The servicer checks the request's bounds and hands the points to
+a `MetricsBackend` (both drivers use `kubetune.intake.MetricsIntake`, over their own store),
+which persists them in one write before the reply goes out: an acknowledged report is never lost. A
 batch's reply says what became of each point, carries the stop verdict, and names the next step
 the stopping rule judges, so the client knows when to wait for a verdict. Non-finite values, and values beyond
 ±MAX_ABS_VALUE (whose arithmetic would overflow), are recorded as failed measurements and never

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .client._errors import UsageError
-from .spec import FieldError, SpecError, TuningJob
+from ..client._errors import UsageError
+from ..spec import FieldError, SpecError, TuningJob
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -59,8 +59,8 @@ def _workdir(args: argparse.Namespace, job: TuningJob | None) -> Path:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .local import JobMismatch, LocalRunner
-    from .local._display import LiveView, result_json, summary
+    from ..local import JobMismatch, LocalRunner
+    from ._live import LiveView, result_json, summary
 
     try:
         job = TuningJob.from_yaml(args.file)
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    from .client._commands import add_commands
+    from ._verbs import add_commands
 
     add_commands(commands)
     return parser
@@ -177,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    from .client import ClientError
-    from .local import JobMismatch
+    from ..client import ClientError
+    from ..local import JobMismatch
 
     try:
         code: int = args.handler(args)
@@ -207,7 +207,3 @@ def _failed(args: argparse.Namespace, message: str, code: int, exc: Exception) -
             error["errors"] = [str(e) for e in exc.errors]
         print(json.dumps({"error": error}, indent=2))
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import Client
-from ._errors import NotFound, UsageError
-from ._types import JobStatus, objective_text, to_json
+from ..client import Client
+from ..client._errors import UsageError
+from ..client._types import JobStatus, objective_text, to_json
 
 
 def add_commands(commands: Any) -> None:
@@ -67,7 +67,7 @@ def add_commands(commands: Any) -> None:
 
 def _client(args: argparse.Namespace) -> Client:
     """The backend the flags name; with none, a job directory the command runs in is local."""
-    from ._local import STATE_FILE
+    from ..client._local import STATE_FILE
 
     if args.workdir is not None:
         return Client(workdir=args.workdir, context=args.context, namespace=args.namespace)
@@ -80,19 +80,10 @@ def _name(args: argparse.Namespace, client: Client) -> str:
     """The NAME argument; locally it may be left out when the directory holds one job."""
     if args.name:
         return str(args.name)
-    if client.local:
-        return _only_job(client)
-    raise UsageError(f"{args.command} needs the job's NAME")
-
-
-def _only_job(client: Client) -> str:
-    """The one job of a work directory; none there is not a usage error, several are."""
-    names = client.backend.names()
-    if len(names) == 1:
-        return str(names[0])
-    if not names:
-        raise NotFound(f"no job in {client.backend.root}")
-    raise UsageError(f"name a job: {client.backend.root} holds {', '.join(names)}")
+    only = client.backend.only_job()
+    if only is None:
+        raise UsageError(f"{args.command} needs the job's NAME")
+    return only
 
 
 def _print_json(value: Any) -> None:
@@ -112,8 +103,7 @@ def _submit(args: argparse.Namespace) -> int:
         if args.json:
             _print_json({"name": name})
         else:
-            where = "" if client.local else f" in namespace {client.backend.namespace}"
-            print(f"tuningjob {name} created{where}")
+            print(f"tuningjob {name} created{client.backend.place()}")
         return 0
     final = client.wait(name, timeout=args.timeout, progress=not args.json)
     return _finished(final, args)
@@ -139,7 +129,7 @@ def _finished(final: JobStatus, args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    from ._show import jobs_table
+    from ._tables import jobs_table
 
     client = _client(args)
     status = client.get(_name(args, client))
@@ -152,7 +142,7 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ._show import jobs_table
+    from ._tables import jobs_table
 
     jobs = _client(args).list(args.selector)
     if args.json:
@@ -166,7 +156,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ._show import status_view
+    from ._tables import status_view
 
     client = _client(args)
     name = _name(args, client)
@@ -180,7 +170,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _trials(args: argparse.Namespace) -> int:
-    from ._show import trials_table
+    from ._tables import trials_table
 
     client = _client(args)
     name = _name(args, client)

@@ -20,8 +20,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..client._types import JobStatus, TrialInfo, objective_text
 from ..trialenv import short_value as short
-from ._types import JobStatus, TrialInfo, objective_text
 
 STATE_STYLE = {
     "Running": "cyan",

@@ -1,5 +1,8 @@
-"""Credentials for the cluster backend, found as `kubectl` finds them: `KUBECONFIG` (a list of
-files), else `~/.kube/config`, else the service account of the pod we run in."""
+"""Kubernetes credentials as `kubectl` finds them, for every part of kubetune that talks to a
+cluster (the client's cluster backend, the operator, its self-test): `KUBECONFIG` (a list of
+files), else `~/.kube/config`, else the service account of the pod we run in. `context` picks a
+kubeconfig context (`--context`). Loading, exec plugins and token refresh are the official
+`kubernetes` client's."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from ._errors import ConfigError
+from .client._errors import ConfigError
 
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -23,6 +26,13 @@ def kubeconfig_files() -> list[Path]:
 
 def connect(context: str | None = None) -> tuple[client.ApiClient, str]:
     """An API client, and the namespace the credentials point at ("default" if none)."""
+    configuration, namespace = load(context)
+    return client.ApiClient(configuration), namespace
+
+
+def load(context: str | None = None) -> tuple[client.Configuration, str]:
+    """The client configuration, and the namespace the credentials point at. Raises
+    ConfigError naming what was tried."""
     files = kubeconfig_files()
     present = [f for f in files if f.is_file()]
     if present or context:
@@ -40,12 +50,12 @@ def connect(context: str | None = None) -> tuple[client.ApiClient, str]:
     namespace = "default"
     if IN_CLUSTER_NAMESPACE.is_file():
         namespace = IN_CLUSTER_NAMESPACE.read_text().strip() or namespace
-    return client.ApiClient(configuration), namespace
+    return configuration, namespace
 
 
 def _from_kubeconfig(
     files: list[Path], present: list[Path], context: str | None
-) -> tuple[client.ApiClient, str]:
+) -> tuple[client.Configuration, str]:
     joined = os.pathsep.join(str(f) for f in files)
     if not present:
         raise ConfigError(f"no kubeconfig: {joined} does not exist (needed for --context)")
@@ -59,4 +69,4 @@ def _from_kubeconfig(
         raise ConfigError(f"kubeconfig {joined}: {exc}") from None
     chosen = next((c for c in contexts if c["name"] == context), active) if context else active
     namespace = ((chosen or {}).get("context") or {}).get("namespace") or "default"
-    return client.ApiClient(configuration), str(namespace)
+    return configuration, str(namespace)

@@ -10,12 +10,11 @@ from rich.console import Console
 from rich.text import Text
 
 from ..client._local import job_status, trial_info
-from ..client._show import Progress
 from ..client._types import TrialInfo, logs_command, objective_text
 from ..engine import Decision
+from ..local import LocalRunner, RunResult, TrialRow
 from ..trialenv import short_value as short
-from ._runner import LocalRunner, RunResult
-from ._store import TrialRow
+from ._tables import Progress
 
 
 class LiveView:

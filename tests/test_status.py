@@ -32,8 +32,7 @@ def test_running_job_status_and_stable_transition_times() -> None:
     assert status == {
         "trials": {
             "created": 3,
-            "pending": 1,
-            "running": 1,
+            "running": 2,
             "stopping": 0,
             "succeeded": 1,
             "failed": 0,
@@ -48,7 +47,7 @@ def test_running_job_status_and_stable_transition_times() -> None:
                 "type": "Running",
                 "status": "True",
                 "reason": "TrialsRunning",
-                "message": "1 trials running",
+                "message": "2 trials running",
                 "lastTransitionTime": "2026-11-22T10:00:00Z",
             },
             {

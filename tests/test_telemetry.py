@@ -93,7 +93,7 @@ def test_every_named_series_is_exported_with_its_type() -> None:
         assert found[name].type == kind, name
     telemetry = busy_telemetry(JOBS)
     assert sample_value(telemetry, "kubetune_trials", tuningjob="a", state="running") == 2
-    assert sample_value(telemetry, "kubetune_trials", tuningjob="a", state="pending") == 0
+    assert sample_value(telemetry, "kubetune_trials", tuningjob="a", state="stopping") == 0
     assert sample_value(telemetry, "kubetune_trials_created_total", tuningjob="a") == 7
     assert sample_value(telemetry, "kubetune_trials_finished_total", result="stopped") == 1
     assert sample_value(telemetry, "kubetune_best_objective", tuningjob="a") == 0.93
@@ -110,9 +110,9 @@ def test_every_named_series_is_exported_with_its_type() -> None:
 def test_a_deleted_jobs_series_disappear() -> None:
     jobs = list(JOBS)
     telemetry = Telemetry(lambda: jobs)
-    assert sample_value(telemetry, "kubetune_trials", tuningjob="b", state="pending") == 0
+    assert sample_value(telemetry, "kubetune_trials", tuningjob="b", state="stopping") == 0
     jobs.pop()
-    assert sample_value(telemetry, "kubetune_trials", tuningjob="b", state="pending") is None
+    assert sample_value(telemetry, "kubetune_trials", tuningjob="b", state="stopping") is None
     assert sample_value(telemetry, "kubetune_trials", tuningjob="a", state="running") == 2
 
 

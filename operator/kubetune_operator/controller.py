@@ -84,6 +84,7 @@ class Controller:
         self.queue = WorkQueue(health.queue_latency.observe if health else lambda _: None)
         self.ready = asyncio.Event()  # set once kopf has listed everything (indexes are ready)
         self._backoff: dict[Key, float] = {}
+        self._deleting: set[Key] = set()  # pods we deleted that the watch still shows unmarked
         self._posting: set[asyncio.Task[None]] = set()
 
     async def run(self, workers: int) -> None:
@@ -318,8 +319,12 @@ class Controller:
 
     async def _delete_pod(self, ns: str, name: str) -> bool:
         """Delete a trial's pod; False if there was none. The cache keeps it until its watch
-        event says it is gone: a stopping trial is stopped only then."""
-        return await self.kube.delete("v1", "pods", ns, name)
+        event says it is gone (a stopping trial is stopped only then); until the watch shows
+        it terminating, it is not deleted again."""
+        gone = await self.kube.delete("v1", "pods", ns, name)
+        if gone:
+            self._deleting.add((ns, name))
+        return gone
 
     async def _release_pods(
         self,
@@ -334,11 +339,15 @@ class Controller:
         ns = job["metadata"].get("namespace", "default")
         for name, pod in pods.items():
             if pod["metadata"].get("deletionTimestamp"):
+                self._deleting.discard((ns, name))
                 continue  # already terminating
+            if (ns, name) in self._deleting:
+                continue  # deleted by us a moment ago; the watch has not caught up
             state = TrialState.from_phase(_phase(trials.get(name)))
             pod_done = _phase(pod) in ("Succeeded", "Failed")
             if (state is TrialState.stopping and not pod_done) or (state.final and not retain):
                 await self._delete_pod(ns, name)
+        self._deleting -= {(ns, name) for name in trials if name not in pods}  # gone now
 
     async def _invalid(self, job: dict[str, Any], message: str, reason: str) -> None:
         old = (job.get("status") or {}).get("conditions", [])

@@ -44,10 +44,11 @@ def planned(trials: Sequence[TrialView], decision: Decision) -> list[TrialView]:
 
 
 def count_trials(states: Sequence[TrialState]) -> TrialCounts:
-    """Trials by state."""
+    """Trials by state; pending ones count as running (`TrialCounts`)."""
     counts = TrialCounts(created=len(states))
     for state in states:
-        setattr(counts, state.value, getattr(counts, state.value) + 1)
+        name = TrialState.running.value if state is TrialState.pending else state.value
+        setattr(counts, name, getattr(counts, name) + 1)
     return counts
 
 

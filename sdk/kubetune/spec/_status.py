@@ -107,11 +107,12 @@ class BestTrial(SpecModel):
 
 
 class TrialCounts(SpecModel):
-    """Trials of a job: all it created, and how many are in each TrialState."""
+    """Trials of a job: all it created, and how many are in each TrialState. Like a Kubernetes
+    Job's `active`, `running` counts pending trials too, so that a pod starting does not cost a
+    status write."""
 
     created: int = 0
-    pending: int = 0
-    running: int = 0
+    running: int = Field(0, description="Pending or running: started, or about to start.")
     stopping: int = Field(0, description="Told to stop; the process is still on its way out.")
     succeeded: int = 0
     failed: int = 0
@@ -120,7 +121,7 @@ class TrialCounts(SpecModel):
     @property
     def active(self) -> bool:
         """Some trial has not ended."""
-        return self.pending + self.running + self.stopping > 0
+        return self.running + self.stopping > 0
 
 
 class TuningJobStatus(SpecModel):

@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector
 from ..spec import TrialCounts, TrialState
 
 RESULTS = tuple(s.value for s in TrialState if s.final)
+COUNTED = tuple(s.value for s in TrialState if s is not TrialState.pending)  # TrialCounts
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 T = TypeVar("T")
@@ -86,8 +87,8 @@ class JobCollector(Collector):
         )
         for job in self.jobs():
             key = [job.namespace, job.name]
-            for state in TrialState:
-                trials.add_metric([*key, state.value], getattr(job.trials, state.value))
+            for state in COUNTED:
+                trials.add_metric([*key, state], getattr(job.trials, state))
             for result in RESULTS:
                 finished.add_metric([*key, result], getattr(job.trials, result))
             created.add_metric(key, job.trials.created)

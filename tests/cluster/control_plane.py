@@ -98,7 +98,9 @@ class Component:
                 self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
 
-    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 5) -> None:
+        """Signal it and wait; then kill. kube-apiserver finishes its graceful termination in
+        well under a second here but then lingers until killed, so the wait stays short."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return

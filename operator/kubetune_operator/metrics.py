@@ -28,7 +28,7 @@ from kubetune.rpc.limits import LimitExceeded, check_trial_names
 from kubetune.rpc.metrics import BadToken, NotReady, Point, TrialEnded, UnknownTrial
 from kubetune.rpc.tokens import matches_digest
 from kubetune.spec import SpecError, TrialState, TuningJobSpec
-from kubetune.stopping import compact_curve, create_stopper
+from kubetune.stopping import compact_curve
 from kubetune.stopping._base import Curve
 
 from .builders import TOKEN_DIGEST_ANNOTATION, job_spec
@@ -173,8 +173,7 @@ class TrialStatusStore:
         with self.lock:
             known = self._rules.get(job)
             if known is None or known[0] is not spec:
-                rule = Rule(spec.objective.metric, create_stopper(spec), spec.early_stopping.name)
-                known = self._rules[job] = (spec, rule)
+                known = self._rules[job] = (spec, Rule.of(spec))
         return known
 
     def _curve(self, key: Key, body: dict[str, Any] | None = None) -> dict[int, float]:

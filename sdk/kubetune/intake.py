@@ -25,8 +25,8 @@ from typing import Protocol
 
 from .rpc.limits import LimitExceeded
 from .rpc.metrics import BatchVerdict, Point, ReportVerdict
-from .spec import TrialState
-from .stopping import BaseStopper, NoStopper, judge_batch
+from .spec import TrialState, TuningJobSpec
+from .stopping import BaseStopper, NoStopper, create_stopper, judge_batch
 from .stopping._base import Curve
 from .telemetry import Telemetry
 
@@ -38,6 +38,10 @@ class Rule:
     objective: str
     stopper: BaseStopper
     name: str  # the rule's name, for telemetry
+
+    @classmethod
+    def of(cls, spec: TuningJobSpec) -> Rule:
+        return cls(spec.objective.metric, create_stopper(spec), spec.early_stopping.name)
 
 
 class TrialStore(Protocol):

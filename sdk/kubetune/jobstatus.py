@@ -9,8 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .engine import Decision, Finish, TrialView
-from .spec import BestTrial, Condition, JobPhase, TrialCounts, TrialState, TuningJobSpec
-from .spec import TuningJobStatus as TuningJobStatus
+from .spec import (
+    BestTrial,
+    Condition,
+    JobPhase,
+    TrialCounts,
+    TrialState,
+    TuningJobSpec,
+    TuningJobStatus,
+)
 
 
 def condition(

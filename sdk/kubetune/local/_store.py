@@ -28,7 +28,6 @@ from ..rpc import tokens
 from ..rpc.limits import LimitExceeded, check_trial_names
 from ..rpc.metrics import BadToken, Point, TrialEnded, UnknownTrial
 from ..spec import TrialState, TuningJobSpec
-from ..stopping import create_stopper
 from ..stopping._base import Curve
 
 SCHEMA = """
@@ -385,7 +384,7 @@ class StoreTrials:
 
     def __init__(self, store: Store, spec: TuningJobSpec) -> None:
         self.store = store
-        self._rule = Rule(spec.objective.metric, create_stopper(spec), spec.early_stopping.name)
+        self._rule = Rule.of(spec)
 
     def find(self, trial: str, token: str) -> Hashable:
         known = self.store.trial(trial)

@@ -1,8 +1,12 @@
 """kubetune's PyTorch trainer: an MLP on scikit-learn's bundled datasets, tuned by TuningJobs.
 
 Offline by construction: `digits` (10-class classification) and `diabetes` (regression) ship
-inside scikit-learn. Every epoch it reports validation metrics with `kubetune.report` and stops
-as soon as kubetune says so. Seeded and deterministic on CPU; uses CUDA when available.
+inside scikit-learn. Every epoch it saves a checkpoint (model, optimizer, scheduler, RNG states,
+epoch) with `kubetune.save_checkpoint`, then reports validation metrics and training throughput
+(`samples_per_second`) with `kubetune.report`, and stops as soon as kubetune says so. When
+kubetune resumes a trial (a promotion, an eviction, a restarted run) it continues from the
+checkpoint, bit for bit on CPU. Seeded and deterministic on CPU; on CUDA it trains in bf16
+autocast (`--amp`, on by default there) with cuDNN autotuning.
 
     python train.py --lr=0.01 --optimizer=adam --epochs=20
 
@@ -49,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 10,
     "seed": 0,
     "fail_at_epoch": -1,
+    "epoch_delay": 0.0,
     "threads": 1,
 }
 CHOICES = {
@@ -79,6 +84,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="serve Prometheus metrics on this port instead of pushing them",
     )
     parser.add_argument("--metrics-host", default="0.0.0.0", help="address to serve them on")
+    parser.add_argument(
+        "--amp", choices=["auto", "on", "off"], default="auto",
+        help="bf16 autocast on CUDA (auto: on when CUDA is used)",
+    )
     parser.add_argument(
         "--metrics-linger", type=float, default=30.0,
         help="seconds to wait at the end for a scrape of the last values",
@@ -172,14 +181,47 @@ def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.O
     return cls(params, lr=args.lr, betas=(args.beta1, args.beta2), weight_decay=args.weight_decay)
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "numpy": np.random.get_state(),
+        "random": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["random"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed_everything(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    amp = device.type == "cuda" and args.amp != "off"
     if device.type == "cpu":
         torch.set_num_threads(args.threads)  # small models: one thread per trial is fastest
-    X_train, y_train, X_val, y_val, y_scale = (t.to(device) for t in load(args.dataset, args.seed))
+        if args.amp == "on":
+            print("--amp on: no CUDA device, training in float32", flush=True)
+    else:
+        torch.backends.cudnn.benchmark = True
+    data = load(args.dataset, args.seed)
+    X_train, y_train, X_val, y_val, y_scale = (to_device(t, device) for t in data)
     classify = args.dataset == "digits"
     model = build_model(X_train.shape[1], 10 if classify else 1, args).to(device)
     optimizer = build_optimizer(model, args)
@@ -193,25 +235,46 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training on {device}: {vars(args)}", flush=True)
     exposed = None
     if args.metrics_port is not None:
-        names = ["val_loss", "val_accuracy" if classify else "val_rmse"]
+        names = ["val_loss", "val_accuracy" if classify else "val_rmse", "samples_per_second"]
         exposed = Exposed(args.metrics_host, args.metrics_port, names)
         print(f"serving metrics on {args.metrics_host}:{args.metrics_port}", flush=True)
-    for epoch in range(1, args.epochs + 1):
+    first = 1
+    resumed = kubetune.load_checkpoint()
+    if resumed is not None:
+        state, step = resumed
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+            if args.schedule == "cosine":  # a promotion may give more epochs than the parent had
+                scheduler.T_max = args.epochs
+        restore_rng(state["rng"], generator)
+        first = step + 1
+        print(f"resumed from the checkpoint of epoch {step}", flush=True)
+    for epoch in range(first, args.epochs + 1):
         if epoch == args.fail_at_epoch:
             raise RuntimeError(f"failing on purpose at epoch {epoch} (--fail-at-epoch)")
         model.train()
+        began = time.perf_counter()
         order = torch.randperm(len(X_train), generator=generator).to(device)
         for start in range(0, len(order), args.batch_size):
             batch = order[start : start + args.batch_size]
-            optimizer.zero_grad()
-            loss = loss_fn(model(X_train[batch]), y_train[batch])
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(model(X_train[batch]), y_train[batch])
             loss.backward()
             if args.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        throughput = len(order) / max(time.perf_counter() - began, 1e-9)
+        time.sleep(args.epoch_delay)
         model.eval()
-        with torch.no_grad():
-            out = model(X_val)
+        with torch.no_grad(), torch.autocast(
+            device_type=device.type, dtype=torch.bfloat16, enabled=amp
+        ):
+            out = model(X_val).float()
             val_loss = float(loss_fn(out, y_val))
         metrics = {"val_loss": val_loss}
         if classify:
@@ -221,6 +284,17 @@ def main(argv: list[str] | None = None) -> int:
             metrics["val_rmse"] = math.sqrt(val_loss) * float(y_scale)
         if scheduler is not None:
             scheduler.step(val_loss) if args.schedule == "plateau" else scheduler.step()
+        kubetune.save_checkpoint(  # before the report: a verdict never refers to an unsaved epoch
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "rng": rng_state(generator),
+                "epoch": epoch,
+            },
+            epoch,
+        )
+        metrics["samples_per_second"] = throughput
         print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
         if exposed is not None:
             exposed.publish(epoch, metrics)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .lineage import Continuation, continuation
 from .search import Observation, Params, create_suggester
-from .spec import BestTrial, HyperbandAlgorithm, TrialState, TuningJobSpec
+from .spec import BestTrial, HyperbandAlgorithm, PbtAlgorithm, TrialState, TuningJobSpec
 from .stopping import BaseStopper, create_stopper
 
 # Without maxFailedTrials, a job whose first this-many trials all failed ends as failed.
@@ -54,6 +55,7 @@ class TrialLaunch:
     index: int
     params: Params
     budget: float | None
+    continues: Continuation | None = None  # the trial whose checkpoint it starts from
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,14 @@ def decide(
         return Decision(stop=stops, finish=_final(reason, best, "no configuration left"), best=best)
     next_index = trials[-1].index + 1 if trials else 0
     launches = [
-        _launch(spec, job, next_index + i, params) for i, params in enumerate(suggestions[:slots])
+        _launch(
+            spec,
+            job,
+            next_index + i,
+            params,
+            continuation(spec, trials, history, next_index + i, params),
+        )
+        for i, params in enumerate(suggestions[:slots])
     ]
     return Decision(start=launches, stop=stops, best=best)
 
@@ -207,12 +216,14 @@ def _observation(spec: TuningJobSpec, t: TrialView, state: TrialState) -> Observ
     return Observation(params=t.params, value=value, state=state)
 
 
-def _launch(spec: TuningJobSpec, job: str, index: int, params: Params) -> TrialLaunch:
+def _launch(
+    spec: TuningJobSpec, job: str, index: int, params: Params, continues: Continuation | None
+) -> TrialLaunch:
     budget: float | None = None
     if spec.resource is not None:
-        if isinstance(spec.algorithm, HyperbandAlgorithm):
+        if isinstance(spec.algorithm, HyperbandAlgorithm | PbtAlgorithm):
             budget = float(params[spec.resource.name])
         else:
             budget = spec.resource.max
             params = {**params, spec.resource.name: spec.resource.budget(spec.resource.max)}
-    return TrialLaunch(trial_name(job, index), index, params, budget)
+    return TrialLaunch(trial_name(job, index), index, params, budget, continues)

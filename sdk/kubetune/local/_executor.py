@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,10 @@ def build_local_command(
     metrics_address: str,
     token: str,
     metrics_port: int | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> LocalCommand:
-    """The process that runs a trial on this host (pure)."""
+    """The process that runs a trial on this host (pure); `extra_env` (the checkpoint
+    contract) goes in last."""
     container = template.primary()
     local = template.local or LocalOverride()
     argv = [substitute(str(a), params) for a in local_argv(template)]
@@ -62,6 +64,7 @@ def build_local_command(
     for key, value in (local.env or {}).items():
         env[key] = substitute(value, params)
     env.update(trial_env(job, trial, params, metrics_address, token, metrics_port))
+    env.update(extra_env or {})
     env["PYTHONUNBUFFERED"] = "1"
     workdir = base_dir / local.working_dir if local.working_dir else base_dir
     return LocalCommand(argv, workdir.resolve(), env)
@@ -114,6 +117,10 @@ class LocalExecutor:
 
     def exit_file(self, trial: str, attempt: int) -> Path:
         return self.exits / f"{trial}.{attempt}.json"
+
+    def message_file(self, trial: str, attempt: int) -> Path:
+        """Where an attempt may say why it failed (KUBETUNE_TERMINATION_LOG)."""
+        return self.exits / f"{trial}.{attempt}.message"
 
     def start(self, trial: str, attempt: int, command: LocalCommand) -> Started:
         """Start the trial's supervisor; OSError if even that cannot start."""

@@ -13,6 +13,7 @@ SIGTERM stop gracefully; a second one skips the grace, and every state is still 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from .. import checkpoint
 from ..engine import Decision, TrialView, best_trial, decide, default_suggest
 from ..intake import MetricsIntake
 from ..jobstatus import count_trials
@@ -53,6 +55,7 @@ from ._store import Store, StoreTrials, TrialRow
 STOP_DELAY = 1.0  # seconds between a stop verdict and SIGTERM: the reply reaches the trainer first
 BUDGET_FIELDS = ("maxTrials", "parallelism", "maxFailedTrials")  # may change while a job runs
 LOCK_FILE = "runner.lock"
+CHECKPOINTS = "checkpoints"  # <workdir>/checkpoints/<trial>/
 LOCAL_NAMESPACE = "local"  # the namespace label of a local job's Prometheus series
 SCRAPE_NOTE = "metrics endpoint: "  # prefix of a running trial's reason while scraping fails
 IDLE_DECIDE = 1.0  # seconds between decisions when no trial exited and no report arrived
@@ -305,11 +308,15 @@ class LocalRunner:
         if decision.finish is None:
             for t in trials:
                 if t.state is TrialState.pending:  # interrupted, or never started
-                    self._start(t.name, t.params, t.token, t.attempts)
+                    self._start(t)
         for launch in decision.start:
             token = tokens.new_token()
-            self.store.add_trial(launch.name, launch.index, launch.params, launch.budget, token)
-            self._start(launch.name, launch.params, token, 0)
+            c = launch.continues
+            parent = (c.trial, c.step) if c is not None else None
+            self.store.add_trial(
+                launch.name, launch.index, launch.params, launch.budget, token, parent
+            )
+            self._start(self.store.row(launch.name))
         if decision.finish is not None:
             f = decision.finish
             self.store.finish_job(f.reason.value, f.succeeded, f.message)
@@ -318,7 +325,8 @@ class LocalRunner:
             self.on_update(self, decision)
         return decision.finish is not None and not self.executor.running()
 
-    def _start(self, name: str, params: dict[str, Any], token: str, attempts: int) -> None:
+    def _start(self, t: TrialRow) -> None:
+        name, attempt = t.name, t.attempts + 1
         if self.collector is not None:
             self.ports[name] = free_port()
         command = build_local_command(
@@ -326,13 +334,13 @@ class LocalRunner:
             self.manifest_dir,
             self.job.name,
             name,
-            params,
+            t.params,
             self.address,
-            token,
+            t.token,
             self.ports.get(name),
+            self._checkpoint_env(t, attempt),
         )
         self.started_at[name] = time.time()
-        attempt = attempts + 1
         self.store.set_state(
             name,
             TrialState.running,
@@ -349,6 +357,28 @@ class LocalRunner:
             self._dirty = True
             return
         self.store.set_state(name, TrialState.running, pid=started.pid, pid_started=started.started)
+
+    def _checkpoint_env(self, t: TrialRow, attempt: int) -> dict[str, str]:
+        """The checkpoint contract of one attempt: its directory, and where it resumes from (its
+        own last stored step, whose curve the new attempt keeps, or the trial it continues)."""
+        checkpoints = self.spec.checkpoints
+        if checkpoints is None:
+            return {}
+        root = self.workdir / CHECKPOINTS
+        env = {
+            checkpoint.DIR_ENV: str(root / t.name),
+            checkpoint.KEEP_ENV: str(checkpoints.keep),
+            checkpoint.TERMINATION_LOG_ENV: str(self.executor.message_file(t.name, attempt)),
+        }
+        if t.continues is not None:
+            env[checkpoint.RESUME_DIR_ENV] = str(root / t.continues)
+        if t.curve:
+            step = t.curve[-1][0]
+            self.store.carry_metrics(t.name, attempt, step)
+            env[checkpoint.RESUME_STEP_ENV] = str(step)
+        elif t.resume_step is not None:
+            env[checkpoint.RESUME_STEP_ENV] = str(t.resume_step)
+        return env
 
     def _record_exit(self, name: str, ended: TrialExit, interrupted: bool = False) -> None:
         """Record how a trial's process ended; `interrupted`: the runner itself stopped it."""
@@ -369,6 +399,10 @@ class LocalRunner:
             self.store.set_state(name, TrialState.succeeded, exit_code=0, finished=done)
         else:
             reason = ended.error or _exit_reason(ended.code)
+            attempt = self.store.row(name).attempts
+            message = self.executor.message_file(name, attempt)
+            with contextlib.suppress(OSError):
+                reason = f"{message.read_text().strip()[:1024]} ({reason})"
             self.store.set_state(
                 name, TrialState.failed, exit_code=ended.code, stop_reason=reason, finished=done
             )

@@ -39,17 +39,20 @@ CREATE TABLE IF NOT EXISTS trials (
     name TEXT PRIMARY KEY, idx INTEGER NOT NULL UNIQUE, params TEXT NOT NULL, budget REAL,
     token TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     stop_reason TEXT, exit_code INTEGER, created REAL NOT NULL, started REAL, finished REAL,
-    pid INTEGER, pid_started REAL
+    pid INTEGER, pid_started REAL, continues TEXT, resume_step INTEGER
 );
 CREATE TABLE IF NOT EXISTS metrics (
     trial TEXT NOT NULL, attempt INTEGER NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL,
     value REAL, received REAL NOT NULL, PRIMARY KEY (trial, attempt, step, name)
 );
 """
-ADDED_COLUMNS = {"job": {"run_id": "TEXT"}, "trials": {"pid_started": "REAL"}}
+ADDED_COLUMNS = {
+    "job": {"run_id": "TEXT"},
+    "trials": {"pid_started": "REAL", "continues": "TEXT", "resume_step": "INTEGER"},
+}
 TRIAL_COLUMNS = (
     "name, idx, params, budget, token, state, attempts, stop_reason, exit_code, started, finished,"
-    " pid, pid_started"
+    " pid, pid_started, continues, resume_step"
 )
 # States that earlier versions wrote and what they mean now.
 LEGACY_STATES = {"interrupted": TrialState.pending}
@@ -70,6 +73,8 @@ class TrialRow:
     finished: float | None
     pid: int | None = None
     pid_started: float | None = None  # the process's start time, to recognize it after a restart
+    continues: str | None = None  # the trial whose checkpoint this one starts from
+    resume_step: int | None = None  # and that trial's step it starts after
     curve: list[tuple[int, float]] = field(default_factory=list)
     latest: dict[str, float] = field(default_factory=dict)
 
@@ -226,21 +231,56 @@ class Store:
 
     # -- trials ------------------------------------------------------------------------------
     def add_trial(
-        self, name: str, index: int, params: Mapping[str, Any], budget: float | None, token: str
+        self,
+        name: str,
+        index: int,
+        params: Mapping[str, Any],
+        budget: float | None,
+        token: str,
+        continues: tuple[str, int] | None = None,
     ) -> None:
+        """A new pending trial; `continues`: (trial, step) whose checkpoint it starts from."""
         created = time.time()
+        parent, step = continues or (None, None)
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO trials (name, idx, params, budget, token, state, created)"
-                " VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-                (name, index, json.dumps(params), budget, token, created),
+                "INSERT OR IGNORE INTO trials (name, idx, params, budget, token, state, created,"
+                " continues, resume_step) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                (name, index, json.dumps(params), budget, token, created, parent, step),
             )
             if cur.rowcount:
                 pending = TrialState.pending
                 row = TrialRow(
                     name, index, dict(params), budget, token, pending, 0, None, None, None, None
                 )
+                row.continues, row.resume_step = parent, step
                 self.views[name] = _View(row)
+
+    def row(self, name: str) -> TrialRow:
+        """One trial, as `trials()` gives it."""
+        with self.lock:
+            return self.views[name].snapshot()
+
+    def carry_metrics(self, name: str, attempt: int, upto: int) -> None:
+        """Copy the steps up to `upto` of the trial's current attempt into `attempt`, which then
+        becomes current: a trial resumed from a checkpoint continues its curve."""
+        with self.transaction() as db:
+            view = self.views[name]
+            db.execute(
+                "INSERT OR REPLACE INTO metrics (trial, attempt, step, name, value, received)"
+                " SELECT trial, ?, step, name, value, received FROM metrics"
+                " WHERE trial = ? AND attempt = ? AND step <= ?",
+                (attempt, name, view.row.attempts, upto),
+            )
+            db.execute("UPDATE trials SET attempts = ? WHERE name = ?", (attempt, name))
+            fresh = _View(replace(view.row, attempts=attempt), names=view.names)
+            for step, metric, value in db.execute(
+                "SELECT step, name, value FROM metrics WHERE trial = ? AND attempt = ?"
+                " ORDER BY step",
+                (name, attempt),
+            ):
+                fresh.record(step, {metric: value}, self.objective)
+            self.views[name] = fresh
 
     def set_state(self, name: str, state: TrialState | str, **fields: Any) -> None:
         state = TrialState(state)

@@ -9,6 +9,7 @@ from ._base import BaseSuggester, Observation, Params
 from ._bayesian import BayesianSuggester
 from ._grid import GridSuggester
 from ._hyperband import Bracket, HyperbandSuggester, plan_brackets
+from ._pbt import Member, PbtSuggester
 from ._random import RandomSuggester
 from ._space import SearchSpace
 
@@ -17,6 +18,7 @@ _SUGGESTERS: dict[str, type[BaseSuggester]] = {
     AlgorithmName.random.value: RandomSuggester,
     AlgorithmName.grid.value: GridSuggester,
     AlgorithmName.hyperband.value: HyperbandSuggester,
+    AlgorithmName.pbt.value: PbtSuggester,
 }
 
 
@@ -31,8 +33,10 @@ __all__ = [
     "Bracket",
     "GridSuggester",
     "HyperbandSuggester",
+    "Member",
     "Observation",
     "Params",
+    "PbtSuggester",
     "RandomSuggester",
     "SearchSpace",
     "create_suggester",

@@ -18,7 +18,18 @@ from ._algorithms import (
     MedianSettings,
     MedianStopping,
     NoStopping,
+    PbtAlgorithm,
+    PbtSettings,
     RandomAlgorithm,
+)
+from ._checkpoints import (
+    DEFAULT_MOUNT_PATH,
+    RESUME_MOUNT_PATH,
+    AccessMode,
+    Checkpoints,
+    CheckpointStorage,
+    ClaimTemplate,
+    ExistingClaim,
 )
 from ._collector import MetricsCollector
 from ._errors import FieldError, SpecError
@@ -30,6 +41,7 @@ from ._job import (
     TuningJob,
     TuningJobSpec,
     load_yaml_documents,
+    pbt_rounds,
 )
 from ._parameters import (
     CategoricalParameter,
@@ -55,6 +67,9 @@ from ._status import (
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_MOUNT_PATH",
+    "RESUME_MOUNT_PATH",
+    "AccessMode",
     "Acquisition",
     "AlgorithmName",
     "AshaSettings",
@@ -63,9 +78,13 @@ __all__ = [
     "BayesianSettings",
     "BestTrial",
     "CategoricalParameter",
+    "CheckpointStorage",
+    "Checkpoints",
+    "ClaimTemplate",
     "Condition",
     "CurvePoint",
     "Direction",
+    "ExistingClaim",
     "FieldError",
     "FloatParameter",
     "GridAlgorithm",
@@ -81,6 +100,8 @@ __all__ = [
     "Objective",
     "ParamValue",
     "Parameter",
+    "PbtAlgorithm",
+    "PbtSettings",
     "RandomAlgorithm",
     "Resource",
     "Scale",
@@ -95,4 +116,5 @@ __all__ = [
     "TuningJobSpec",
     "TuningJobStatus",
     "load_yaml_documents",
+    "pbt_rounds",
 ]

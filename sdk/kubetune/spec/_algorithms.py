@@ -44,6 +44,25 @@ class HyperbandSettings(SpecModel):
     )
 
 
+class PbtSettings(SpecModel):
+    population_size: int = Field(8, ge=2, description="Members trained side by side.")
+    perturbation_interval: int | float = Field(
+        gt=0,
+        description="Budget (in spec.resource units) each member trains between two "
+        "exploit-and-explore rounds.",
+    )
+    truncation: float = Field(
+        0.25, gt=0, le=0.5, description="The bottom fraction that copies a top member each round."
+    )
+    resample_probability: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Chance that explore draws a parameter anew instead of "
+        "perturbing it (x0.8 or x1.2, or the neighbouring choice).",
+    )
+
+
 class _Algorithm(SpecModel):
     seed: int = Field(
         0, ge=0, description="Seed of the search; same seed and history, same trials."
@@ -78,8 +97,16 @@ class HyperbandAlgorithm(_Algorithm):
     settings: HyperbandSettings = Field(default_factory=HyperbandSettings)
 
 
+class PbtAlgorithm(_Algorithm):
+    """Population-based training: members train in intervals; the weak copy a strong member's
+    checkpoint and perturb its parameters. Needs spec.checkpoints and spec.resource."""
+
+    name: Literal["pbt"]
+    settings: PbtSettings
+
+
 Algorithm = Annotated[
-    BayesianAlgorithm | RandomAlgorithm | GridAlgorithm | HyperbandAlgorithm,
+    BayesianAlgorithm | RandomAlgorithm | GridAlgorithm | HyperbandAlgorithm | PbtAlgorithm,
     Field(discriminator="name"),
 ]
 
@@ -126,3 +153,4 @@ class AlgorithmName(StrEnum):
     random = "random"
     grid = "grid"
     hyperband = "hyperband"
+    pbt = "pbt"

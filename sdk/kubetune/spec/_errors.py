@@ -22,6 +22,7 @@ _UNION_TAGS = frozenset(
         "random",
         "grid",
         "hyperband",
+        "pbt",
         "none",
         "median",
         "asha",

@@ -17,8 +17,10 @@ from ._algorithms import (
     GridAlgorithm,
     HyperbandAlgorithm,
     NoStopping,
+    PbtAlgorithm,
 )
 from ._base import SpecModel, field_error, field_errors_at
+from ._checkpoints import RESUME_MOUNT_PATH, Checkpoints
 from ._collector import PROMETHEUS_NAME, MetricsCollector
 from ._errors import FieldError, SpecError, field_errors
 from ._parameters import NAME_PATTERN, CategoricalParameter, FloatParameter, Parameter
@@ -27,6 +29,11 @@ from ._yaml import load_documents, read_manifest_text
 
 JOB_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 MAX_JOB_NAME = 52  # leaves room for "-<index>" within the 63 characters of a label value
+
+
+def pbt_rounds(budget: float, interval: float) -> int:
+    """How many intervals of PBT training reach `budget`."""
+    return max(1, math.ceil(budget / interval - 1e-9))
 
 
 class Direction(StrEnum):
@@ -214,6 +221,15 @@ class TuningJobSpec(SpecModel):
     metrics_collector: MetricsCollector | None = Field(
         None, description="How metrics reach kubetune: grpc (pushed, the default) or prometheus."
     )
+    checkpoints: Checkpoints | None = Field(
+        None, description="Trials save checkpoints and resume from them (promotions, retries, PBT)."
+    )
+    trial_retries: int = Field(
+        2,
+        ge=0,
+        description="Times a trial whose pod was evicted, preempted or lost is started "
+        "again (from its checkpoint, if any) before it counts as failed.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TuningJobSpec:
@@ -227,14 +243,19 @@ class TuningJobSpec(SpecModel):
                 "resource.name",
                 f"{self.resource.name!r} is also a parameter; the budget sets it, rename one",
             )
-        needs_resource = isinstance(self.algorithm, HyperbandAlgorithm) or isinstance(
-            self.early_stopping, AshaStopping
-        )
+        needs_resource = isinstance(
+            self.algorithm, HyperbandAlgorithm | PbtAlgorithm
+        ) or isinstance(self.early_stopping, AshaStopping)
         if needs_resource and self.resource is None:
-            which = "hyperband" if isinstance(self.algorithm, HyperbandAlgorithm) else "asha"
+            budgeted = isinstance(self.algorithm, HyperbandAlgorithm | PbtAlgorithm)
+            which = self.algorithm.name if budgeted else "asha"
             raise field_error(
                 "resource", f"required by {which} (e.g. {{name: epochs, min: 1, max: 27}})"
             )
+        if isinstance(self.algorithm, PbtAlgorithm):
+            self._check_pbt(self.algorithm)
+        if self.checkpoints is not None:
+            self._check_checkpoints(self.checkpoints)
         if isinstance(self.algorithm, GridAlgorithm):
             self._check_grid(self.algorithm)
         if self.collector.kind == "prometheus":
@@ -245,6 +266,57 @@ class TuningJobSpec(SpecModel):
             if problems:  # all of them at once
                 raise field_errors_at([(f"trialTemplate.{p}", m) for p, m in problems])
         return self
+
+    def _check_pbt(self, algorithm: PbtAlgorithm) -> None:
+        if self.checkpoints is None:
+            raise field_error(
+                "checkpoints",
+                "required by pbt: members copy each other's checkpoints (e.g. {keep: 2})",
+            )
+        if not isinstance(self.early_stopping, NoStopping):
+            raise field_error(
+                "earlyStopping", "pbt stops no member early; its exploit step replaces the weak"
+            )
+        assert self.resource is not None
+        rounds = pbt_rounds(self.resource.max, algorithm.settings.perturbation_interval)
+        needed = algorithm.settings.population_size * rounds
+        if self.max_trials < needed:
+            raise field_error(
+                "maxTrials",
+                f"pbt needs populationSize x rounds = "
+                f"{algorithm.settings.population_size} x {rounds} = {needed} trials "
+                f"(a trial per member per perturbationInterval up to resource.max); got "
+                f"{self.max_trials}",
+            )
+
+    def _check_checkpoints(self, checkpoints: Checkpoints) -> None:
+        storage = checkpoints.storage
+        if (
+            storage is not None
+            and storage.single_node
+            and self.parallelism > 1
+            and not checkpoints.trials_share_node
+        ):
+            raise field_error(
+                "checkpoints.storage.volumeClaimTemplate.accessModes",
+                f"a ReadWriteOnce claim mounts on one node only, but parallelism is "
+                f"{self.parallelism}: use ReadWriteMany, or set checkpoints.trialsShareNode",
+            )
+        if self.trial_template is None:
+            return
+        for i, c in enumerate(self.trial_template.spec["containers"]):
+            if c["name"] != self.trial_template.primary()["name"]:
+                continue
+            for j, mount in enumerate(c.get("volumeMounts") or []):
+                if isinstance(mount, dict) and mount.get("mountPath") in (
+                    checkpoints.mount_path,
+                    RESUME_MOUNT_PATH,
+                ):
+                    raise field_error(
+                        f"trialTemplate.spec.containers[{i}].volumeMounts[{j}].mountPath",
+                        f"{mount['mountPath']} is where kubetune mounts checkpoints; mount "
+                        "elsewhere or set checkpoints.mountPath",
+                    )
 
     def _check_grid(self, algorithm: GridAlgorithm) -> None:
         for i, p in enumerate(self.parameters):

@@ -71,6 +71,7 @@ class _Reporter:
         self.stop_requested = False
         self.verdict_step: int | None = 0  # until the first reply, every report waits
         self.unreachable = False
+        self.acknowledged: int | None = None  # the highest step the service has stored
         self.sender = threading.Thread(
             target=self._send_forever, name="kubetune-report", daemon=True
         )
@@ -189,6 +190,8 @@ class _Reporter:
         retry: list[tuple[int, Any]] = []
         refused: dict[str, tuple[int, str]] = {}
         for entry, result in zip(batch, reply.results, strict=True):
+            if result.result in DELIVERED:
+                self.acknowledged = max(self.acknowledged or 0, entry[1].step)
             if result.result == "not_ready":
                 retry.append(entry)
             elif result.result not in DELIVERED:
@@ -323,6 +326,14 @@ def reporting(timeout: float = EXIT_FLUSH_SECONDS) -> Iterator[None]:
         yield
     finally:
         flush(timeout)
+
+
+def acknowledged_step() -> int | None:
+    """The highest step of this process's reports that kubetune has stored, if any."""
+    reporter = _reporter
+    if reporter is None or reporter.pid != os.getpid():
+        return None
+    return reporter.acknowledged
 
 
 def trial_params() -> dict[str, Any]:

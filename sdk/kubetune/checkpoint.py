@@ -12,7 +12,9 @@ The contract (both drivers set it when the job has `spec.checkpoints`):
 
 Save before you report a step, so a verdict never refers to an unsaved step. A save is atomic (a
 temporary file, fsync, rename); a checkpoint that cannot be read falls back to the one before,
-with a warning. Without `KUBETUNE_CHECKPOINT_DIR` saving does nothing and there is nothing to
+with a warning. Besides the newest `keep`, the newest checkpoint at or before the last step
+kubetune acknowledged is kept, so a trial that trained on while its reports could not get
+through still resumes exactly where its stored curve ends. Without `KUBETUNE_CHECKPOINT_DIR` saving does nothing and there is nothing to
 load, so the same code runs with or without checkpoints.
 """
 
@@ -84,14 +86,24 @@ def save_checkpoint(state: Any, step: int) -> Path | None:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise _failed(f"cannot save the checkpoint of step {step} in {directory}", exc) from None
-    keep = int(os.environ.get(KEEP_ENV) or DEFAULT_KEEP)
-    older = [p for s, p in _listed(directory) if s < step]
-    for s, p in _listed(directory):
-        if s > step:  # from an abandoned attempt: never resumed from again
-            p.unlink(missing_ok=True)
-    for p in older[: max(0, len(older) - (keep - 1))]:
-        p.unlink(missing_ok=True)
+    _prune(directory, step, int(os.environ.get(KEEP_ENV) or DEFAULT_KEEP))
     return final
+
+
+def _prune(directory: Path, step: int, keep: int) -> None:
+    """Keep the newest `keep` up to `step`, and the newest at or before the last step kubetune
+    has stored: a resume starts there, however far training ran while reports could not get
+    through. Newer ones than `step` are from an abandoned attempt: never resumed from again."""
+    from ._report import acknowledged_step
+
+    listed = _listed(directory)
+    stored = acknowledged_step()
+    pinned = max((s for s, _ in listed if stored is not None and s <= stored), default=None)
+    older = [(s, p) for s, p in listed if s < step]
+    doomed = [(s, p) for s, p in listed if s > step] + older[: max(0, len(older) - (keep - 1))]
+    for s, p in doomed:
+        if s != pinned:
+            p.unlink(missing_ok=True)
 
 
 def load_checkpoint() -> tuple[Any, int] | None:

@@ -1,6 +1,7 @@
 """PNG plots of a job, from either backend (matplotlib): optimization history, learning curves
-(stopped trials marked, ASHA/Hyperband rungs drawn), parallel coordinates, and one slice plot per
-parameter. Each plot explains itself: real values on every axis, a legend or a colour bar for
+(stopped trials marked, ASHA/Hyperband rungs drawn), parallel coordinates, one slice plot per
+parameter, and for jobs whose trials continue each other (PBT, Hyperband with checkpoints) the
+schedule of each parameter over the steps of every lineage. Each plot explains itself: real values on every axis, a legend or a colour bar for
 every colour and line style, trials named where lines would be ambiguous."""
 
 from __future__ import annotations
@@ -73,6 +74,66 @@ def figures(
         fig = draw(plt, spec, status, trials if name == "curves" else scored)
         fig.suptitle(f"{status.name}: {title}")
         yield name, fig
+    if any(t.continues for t in trials):
+        fig = _lineages(plt, spec, status, trials)
+        fig.suptitle(f"{status.name}: parameters over the steps of each lineage")
+        yield "lineage", fig
+
+
+def lineages(trials: Sequence[TrialInfo]) -> list[list[TrialInfo]]:
+    """Each chain of trials that continue one another, root first, one per trial that nobody
+    continues (a PBT member's whole life, a Hyperband configuration's promotions)."""
+    by_name = {t.name: t for t in trials}
+    continued = {t.continues for t in trials if t.continues}
+    chains = []
+    for leaf in sorted(trials, key=lambda t: t.index):
+        if leaf.name in continued:
+            continue
+        chain, at = [leaf], leaf
+        while at.continues and at.continues in by_name and len(chain) <= len(trials):
+            at = by_name[at.continues]
+            chain.append(at)
+        chains.append(chain[::-1])
+    return chains
+
+
+def _lineages(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[TrialInfo]) -> Any:
+    """One panel per parameter: its value over the steps of each lineage, coloured by the
+    objective the lineage ended with; the best lineage drawn thick."""
+    chains = [c for c in lineages(trials) if c[-1].objective is not None]
+    params = spec.parameters
+    fig, axes = plt.subplots(len(params), 1, figsize=(8, 2.4 * len(params) + 0.6), squeeze=False)
+    values = [float(c[-1].objective) for c in chains if c[-1].objective is not None]
+    norm = plt.Normalize(min(values, default=0.0), max(values, default=1.0))
+    cmap = plt.get_cmap("viridis" if status.maximize else "viridis_r")
+    best = status.best.name if status.best else None
+    for p, ax in zip(params, (a[0] for a in axes), strict=True):
+        for chain in chains:
+            xs: list[float] = []
+            ys: list[float] = []
+            for t in chain:
+                start = t.resume_step or 0
+                end = t.curve[-1].step if t.curve else start
+                y = _lineage_value(p, t.params.get(p.name))
+                if y is not None:
+                    xs += [start, end]
+                    ys += [y, y]
+            top = chain[-1].name == best
+            color = cmap(norm(float(chain[-1].objective or 0.0)))
+            ax.plot(xs, ys, color="black" if top else color, lw=2.5 if top else 1.2)
+        if isinstance(p, CategoricalParameter):
+            ticks = _axis_labels(p)
+            ax.set_yticks([v for v, _ in ticks], [label for _, label in ticks])
+        elif p.scale is Scale.log:
+            ax.set_yscale("log")
+        ax.set(ylabel=p.name)
+    axes[-1][0].set_xlabel(spec.resource.name if spec.resource else "step")
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=[a[0] for a in axes])
+    bar.set_label(f"{status.metric} at the end of the lineage")
+    if best is not None:
+        axes[0][0].plot([], [], color="black", lw=2.5, label=f"best: {best}")
+        axes[0][0].legend(loc="best", fontsize=8)
+    return fig
 
 
 def rungs(spec: TuningJobSpec) -> list[float]:
@@ -186,6 +247,15 @@ def _curves(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[T
     _integer_ticks(ax.xaxis)
     ax.legend(handles=handles, loc="best", fontsize=8)
     return fig
+
+
+def _lineage_value(p: Parameter, value: Any) -> float | None:
+    """A numeric parameter's own value; a categorical one's place on its axis."""
+    if isinstance(p, CategoricalParameter):
+        return _position(p, value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return float(value)
 
 
 def _position(p: Parameter, value: Any) -> float | None:

@@ -114,6 +114,9 @@ def trials_table(
     if failed:
         reasons = [(t.reason or "failed") if t in failed else "" for t in shown]
         columns.append(Column("reason", reasons, keep=True, cap=REASON_MAX))
+    if any(t.continues for t in shown):  # lineage: the checkpoint each trial started from
+        lineage = [f"← {t.continues}@{t.resume_step}" if t.continues else "" for t in shown]
+        columns.append(Column("from", lineage))
     params = [" ".join(f"{k}={short(v)}" for k, v in t.params.items()) for t in shown]
     columns.append(Column("params", params, flex=True))
     parts: list[RenderableType] = [render(fit(columns, ("last", "step"), width), wrap)]

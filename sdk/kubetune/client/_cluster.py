@@ -447,4 +447,7 @@ def trial_info(obj: dict[str, Any]) -> TrialInfo:
         budget=spec.budget,
         start_time=status.start_time,
         completion_time=status.completion_time,
+        continues=spec.continues.trial if spec.continues else None,
+        resume_step=spec.continues.step if spec.continues else None,
+        retries=status.retries,
     )

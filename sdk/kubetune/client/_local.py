@@ -384,6 +384,9 @@ def trial_info(row: TrialRow, maximize: bool) -> TrialInfo:
         exit_code=row.exit_code,
         start_time=iso(row.started),
         completion_time=iso(row.finished),
+        continues=row.continues,
+        resume_step=row.resume_step,
+        retries=max(0, row.attempts - 1),
     )
 
 

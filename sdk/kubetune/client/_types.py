@@ -94,6 +94,9 @@ class TrialInfo(SpecModel):
     exit_code: int | None = None
     start_time: str | None = None
     completion_time: str | None = None
+    continues: str | None = None  # the trial whose checkpoint it started from
+    resume_step: int | None = None  # that trial's step it resumed after
+    retries: int = 0  # starts again after an eviction (cluster) or an interrupted run (local)
 
     @property
     def finished(self) -> bool:

@@ -137,11 +137,19 @@ class TuningJobStatus(SpecModel):
     observed_generation: int | None = None
 
 
+class Continues(SpecModel):
+    """The trial whose checkpoint a trial starts from (a Hyperband promotion, a PBT member)."""
+
+    trial: str = Field(description="The earlier trial.")
+    step: int = Field(ge=0, description="Its last stored step; this trial resumes after it.")
+
+
 class TrialSpec(SpecModel):
     job: str = Field(description="Name of the owning TuningJob.")
     index: int = Field(ge=0, description="Position of the trial in its job.")
     params: dict[str, ParamValue] = Field(description="The suggested parameter values.")
     budget: float | None = Field(None, description="Value of spec.resource for this trial.")
+    continues: Continues | None = Field(None, description="Where its training starts from.")
 
 
 class TrialStatus(SpecModel):
@@ -157,6 +165,12 @@ class TrialStatus(SpecModel):
     start_time: str | None = None
     completion_time: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
+    retries: int = Field(
+        0, ge=0, description="Times its pod was evicted, preempted or lost and started again."
+    )
+    resume_step: int | None = Field(
+        None, description="The step its current pod resumes after (from its checkpoint)."
+    )
 
 
 class Trial(SpecModel):

@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubetune import checkpoint
 from kubetune.engine import TrialLaunch
-from kubetune.spec import TuningJob, TuningJobSpec
+from kubetune.spec import RESUME_MOUNT_PATH, Checkpoints, TuningJob, TuningJobSpec
 from kubetune.trialenv import short_value, substitute, trial_env
 
 API_VERSION = "kubetune.dev/v1alpha1"
@@ -32,6 +33,7 @@ TOKEN_KEY = "token"  # the key of the token in a trial's Secret
 TOKEN_ENV = "KUBETUNE_TRIAL_TOKEN"
 SCRAPED_LABEL = "kubetune.dev/metrics-scraped"  # on pods whose metrics the operator scrapes
 METRICS_PORT_NAME = "kt-metrics"  # the container port of a scraped trial's endpoint
+CHECKPOINT_VOLUME = "kubetune-checkpoints"
 
 
 def owner_reference(obj: Mapping[str, Any], controller: bool = True) -> dict[str, Any]:
@@ -75,6 +77,9 @@ def build_trial(
             "budget": launch.budget,
         },
     }
+    if launch.continues is not None:
+        continues = {"trial": launch.continues.trial, "step": launch.continues.step}
+        trial["spec"]["continues"] = continues
     if token_digest is not None:
         trial["metadata"]["annotations"] = {TOKEN_DIGEST_ANNOTATION: token_digest}
     return trial
@@ -178,6 +183,8 @@ def build_trial_pod(
         contract = trial_env(job_name, name, params, metrics_address, token="", metrics_port=port)
         if port is not None:
             _declare_port(container, port)
+        if spec.checkpoints is not None:
+            contract |= _mount_checkpoints(pod_spec, container, spec.checkpoints, job, trial)
         env = [e for e in env if e.get("name") not in contract]
         container["env"] = env + [
             {"name": k, "value": v} if k != TOKEN_ENV else _token_from_secret(name)
@@ -195,6 +202,82 @@ def build_trial_pod(
         },
         "spec": pod_spec,
     }
+
+
+def claim_name(job: Mapping[str, Any], checkpoints: Checkpoints) -> str:
+    """The PersistentVolumeClaim holding a job's checkpoints; ValueError without storage."""
+    storage = checkpoints.storage
+    if storage is None:
+        raise ValueError(
+            "spec.checkpoints.storage: required on a cluster (persistentVolumeClaim or "
+            "volumeClaimTemplate)"
+        )
+    if storage.persistent_volume_claim is not None:
+        return storage.persistent_volume_claim.claim_name
+    return f"{job['metadata']['name']}-checkpoints"
+
+
+def build_checkpoint_claim(job: Mapping[str, Any], checkpoints: Checkpoints) -> dict[str, Any]:
+    """The claim of `spec.checkpoints.storage.volumeClaimTemplate`, owned by the job (so deleted
+    with it) unless `retain`."""
+    template = checkpoints.storage.volume_claim_template if checkpoints.storage else None
+    assert template is not None
+    meta = job["metadata"]
+    claim: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": claim_name(job, checkpoints),
+            "namespace": meta.get("namespace", "default"),
+            "labels": {JOB_LABEL: meta["name"]},
+        },
+        "spec": {
+            "accessModes": [m.value for m in template.access_modes],
+            "resources": {"requests": {"storage": template.size}},
+        },
+    }
+    if template.storage_class_name is not None:
+        claim["spec"]["storageClassName"] = template.storage_class_name
+    if not checkpoints.retain:
+        claim["metadata"]["ownerReferences"] = [owner_reference(job)]
+    return claim
+
+
+def _mount_checkpoints(
+    pod_spec: dict[str, Any],
+    container: dict[str, Any],
+    checkpoints: Checkpoints,
+    job: Mapping[str, Any],
+    trial: Mapping[str, Any],
+) -> dict[str, str]:
+    """Mount the trial's own subPath of the job's claim (and read-only, the one of the trial it
+    continues); the checkpoint contract's env."""
+    name = trial["metadata"]["name"]
+    source = {"persistentVolumeClaim": {"claimName": claim_name(job, checkpoints)}}
+    pod_spec.setdefault("volumes", []).append({"name": CHECKPOINT_VOLUME, **source})
+    mounts = container.setdefault("volumeMounts", [])
+    mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": checkpoints.mount_path, "subPath": name})
+    env = {
+        checkpoint.DIR_ENV: checkpoints.mount_path,
+        checkpoint.KEEP_ENV: str(checkpoints.keep),
+    }
+    continues = trial["spec"].get("continues")
+    if continues:
+        mounts.append(
+            {
+                "name": CHECKPOINT_VOLUME,
+                "mountPath": RESUME_MOUNT_PATH,
+                "subPath": continues["trial"],
+                "readOnly": True,
+            }
+        )
+        env[checkpoint.RESUME_DIR_ENV] = RESUME_MOUNT_PATH
+    resume = (trial.get("status") or {}).get("resumeStep")
+    if resume is None and continues:
+        resume = continues["step"]
+    if resume is not None:
+        env[checkpoint.RESUME_STEP_ENV] = str(resume)
+    return env
 
 
 def _token_from_secret(trial: str) -> dict[str, Any]:

@@ -20,13 +20,14 @@ from typing import Any
 import grpc
 from kubetune.engine import Decision, SuggestFn, TrialView, decide
 from kubetune.rpc.tokens import digest, new_token
-from kubetune.spec import SpecError, TrialState, TuningJobSpec
+from kubetune.spec import Checkpoints, SpecError, TrialState, TuningJobSpec
 from kubetune.telemetry import PullCollector, Target
 
 from .builders import (
     API_VERSION,
     TOKEN_DIGEST_ANNOTATION,
     DefaultImage,
+    build_checkpoint_claim,
     build_event,
     build_token_secret,
     build_trial,
@@ -85,6 +86,7 @@ class Controller:
         self.ready = asyncio.Event()  # set once kopf has listed everything (indexes are ready)
         self._backoff: dict[Key, float] = {}
         self._deleting: set[Key] = set()  # pods we deleted that the watch still shows unmarked
+        self._claims: set[tuple[str, str, str]] = set()  # (namespace, job, uid) with a claim
         self._posting: set[asyncio.Task[None]] = set()
 
     async def run(self, workers: int) -> None:
@@ -172,12 +174,18 @@ class Controller:
     ) -> None:
         """Record pod phases on the Trials, decide, carry the decision out, write the status."""
         status = job.get("status") or {}
+        if spec.checkpoints is not None:
+            await self._ensure_claim(job, spec.checkpoints)
         views: list[TrialView] = []
         moment = now()
         for name, trial in sorted(trials.items(), key=lambda kv: int(kv[1]["spec"]["index"])):
-            seen = observe_trial(trial, pods.get(name), moment)
+            pod = pods.get(name)
+            seen = observe_trial(trial, pod, moment, spec.trial_retries)
             if seen.status_patch is not None:
                 trial = await self._record(job, trial, seen.state, seen.status_patch)
+                retrying = seen.state is TrialState.pending
+                if retrying and pod is not None and not pod["metadata"].get("deletionTimestamp"):
+                    await self._delete_pod(key[0], name)  # an evicted pod the kubelet left
             if seen.needs_pod and not trial["metadata"].get("deletionTimestamp"):
                 await self._create_pod(job, trial)
             views.append(trial_view(trial, seen.state))
@@ -282,6 +290,21 @@ class Controller:
             self.cache.put("trials", created, own=True)
             await self._create_pod(job, created, token)
             self.event(job, "Normal", "TrialCreated", f"{launch.name}: {dict(launch.params)}")
+
+    async def _ensure_claim(self, job: dict[str, Any], checkpoints: Checkpoints) -> None:
+        """The job's checkpoint claim: an existing one is the user's; a template's is created
+        once (a 409 means it is there)."""
+        if checkpoints.storage is None:
+            raise InvalidPod(
+                "spec.checkpoints.storage: required on a cluster (persistentVolumeClaim or "
+                "volumeClaimTemplate)"
+            )
+        ns, name = key_of(job)
+        key = (ns, name, job["metadata"].get("uid", ""))
+        if checkpoints.storage.volume_claim_template is None or key in self._claims:
+            return
+        await self.kube.create(build_checkpoint_claim(job, checkpoints), "persistentvolumeclaims")
+        self._claims.add(key)
 
     def _check_pod(self, job: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]:
         """The trial's Pod, if the client would accept it; else InvalidPod."""

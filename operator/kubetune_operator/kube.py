@@ -195,6 +195,7 @@ def _create(api: client.ApiClient, obj: dict[str, Any], plural: str, namespace: 
         "pods": core.create_namespaced_pod,
         "secrets": core.create_namespaced_secret,
         "events": core.create_namespaced_event,
+        "persistentvolumeclaims": core.create_namespaced_persistent_volume_claim,
     }
     if plural not in creators:
         raise ValueError(f"the operator creates no {plural}")

@@ -37,6 +37,12 @@ NAMESPACED_RULES: list[tuple[str, list[str], list[str], str]] = [
     ("", ["pods"], ["list", "watch", "create", "delete"], "trial pods"),
     ("", ["secrets"], ["create"], "per-trial token Secrets (never read back)"),
     ("", ["events"], ["create"], "Events on TuningJobs"),
+    (
+        "",
+        ["persistentvolumeclaims"],
+        ["create"],
+        "a job's checkpoint claim (spec.checkpoints.storage.volumeClaimTemplate)",
+    ),
 ]
 # kopf runs with scanning disabled, so it lists neither CRDs nor namespaces: a cluster-wide
 # operator needs the same rules, only in a ClusterRole.

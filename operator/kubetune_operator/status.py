@@ -75,10 +75,11 @@ class TrialObservation:
 
 
 def observe_trial(
-    trial: Mapping[str, Any], pod: Mapping[str, Any] | None, now: str
+    trial: Mapping[str, Any], pod: Mapping[str, Any] | None, now: str, retries: int = 0
 ) -> TrialObservation:
     """Map the pod's phase onto the trial. Final states never change; a stopping trial is
-    stopped once its pod has ended or is gone."""
+    stopped once its pod has ended or is gone. A running trial whose pod was evicted, preempted
+    or lost goes back to pending, up to `retries` times, to resume from its last stored step."""
     status = trial.get("status") or {}
     phase = status.get("phase")
     state = TrialState.from_phase(phase)
@@ -91,21 +92,71 @@ def observe_trial(
         stopped = {"phase": TrialState.stopped.phase, "completionTime": now}
         return TrialObservation(TrialState.stopped, stopped)
     summary = {"paramsSummary": params_summary(trial["spec"]["params"])}
+    disruption = disrupted(pod) if pod is not None else "PodLost"
+    if (
+        state is TrialState.pending
+        and pod is not None
+        and (disruption or (pod.get("metadata") or {}).get("deletionTimestamp"))
+    ):
+        return TrialObservation(state)  # the pod of an earlier attempt is still going away
+    if state is TrialState.running and disruption and pod_phase != "Succeeded":
+        return _retry(status, disruption, retries, now, summary)
     if pod_phase == "Succeeded":
         done = {"phase": TrialState.succeeded.phase, "completionTime": now, **summary}
         return TrialObservation(TrialState.succeeded, done)
     if pod_phase == "Failed":
         failed = {"phase": "Failed", "reason": "PodFailed", "message": pod_failure(pod or {})}
         return TrialObservation(TrialState.failed, {**failed, "completionTime": now, **summary})
-    if pod is None and state is TrialState.running:
-        lost = {"phase": "Failed", "reason": "PodLost", "message": "the trial's pod disappeared"}
-        return TrialObservation(TrialState.failed, {**lost, "completionTime": now, **summary})
     if pod_phase == "Running":
-        running = {"phase": TrialState.running.phase, "startTime": now, **summary}
+        running: dict[str, Any] = {"phase": TrialState.running.phase, "startTime": now, **summary}
+        if status.get("reason") == "Retrying":  # running again
+            running |= {"reason": None, "message": None}
         return TrialObservation(
             TrialState.running, None if state is TrialState.running else running
         )
     return TrialObservation(TrialState.pending, needs_pod=pod is None)
+
+
+# Why a pod ended that is no fault of the trial (status.reason values kubelets write).
+INFRASTRUCTURE_REASONS = frozenset(
+    {"Evicted", "Preempting", "NodeLost", "NodeShutdown", "Shutdown", "Terminated"}
+)
+
+
+def disrupted(pod: Mapping[str, Any]) -> str | None:
+    """Why the pod is being (or was) taken away from its trial by the infrastructure: its
+    `DisruptionTarget` condition's reason (an eviction, a preemption, a lost node...) or an
+    eviction by the kubelet; None if it was not."""
+    status = pod.get("status") or {}
+    for c in status.get("conditions") or []:
+        if c.get("type") == "DisruptionTarget" and c.get("status") == "True":
+            return str(c.get("reason") or "DisruptionTarget")
+    reason = status.get("reason")
+    return str(reason) if reason in INFRASTRUCTURE_REASONS else None
+
+
+def _retry(
+    status: Mapping[str, Any], why: str, retries: int, now: str, summary: dict[str, Any]
+) -> TrialObservation:
+    """Start a disrupted trial again from its last stored step, or fail it once its retries
+    (spec.trialRetries) are used up."""
+    done = int(status.get("retries") or 0)
+    if done >= retries:
+        message = f"its pod was taken away ({why}) and all {retries} retries are used up"
+        failed = {"phase": "Failed", "reason": why, "message": message, "completionTime": now}
+        return TrialObservation(TrialState.failed, {**failed, **summary})
+    curve = status.get("curve") or []
+    step = max((int(p["step"]) for p in curve), default=None)
+    where = f"step {step}" if step is not None else "the start"
+    retry = {
+        "phase": TrialState.pending.phase,
+        "reason": "Retrying",
+        "message": f"its pod was taken away ({why}); again from {where} "
+        f"(retry {done + 1} of {retries})",
+        "retries": done + 1,
+        "resumeStep": step,
+    }
+    return TrialObservation(TrialState.pending, retry)
 
 
 def pod_failure(pod: Mapping[str, Any]) -> str:
@@ -115,5 +166,7 @@ def pod_failure(pod: Mapping[str, Any]) -> str:
         term = (c.get("state") or {}).get("terminated")
         if term:
             why = term.get("reason") or "Error"
-            return f"container {c.get('name')} exited with code {term.get('exitCode')} ({why})"
+            said = (term.get("message") or "").strip()  # the termination log, e.g. a checkpoint
+            text = f"container {c.get('name')} exited with code {term.get('exitCode')} ({why})"
+            return f"{said[:1024]} ({text})" if said else text
     return status.get("message") or status.get("reason") or "pod failed"

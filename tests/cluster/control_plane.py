@@ -49,6 +49,9 @@ CONTROLLERS = ",".join(
         "ttl-after-finished",
         "disruption",
         "node-lifecycle",
+        "persistentvolume-binder",
+        "persistentvolume-protection",
+        "persistentvolumeclaim-protection",
     )
 )
 # Every request except the control plane's and the node's own, for tests that check who did what.

@@ -5,7 +5,8 @@ As `system:node:kubetune-node` (so the Node authorizer and NodeRestriction judge
 - watches the pods the scheduler binds to it and runs each container as a local process
   (images.py) in the pod's network namespace (network.py) via launch.py;
 - fills the volumes tests need: secret, configMap, emptyDir, downwardAPI and projected ones
-  (service-account token from the TokenRequest API, `kube-root-ca.crt`, namespace), and resolves
+  (service-account token from the TokenRequest API, `kube-root-ca.crt`, namespace), and
+  persistentVolumeClaims bound to hostPath PersistentVolumes (subPaths created); resolves
   env: value, valueFrom (secretKeyRef, configMapKeyRef, fieldRef), envFrom and `$(VAR)`;
 - writes the status a kubelet writes: phase, conditions, containerStatuses with exit codes and
   reasons, podIP, hostIP, startTime; restarts containers by restartPolicy;
@@ -378,6 +379,8 @@ class PodWorker:
             source = self.mounts[m["name"]]
             if m.get("subPath"):
                 source = source / m["subPath"]
+                if not source.exists():
+                    source.mkdir(parents=True)  # as a kubelet does
             mounts.append([str(source), m["mountPath"], bool(m.get("readOnly"))])
         launch = {
             "netns": self.net.namespace if self.net else "",
@@ -462,6 +465,9 @@ class PodWorker:
     def _volumes(self) -> dict[str, Path]:
         mounts = {}
         for volume in self.pod["spec"].get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                mounts[volume["name"]] = self._claimed(volume["persistentVolumeClaim"])
+                continue
             host = self.dir / "volumes" / volume["name"]
             host.mkdir(parents=True, exist_ok=True)
             files: dict[str, bytes] = {}
@@ -490,6 +496,22 @@ class PodWorker:
                 (host / key).write_bytes(data)
             mounts[volume["name"]] = host
         return mounts
+
+    def _claimed(self, source: dict[str, Any]) -> Path:
+        """The host directory of a claim's bound PersistentVolume (hostPath volumes only)."""
+        name = source["claimName"]
+        claim = self.kubelet.api.get(
+            f"/api/v1/namespaces/{self.namespace}/persistentvolumeclaims/{name}"
+        )
+        volume = (claim or {}).get("spec", {}).get("volumeName")
+        if not volume or (claim or {}).get("status", {}).get("phase") != "Bound":
+            raise PodError("FailedMount", f'persistentvolumeclaim "{name}" is not bound')
+        pv = self.kubelet.api.get(f"/api/v1/persistentvolumes/{volume}") or {}
+        path = (pv.get("spec") or {}).get("hostPath", {}).get("path")
+        if not path:
+            raise PodError("FailedMount", f"volume {volume}: only hostPath volumes are supported")
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return Path(path)
 
     def _keys(
         self, plural: str, source: dict[str, Any], name_field: str, volume: str

@@ -70,6 +70,31 @@ def test_tune_your_own_script_runs_as_written(tmp_path: Path) -> None:
     assert plotted.split()[0].startswith(".kubetune/my-job/plots/")
 
 
+@pytest.mark.slow
+def test_the_checkpoint_example_runs_as_written(tmp_path: Path) -> None:
+    (script,) = blocks("Checkpoints and resume", "python")
+    (manifest,) = blocks("Checkpoints and resume", "yaml")
+    (commands,) = blocks("Checkpoints and resume", "bash")
+    (tmp_path / "ckpt_train.py").write_text(script)
+    (tmp_path / "ckpt-job.yaml").write_text(manifest)
+    kubetune = Path(sys.executable).parent / "kubetune"
+    outputs = []
+    for line in commands.splitlines():
+        argv = line.split("#", 1)[0].split()
+        proc = subprocess.run(
+            [str(kubetune), *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, (line, proc.stdout[-2000:], proc.stderr[-2000:])
+        outputs.append(proc.stdout)
+    ran, trials = outputs
+    assert "job ckpt-job: succeeded (MaxTrialsReached)" in ran
+    rows = [line for line in trials.splitlines() if line.startswith("ckpt-job-")]
+    assert len(rows) == 7
+    assert sum("← ckpt-job-" in row for row in rows) == 3  # 2 promoted to 2 epochs, 1 to 4
+    checkpoints = tmp_path / ".kubetune" / "ckpt-job" / "checkpoints"
+    assert len(list(checkpoints.iterdir())) == 7
+
+
 def test_every_link_stays_inside_the_repository() -> None:
     for doc in DOCS:
         for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):

@@ -24,7 +24,15 @@ from .conftest import ROOT
 from .tools import ensure_tools
 from .waiting import free_port, wait_for
 
-__all__ = ["Cluster", "free_port", "install_crds", "remove_namespace", "tuning_job", "wait_for"]
+__all__ = [
+    "Cluster",
+    "free_port",
+    "install_crds",
+    "persistent_volume",
+    "remove_namespace",
+    "tuning_job",
+    "wait_for",
+]
 
 VERSIONS = {
     "kubetune.dev": "v1alpha1",
@@ -189,6 +197,22 @@ def remove_namespace(c: Cluster, namespace: str) -> None:
             with contextlib.suppress(Exception):
                 c.api.request("PATCH", path, patch, content_type="application/merge-patch+json")
     c.api.request("DELETE", f"/api/v1/namespaces/{namespace}", {"propagationPolicy": "Background"})
+
+
+def persistent_volume(name: str, path: Path) -> dict[str, object]:
+    """A hostPath PersistentVolume of its own storage class `name` (the test kubelet mounts it)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": name,
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": {"path": str(path)},
+        },
+    }
 
 
 def tuning_job(name: str, spec: dict[str, Any], args: list[str]) -> dict[str, Any]:

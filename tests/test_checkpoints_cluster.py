@@ -14,25 +14,10 @@ from pathlib import Path
 import pytest
 from kopf.testing import KopfRunner
 
-from .harness import OBJECTIVE, Cluster, tuning_job, wait_for
+from .harness import OBJECTIVE, Cluster, persistent_volume, tuning_job, wait_for
 
 pytestmark = pytest.mark.slow
 EPOCHS = 8
-
-
-def persistent_volume(name: str, path: Path) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": name},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": name,
-            "persistentVolumeReclaimPolicy": "Retain",
-            "hostPath": {"path": str(path)},
-        },
-    }
 
 
 def curve_steps(cluster: Cluster, trial: str) -> list[int]:

@@ -23,6 +23,7 @@ from .harness import (
     OBJECTIVE,
     Cluster,
     free_port,
+    persistent_volume,
     tuning_job,
     wait_for,
 )
@@ -326,7 +327,10 @@ def test_operator_uses_exactly_the_rbac_it_is_granted(
     (cluster.tmp / "operator-kubeconfig").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("KUBECONFIG", str(cluster.tmp / "operator-kubeconfig"))
     scope_args = ["--all-namespaces"] if namespaces is None else ["-n", cluster.namespace]
-    doc = asha_job("rbac")
+    volume = f"kt-{cluster.namespace}"[:63]  # a claim the operator creates: PVC create is used
+    cluster.api.request("POST", "/api/v1/persistentvolumes", persistent_volume(volume, cluster.tmp))
+    storage = {"volumeClaimTemplate": {"storageClassName": volume, "size": "1Gi"}}
+    doc = asha_job("rbac", checkpoints={"storage": storage})
     since = cluster.audit_mark()
     try:
         with KopfRunner(["run", "--standalone", *scope_args, "-m", "kubetune_operator.handlers"]):
@@ -335,6 +339,7 @@ def test_operator_uses_exactly_the_rbac_it_is_granted(
             wait_for(lambda: not cluster.objects("pods", ""), what="pods released")
     finally:
         cluster.kubectl("delete", "-f", str(rbac))
+        cluster.api.request("DELETE", f"/api/v1/persistentvolumes/{volume}")
     calls = [c for c in cluster.audit(OPERATOR_USER, since) if "objectRef" in c]  # not /version
     denied = [c for c in calls if c.get("responseStatus", {}).get("code") == 403]
     assert denied == []

@@ -44,13 +44,14 @@ def test_the_from_python_snippet_runs_as_written(tmp_path: Path) -> None:
     assert not (tmp_path / ".kubetune" / "digits-py").exists()  # deleted at the end
 
 
-@pytest.mark.slow
-def test_tune_your_own_script_runs_as_written(tmp_path: Path) -> None:
-    (script,) = blocks("Tune your own script (locally)", "python")
-    (manifest,) = blocks("Tune your own script (locally)", "yaml")
-    (commands,) = blocks("Tune your own script (locally)", "bash")
-    (tmp_path / "my_train.py").write_text(script)
-    (tmp_path / "my-job.yaml").write_text(manifest)
+def run_section(name: str, script: str, manifest: str, tmp_path: Path) -> list[str]:
+    """Write a section's python and yaml blocks as `script` and `manifest`, run its bash
+    block's `kubetune` lines there as written; the output of each."""
+    (code,) = blocks(name, "python")
+    (job,) = blocks(name, "yaml")
+    (commands,) = blocks(name, "bash")
+    (tmp_path / script).write_text(code)
+    (tmp_path / manifest).write_text(job)
     kubetune = Path(sys.executable).parent / "kubetune"
     outputs = []
     for line in commands.splitlines():
@@ -61,6 +62,12 @@ def test_tune_your_own_script_runs_as_written(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, (line, proc.stdout[-2000:], proc.stderr[-2000:])
         outputs.append(proc.stdout)
+    return outputs
+
+
+@pytest.mark.slow
+def test_tune_your_own_script_runs_as_written(tmp_path: Path) -> None:
+    outputs = run_section("Tune your own script (locally)", "my_train.py", "my-job.yaml", tmp_path)
     validated, ran, trials, best, plotted = outputs
     assert validated.startswith("my-job.yaml: ok")
     assert "job my-job: succeeded (MaxTrialsReached)" in ran
@@ -72,21 +79,7 @@ def test_tune_your_own_script_runs_as_written(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_checkpoint_example_runs_as_written(tmp_path: Path) -> None:
-    (script,) = blocks("Checkpoints and resume", "python")
-    (manifest,) = blocks("Checkpoints and resume", "yaml")
-    (commands,) = blocks("Checkpoints and resume", "bash")
-    (tmp_path / "ckpt_train.py").write_text(script)
-    (tmp_path / "ckpt-job.yaml").write_text(manifest)
-    kubetune = Path(sys.executable).parent / "kubetune"
-    outputs = []
-    for line in commands.splitlines():
-        argv = line.split("#", 1)[0].split()
-        proc = subprocess.run(
-            [str(kubetune), *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600
-        )
-        assert proc.returncode == 0, (line, proc.stdout[-2000:], proc.stderr[-2000:])
-        outputs.append(proc.stdout)
-    ran, trials = outputs
+    ran, trials = run_section("Checkpoints and resume", "ckpt_train.py", "ckpt-job.yaml", tmp_path)
     assert "job ckpt-job: succeeded (MaxTrialsReached)" in ran
     rows = [line for line in trials.splitlines() if line.startswith("ckpt-job-")]
     assert len(rows) == 7

@@ -78,3 +78,51 @@ def test_an_evicted_trial_resumes_from_its_checkpoint(cluster: Cluster, tmp_path
         assert [o["kind"] for o in owners] == ["TuningJob"]  # deleted with the job
     finally:
         cluster.api.request("DELETE", f"/api/v1/persistentvolumes/{volume}")
+
+
+def test_pbt_members_read_their_parents_checkpoints_on_the_cluster(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    volume = f"kt-{cluster.namespace}"[:63]
+    cluster.api.request("POST", "/api/v1/persistentvolumes", persistent_volume(volume, tmp_path))
+    storage = {"volumeClaimTemplate": {"storageClassName": volume, "size": "1Gi"}}
+    settings = {"populationSize": 2, "perturbationInterval": 2, "truncation": 0.5}
+    doc = tuning_job(
+        "pbt",
+        {
+            "objective": OBJECTIVE,
+            "parameters": [
+                {"name": "lr", "type": "float", "min": 1e-3, "max": 0.3, "scale": "log"}
+            ],
+            "algorithm": {"name": "pbt", "seed": 3, "settings": settings},
+            "resource": {"name": "epochs", "min": 1, "max": 4},
+            "maxTrials": 4,
+            "parallelism": 2,
+            "retainPods": True,  # for their logs
+            "checkpoints": {"storage": storage, "trialsShareNode": True},
+        },
+        ["--lr=${params.lr}", "--epochs=${params.epochs}"],
+    )
+    try:
+        with KopfRunner(cluster.operator) as runner:
+            cluster.apply(doc)
+            cluster.wait_phase("pbt", "Succeeded")
+            logs = {n: cluster.kubectl("logs", n) for n in ("pbt-2", "pbt-3")}
+        assert runner.exception is None, runner.output[-3000:]
+        trials = cluster.objects("trials")
+        first = {n: trials[n]["status"]["objective"] for n in ("pbt-0", "pbt-1")}
+        best = max(first, key=lambda n: first[n])
+        for name in ("pbt-2", "pbt-3"):
+            trial = trials[name]
+            assert trial["status"]["phase"] == "Succeeded"
+            assert trial["spec"]["continues"]["step"] == 2
+            assert [p["step"] for p in trial["status"]["curve"]] == [3, 4]
+            assert "resumed from the checkpoint of epoch 2" in logs[name]
+        # truncation 0.5 of 2: the weaker copies the stronger, which goes on as it was
+        assert {trials[n]["spec"]["continues"]["trial"] for n in ("pbt-2", "pbt-3")} == {best}
+        for name in trials:  # each wrote only its own directory
+            assert (
+                tmp_path / name / f"step-{trials[name]['status']['curve'][-1]['step']:012d}.ckpt"
+            ).exists()
+    finally:
+        cluster.api.request("DELETE", f"/api/v1/persistentvolumes/{volume}")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,20 +91,46 @@ def test_an_unwritable_directory_names_itself_and_the_reason(
     assert "Not a directory" in (tmp_path / "message").read_text()
 
 
+FULL_DISK = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x00020000, 16384, 1 << 18
+for ok, what in (
+    (libc.unshare(CLONE_NEWNS) == 0, "unshare"),
+    (libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0, "private /"),
+    (libc.mount(b"tmpfs", sys.argv[1].encode(), b"tmpfs", 0, b"size=64k") == 0, "tmpfs"),
+):
+    if not ok:
+        sys.exit(f"{what}: {os.strerror(ctypes.get_errno())}")
+import kubetune
+kubetune.save_checkpoint({"w": b"x" * 10_000}, 1)
+try:
+    kubetune.save_checkpoint({"w": b"x" * 100_000}, 2)  # more than the 64 kB left
+except kubetune.CheckpointError as exc:
+    print(exc)
+print(*sorted(os.listdir(os.environ["KUBETUNE_CHECKPOINT_DIR"])))
+os.environ["KUBETUNE_RESUME_STEP"] = "2"
+print(kubetune.load_checkpoint()[1])
+"""
+
+
 def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_no_temporary_file(
-    ckpt_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    save_checkpoint({"step": 1}, 1)
-
-    def full(fd: int) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(checkpoint.os, "fsync", full)
-    with pytest.raises(CheckpointError, match=r"step 2 in .*No space left on device"):
-        save_checkpoint({"step": 2}, 2)
-    assert steps(ckpt_dir) == ["step-000000000001.ckpt"]
+    """A real full filesystem: a 64 kB tmpfs in a mount namespace of the child's own."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    env = {**os.environ, checkpoint.DIR_ENV: str(disk / "ckpt")}
+    env[checkpoint.TERMINATION_LOG_ENV] = str(tmp_path / "message")
+    env.pop(checkpoint.RESUME_STEP_ENV, None)
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(disk)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    error, listed, resumed = done.stdout.splitlines()
+    assert (
+        error == f"cannot save the checkpoint of step 2 in {disk / 'ckpt'}: No space left on device"
+    )
+    assert listed == "step-000000000001.ckpt"  # the earlier one intact, no temporary file
+    assert resumed == "1"
     assert "No space left on device" in (tmp_path / "message").read_text()
-    monkeypatch.undo()
-    monkeypatch.setenv(checkpoint.DIR_ENV, str(ckpt_dir))
-    monkeypatch.setenv(checkpoint.RESUME_STEP_ENV, "2")
-    assert load_checkpoint() == ({"step": 1}, 1)

@@ -76,6 +76,11 @@ def test_an_evicted_trial_resumes_from_its_checkpoint(cluster: Cluster, tmp_path
         assert claim["status"]["phase"] == "Bound"
         owners = claim["metadata"]["ownerReferences"]
         assert [o["kind"] for o in owners] == ["TuningJob"]  # deleted with the job
+        events = [
+            e for e in cluster.objects("events", "").values() if e["reason"] == "TrialRetrying"
+        ]
+        assert [e["type"] for e in events] == ["Warning"]
+        assert "EvictionByEvictionAPI" in events[0]["message"], events[0]["message"]
     finally:
         cluster.api.request("DELETE", f"/api/v1/persistentvolumes/{volume}")
 

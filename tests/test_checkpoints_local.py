@@ -96,12 +96,14 @@ def test_hyperband_promotions_continue_instead_of_training_again(tmp_path: Path)
         "parallelism": 1,  # the schedule's order, whatever the timing
     }
     args = ["--lr=${params.lr}", "--epochs=${params.epochs}"]
-    runs = {}
-    for name, checkpoints in (("with", {"keep": 2}), ("without", None)):
+    runners = {}
+    for name, checkpoints in (("with", {"keep": 2}), ("without", None)):  # side by side
         path = job(tmp_path, name, args, **{**spec, "checkpoints": checkpoints})
-        done = kubetune("run", str(path), "--workdir", str(tmp_path / name))
-        assert done.returncode == 0, done.stderr
-        runs[name] = trials(tmp_path / name)
+        runners[name] = start_runner(path, tmp_path / name)
+    for name, runner in runners.items():
+        code, result = result_of(runner, timeout=240)
+        assert code == 0 and result["reason"] == "MaxTrialsReached", (name, result)
+    runs = {name: trials(tmp_path / name) for name in runners}
     assert [t["params"] for t in runs["with"]] == [t["params"] for t in runs["without"]]
     lineage = [(t["continues"], t["resume_step"]) for t in runs["with"]]
     best = max(runs["with"][:3], key=lambda t: stored(tmp_path / "with", t["name"])[1][1])

@@ -230,6 +230,8 @@ class Controller:
             self.event(job, "Warning", "TrialFailed", f"{name}: {patch.get('message')}")
         elif state is TrialState.succeeded:
             self.event(job, "Normal", "TrialSucceeded", f"{name} finished")
+        elif patch.get("reason") == "Retrying":
+            self.event(job, "Warning", "TrialRetrying", f"{name}: {patch.get('message')}")
         return trial
 
     async def _decide(

@@ -297,7 +297,6 @@ def test_a_retrying_trial_waits_for_the_old_pod_then_gets_a_new_one() -> None:
     retrying = running_trial(retries=1, resumeStep=3, reason="Retrying")
     retrying["status"]["phase"] = "Pending"
     old = pod(deleting=True, **EVICTED)
-    assert observe_trial(retrying, old, NOW, 2) == observe_trial(retrying, old, NOW, 2)
     assert not observe_trial(retrying, old, NOW, 2).needs_pod
     assert observe_trial(retrying, old, NOW, 2).state is TrialState.pending
     assert observe_trial(retrying, None, NOW, 2).needs_pod

@@ -1,5 +1,5 @@
 """The CLI verbs over `kubetune.Client`: submit, get, list, status, trials, best, wait, logs, plot,
-update, delete. `--workdir DIR` picks the local backend (a root of jobs, or one job's directory);
+report, dashboard, update, delete. `--workdir DIR` picks the local backend (a root of jobs, or one job's directory);
 otherwise the cluster of the kubeconfig (`--context`, `-n`). Same tables, same `--json`."""
 
 from __future__ import annotations
@@ -58,6 +58,13 @@ def add_commands(commands: Any) -> None:
         metavar="DIR",
         help="directory (default: the job's work directory/plots, or .kubetune/plots/NAME)",
     )
+    report = verb("report", _report, "one self-contained HTML file of a job's charts and trials")
+    report.add_argument("name", metavar="NAME", nargs="?")
+    report.add_argument("--html", required=True, metavar="FILE", help="where to write it")
+    board = verb("dashboard", _dashboard, "serve live pages of the jobs in a browser")
+    board.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    board.add_argument("--port", type=int, default=8686, help="(default: 8686; 0: any free port)")
+    board.add_argument("--open", action="store_true", help="open it in a web browser")
     update = verb("update", _update, "change the budget of a running job")
     update.add_argument("name", metavar="NAME", nargs="?")
     update.add_argument("--max-trials", type=int)
@@ -213,6 +220,37 @@ def _plot(args: argparse.Namespace) -> int:
         _print_json([str(p) for p in paths])
     else:
         print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ..dashboard import write_report
+
+    client = _client(args)
+    path = write_report(client, _name(args, client), args.html)
+    if args.json:
+        _print_json({"path": str(path)})
+    else:
+        print(path)
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from ..dashboard import serve
+
+    client = _client(args)
+
+    def ready(url: str) -> None:
+        if args.json:
+            print(json.dumps({"url": url}), flush=True)
+        else:
+            print(f"kubetune dashboard of {client.backend.describe()} at {url} (Ctrl-C stops it)")
+            sys.stdout.flush()
+
+    try:
+        serve(client, args.host, args.port, args.open, ready)
+    except KeyboardInterrupt:
+        return 0
     return 0
 
 

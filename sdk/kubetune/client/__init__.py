@@ -4,9 +4,9 @@
     client = kubetune.Client(context="gpu", namespace="ml")
     client = kubetune.Client(workdir=".kubetune")   # local runs, one directory per job
 
-The verbs are the same on both: submit, get, list, trials, best, wait, logs, update, delete and
-plot. Results are typed (`JobStatus`, `TrialInfo`); failures raise `ClientError` subclasses whose
-message is one line, and invalid manifests raise `SpecError` with field paths.
+The verbs are the same on both: submit, get, list, trials, events, best, wait, logs, update,
+delete and plot. Results are typed (`JobStatus`, `TrialInfo`); failures raise `ClientError`
+subclasses whose message is one line, and invalid manifests raise `SpecError` with field paths.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ._errors import (
     Unavailable,
     WaitTimeout,
 )
-from ._types import JobStatus, TrialInfo, logs_command
+from ._types import JobEvent, JobStatus, TrialInfo, logs_command
 
 JobSource = str | Path | dict[str, Any] | TuningJob
 PROGRESS_INTERVAL = 0.25  # seconds between redraws of the progress table
@@ -43,6 +43,7 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "Forbidden",
+    "JobEvent",
     "JobFinished",
     "JobStatus",
     "NotFound",
@@ -97,6 +98,11 @@ class Client:
     def trials(self, name: str) -> builtins.list[TrialInfo]:
         """The job's trials by index: params, state, stop reason, objective and curve."""
         return self.backend.trials(name)
+
+    def events(self, name: str, limit: int = 50) -> builtins.list[JobEvent]:
+        """The newest Kubernetes Events about the job and its trials, newest first (none
+        locally)."""
+        return self.backend.events(name, limit)
 
     def best(self, name: str) -> BestTrial | None:
         """The best trial so far (None until one reports the objective)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..spec import TuningJob, TuningJobSpec
-from ._types import JobStatus, TrialInfo
+from ._types import JobEvent, JobStatus, TrialInfo
 
 
 class Backend(Protocol):
@@ -49,6 +49,10 @@ class Backend(Protocol):
     def trials(self, name: str) -> builtins.list[TrialInfo]: ...
 
     def spec(self, name: str) -> TuningJobSpec: ...
+
+    def events(self, name: str, limit: int) -> builtins.list[JobEvent]:
+        """The newest `limit` events about the job and its trials, newest first."""
+        ...
 
     def wait(
         self, name: str, deadline: float | None, on_change: Callable[[JobStatus], None]

@@ -13,6 +13,7 @@ import builtins
 import json
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -37,13 +38,14 @@ from ._errors import (
     Unavailable,
     WaitTimeout,
 )
-from ._types import JobStatus, TrialInfo
+from ._types import JobEvent, JobStatus, TrialInfo
 
 GROUP, VERSION = "kubetune.dev", "v1alpha1"
 JOB_LABEL = "kubetune.dev/job"
 REQUEST_TIMEOUT = (10, 60)  # connect and read seconds of every call that is not a watch
 WATCH_SECONDS = 240  # a watch is renewed this often even when nothing happens
 MAX_BACKOFF = 10.0
+EVENT_LIST_LIMIT = 500  # Events read per kind; the newest are shown
 NETWORK = (urllib3.exceptions.HTTPError, OSError)
 
 
@@ -319,6 +321,39 @@ class ClusterBackend:
         except NETWORK:
             time.sleep(1)
 
+    def events(self, name: str, limit: int) -> builtins.list[JobEvent]:
+        """The newest `limit` Events about the job and its trials (Trials are `<job>-<index>`)."""
+        found = []
+        for kind in ("TuningJob", "Trial"):
+            selector = f"involvedObject.kind={kind}"
+            if kind == "TuningJob":
+                selector += f",involvedObject.name={name}"
+            listed = self._call("list", "events", None, partial(self._events, selector))
+            for event in listed.items:
+                about = event.involved_object
+                if kind == "Trial" and not str(about.name).startswith(f"{name}-"):
+                    continue
+                when = event.last_timestamp or event.event_time or event.first_timestamp
+                found.append(
+                    JobEvent(
+                        time=when.isoformat() if when else None,
+                        type=event.type or "Normal",
+                        reason=event.reason or "",
+                        message=event.message or "",
+                        object=f"{kind}/{about.name}",
+                    )
+                )
+        found.sort(key=lambda e: e.time or "", reverse=True)
+        return found[:limit]
+
+    def _events(self, selector: str) -> Any:
+        return self.core.list_namespaced_event(
+            self.namespace,
+            field_selector=selector,
+            limit=EVENT_LIST_LIMIT,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+
     def delete(self, name: str) -> None:
         self._call(
             "delete",
@@ -428,6 +463,7 @@ def _spec(obj: dict[str, Any]) -> TuningJobSpec | dict[str, Any]:
             "direction": objective.get("direction", "maximize"),
             "max_trials": raw.get("maxTrials", fields["max_trials"].default),
             "parallelism": raw.get("parallelism", fields["parallelism"].default),
+            "early_stopping": str((raw.get("earlyStopping") or {}).get("name", "none")),
         }
 
 

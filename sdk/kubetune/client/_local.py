@@ -43,7 +43,7 @@ from ..spec import (
     TuningJobStatus,
 )
 from ._errors import AlreadyExists, ClientError, NotFound, UsageError
-from ._types import JobStatus, TrialInfo
+from ._types import JobEvent, JobStatus, TrialInfo
 
 STATE_FILE = "state.db"
 MANIFEST = "job.yaml"
@@ -228,6 +228,10 @@ class LocalBackend:
             rows = store.trials()
         maximize = json.loads(job["spec"])["objective"]["direction"] == "maximize" if job else True
         return [trial_info(r, maximize) for r in rows]
+
+    def events(self, name: str, limit: int) -> builtins.list[JobEvent]:
+        self.job_dir(name)  # a missing job is an error
+        return []  # a local run posts no events: its trials' reasons say what happened
 
     def wait(
         self, name: str, deadline: float | None, on_change: Callable[[JobStatus], None]

@@ -31,6 +31,7 @@ class JobStatus(TuningJobStatus):
     direction: Direction
     max_trials: int
     parallelism: int
+    early_stopping: str = "none"
 
     @classmethod
     def of(
@@ -76,7 +77,18 @@ def summary(spec: TuningJobSpec) -> dict[str, Any]:
         "direction": spec.objective.direction,
         "max_trials": spec.max_trials,
         "parallelism": spec.parallelism,
+        "early_stopping": spec.early_stopping.name,
     }
+
+
+class JobEvent(SpecModel):
+    """A Kubernetes Event about a job or one of its trials (none on the local backend)."""
+
+    time: str | None = None
+    type: str = "Normal"
+    reason: str = ""
+    message: str = ""
+    object: str = ""  # kind/name of the object it is about
 
 
 class TrialInfo(SpecModel):

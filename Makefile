@@ -23,7 +23,7 @@ lint: $(STAMP)
 
 # pytest exits 5 when it collects nothing (e.g. an empty marker selection): not a failure.
 test: lint tools
-	$(BIN)/python -m tests.tools prometheus
+	$(BIN)/python -m tests.tools prometheus chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 $(VENV)/.installed-bench: $(STAMP)

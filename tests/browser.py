@@ -130,4 +130,3 @@ class Dashboard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

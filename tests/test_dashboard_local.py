@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from kubetune import Client
 
 from .browser import Dashboard, Tab, browser, new_tab

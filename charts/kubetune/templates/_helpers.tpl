@@ -113,3 +113,8 @@ affinity:
 {{- define "kubetune.metricsService" -}}
 {{- or .Values.monitoring.service.enabled .Values.monitoring.serviceMonitor.enabled }}
 {{- end }}
+
+{{/* The namespace whose jobs the dashboard shows: set, the first watched one, or the release's. */}}
+{{- define "kubetune.dashboardNamespace" -}}
+{{- .Values.dashboard.namespace | default (first .Values.watchNamespaces) | default .Release.Namespace -}}
+{{- end }}

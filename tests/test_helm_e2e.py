@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from .browser import browser, new_tab
 from .chart import CHART
 from .conftest import ROOT
 from .harness import OBJECTIVE, Cluster, remove_namespace, wait_for
@@ -259,6 +260,8 @@ def test_a_namespaced_install_runs_jobs_in_its_namespace_under_roles(
             f"watchNamespaces={{{team}}}",
             "--set",
             "suggestion.replicas=1",
+            "--set",
+            "dashboard.enabled=true",
             "--wait",
             "--timeout",
             "240s",
@@ -266,11 +269,11 @@ def test_a_namespaced_install_runs_jobs_in_its_namespace_under_roles(
         ours = c.cluster_scoped("clusterroles", "rbac.authorization.k8s.io")
         assert not [name for name in ours if name.startswith("kubetune")]
         roles = c.api.request("GET", "/apis/rbac.authorization.k8s.io/v1/roles")["items"]
-        assert [
-            r["metadata"]["namespace"]
+        assert sorted(
+            (r["metadata"]["namespace"], r["metadata"]["name"])
             for r in roles
             if r["metadata"]["name"].startswith("kubetune")
-        ] == [team]
+        ) == [(team, "kubetune-dashboard"), (team, "kubetune-operator")]
         elsewhere = small_job("elsewhere")
         c.apply(elsewhere)  # in the test's namespace: not watched
         job = small_job("scoped")
@@ -286,5 +289,31 @@ def test_a_namespaced_install_runs_jobs_in_its_namespace_under_roles(
         )
         assert c.refused(since) == []  # the Role in the team's namespace is all it needed
         assert "status" not in c.objects("tuningjobs")["elsewhere"]
+        in_cluster_dashboard(c, since, team)
     finally:
         remove_namespace(c, team)
+
+
+def in_cluster_dashboard(c: HelmCluster, since: int, team: str) -> None:
+    """The chart's dashboard (a pod, as its read-only service account) shows the team's
+    finished job in chromium, through its Service; the authorizer refused it nothing."""
+    service = c.objects("services", "", NS)["kubetune-dashboard"]["spec"]
+    url = f"http://{service['clusterIP']}:{service['ports'][0]['port']}"
+    with browser() as chromium:
+        tab = new_tab(chromium)
+        tab.goto(url + "/")
+        tab.page.locator("tr[data-job='scoped'] a").click()
+        tab.wait("() => document.getElementById('history')?.dataset.points === '2'")
+        assert tab.page.locator("#trials tbody tr").count() == 2
+        tab.page.locator("#trials tbody tr a").first.click()
+        tab.page.wait_for_url(f"{url}/jobs/scoped/trials/scoped-0")
+        tab.wait("() => document.getElementById('log-state').textContent.startsWith('the trial')")
+        assert "epoch 2:" in tab.page.locator("#logs").inner_text()
+        tab.shot("in-cluster-trial")
+        assert not tab.errors, tab.errors
+    user = f"system:serviceaccount:{NS}:kubetune-dashboard"
+    requests = c.audit(user, since)
+    assert requests, "the dashboard made no request of its own"
+    assert not [e for e in requests if e.get("responseStatus", {}).get("code") == 403]
+    assert {e["verb"] for e in requests} <= {"get", "list", "watch"}
+    assert {e["objectRef"]["namespace"] for e in requests if "objectRef" in e} == {team}

@@ -447,8 +447,8 @@
     document.getElementById('parallel').dataset.lines = String(data.length);
     this.chart('parallel').setOption({
       animation: false, tooltip: this.tooltipOption('parallel'),
-      parallel: { left: 60, right: 80, top: 40, bottom: 30 }, parallelAxis: axes,
-      visualMap: { show: true, type: 'continuous', dimension: ps.length, right: 0, top: 'center',
+      parallel: { left: 60, right: 130, top: 40, bottom: 30 }, parallelAxis: axes,
+      visualMap: { show: true, type: 'continuous', dimension: ps.length, right: 10, top: 'center',
         min: values.length ? Math.min(...values) : 0, max: values.length ? Math.max(...values) : 1,
         inRange: { color: this.job.direction === 'maximize' ? ['#c6d4ee', '#2f6fde', '#0b2a6b'] : ['#0b2a6b', '#2f6fde', '#c6d4ee'] },
         calculable: true, itemHeight: 120 },

@@ -99,6 +99,15 @@ class Client:
         """The job's trials by index: params, state, stop reason, objective and curve."""
         return self.backend.trials(name)
 
+    def view(self, name: str) -> tuple[JobStatus, builtins.list[TrialInfo]]:
+        """`get` and `trials` at once: the status and the trials it counts, read together."""
+        return self.backend.view(name)
+
+    def revision(self, name: str) -> str:
+        """A cheap token that changes whenever the job may have changed: to skip reading a
+        settled job again."""
+        return self.backend.revision(name)
+
     def events(self, name: str, limit: int = 50) -> builtins.list[JobEvent]:
         """The newest Kubernetes Events about the job and its trials, newest first (none
         locally)."""

@@ -48,7 +48,18 @@ class Backend(Protocol):
 
     def trials(self, name: str) -> builtins.list[TrialInfo]: ...
 
+    def view(self, name: str) -> tuple[JobStatus, builtins.list[TrialInfo]]:
+        """The job's status and its trials, read together (locally from one read of the state
+        file)."""
+        ...
+
     def spec(self, name: str) -> TuningJobSpec: ...
+
+    def revision(self, name: str) -> str:
+        """A cheap token that changes when the job changes (locally: its state file or runner;
+        on a cluster: the TuningJob's resourceVersion, which its operator bumps with each status
+        write). Trials of a job that has settled do not change without it."""
+        ...
 
     def events(self, name: str, limit: int) -> builtins.list[JobEvent]:
         """The newest `limit` events about the job and its trials, newest first."""

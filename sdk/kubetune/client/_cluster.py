@@ -137,7 +137,10 @@ class ClusterBackend:
         return sorted((job_status(o) for o in listed["items"]), key=lambda j: j.name)
 
     def trials(self, name: str) -> builtins.list[TrialInfo]:
-        self.raw(name)  # a missing job is an error, not an empty list
+        return self.view(name)[1]
+
+    def view(self, name: str) -> tuple[JobStatus, builtins.list[TrialInfo]]:
+        status = self.get(name)  # a missing job is an error, not an empty list
         listed = self._call(
             "list",
             "trials",
@@ -151,7 +154,7 @@ class ClusterBackend:
                 _request_timeout=REQUEST_TIMEOUT,
             ),
         )
-        return sorted((trial_info(o) for o in listed["items"]), key=lambda t: t.index)
+        return status, sorted((trial_info(o) for o in listed["items"]), key=lambda t: t.index)
 
     def wait(
         self, name: str, deadline: float | None, on_change: Callable[[JobStatus], None]
@@ -320,6 +323,9 @@ class ClusterBackend:
             return
         except NETWORK:
             time.sleep(1)
+
+    def revision(self, name: str) -> str:
+        return str(self.raw(name)["metadata"]["resourceVersion"])
 
     def events(self, name: str, limit: int) -> builtins.list[JobEvent]:
         """The newest `limit` Events about the job and its trials (Trials are `<job>-<index>`)."""

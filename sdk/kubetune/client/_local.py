@@ -222,12 +222,22 @@ class LocalBackend:
         return [self.get(n) for n in self.names()]
 
     def trials(self, name: str) -> builtins.list[TrialInfo]:
+        return self.view(name)[1]
+
+    def view(self, name: str) -> tuple[JobStatus, builtins.list[TrialInfo]]:
         path = self.job_dir(name)
         with _reader(path) as store:
             job = store.job()
             rows = store.trials()
-        maximize = json.loads(job["spec"])["objective"]["direction"] == "maximize" if job else True
-        return [trial_info(r, maximize) for r in rows]
+        if job is None:
+            raise NotFound(f"job {name!r} not found in {self.root}")
+        maximize = json.loads(job["spec"])["objective"]["direction"] == "maximize"
+        status = job_status(job, rows, runner_pid(path) is not None)
+        return status, [trial_info(r, maximize) for r in rows]
+
+    def revision(self, name: str) -> str:
+        path = self.job_dir(name)
+        return f"{_changes(path)}:{runner_pid(path)}"
 
     def events(self, name: str, limit: int) -> builtins.list[JobEvent]:
         self.job_dir(name)  # a missing job is an error

@@ -56,7 +56,9 @@ def make_app(client: Client, interval: float = 0.4) -> web.Application:
     app[LOGS] = asyncio.Semaphore(LOG_STREAMS)
 
     async def start(app: web.Application) -> None:
-        app[FEEDS] = Feeds(client, asyncio.get_running_loop(), interval)
+        loop = asyncio.get_running_loop()
+        app[FEEDS] = Feeds(client, loop, interval)
+        loop.run_in_executor(None, _preload)
 
     app.on_startup.append(start)
     app.router.add_get("/", _page)
@@ -106,6 +108,11 @@ def error_page(status: int, title: str, detail: str | None) -> web.Response:
     return response
 
 
+def _preload() -> None:
+    """Import scikit-learn now, not while the first page waits for its job."""
+    import sklearn.ensemble  # noqa: F401
+
+
 def _app_page() -> web.Response:
     return web.Response(text=(static_dir() / "index.html").read_text(), content_type="text/html")
 
@@ -121,24 +128,30 @@ async def _blocking(call: Callable[[], Any]) -> Any:
 async def _job_page(request: web.Request) -> web.StreamResponse:
     name = request.match_info["job"]
     try:
-        await _blocking(lambda: request.app[CLIENT].get(name))
+        await _blocking(lambda: request.app[CLIENT].revision(name))  # cheap: no trials read
     except NotFound as exc:
         return error_page(404, "Not Found", str(exc))
     except ClientError:
         pass  # the page says the API is unreachable and keeps trying
+    else:
+        request.app[FEEDS].job(name).touch()  # its snapshot is read while the page loads
     return _app_page()
 
 
 async def _trial_page(request: web.Request) -> web.StreamResponse:
     job, trial = request.match_info["job"], request.match_info["trial"]
+    feed = request.app[FEEDS].job(job)
+    names = feed.names()
     try:
-        trials = await _blocking(lambda: request.app[CLIENT].trials(job))
+        if names is None:
+            names = {t.name for t in await _blocking(lambda: request.app[CLIENT].trials(job))}
     except NotFound as exc:
         return error_page(404, "Not Found", str(exc))
     except ClientError:
         return _app_page()
-    if all(t.name != trial for t in trials):
+    if trial not in names:
         return error_page(404, "Not Found", f"job {job!r} has no trial {trial!r}")
+    feed.touch()
     return _app_page()
 
 
@@ -187,7 +200,7 @@ async def _job_stream(request: web.Request) -> web.StreamResponse:
 
 def _for_trial(message: Message, trial: str) -> Message | None:
     """A job message cut down to one trial and the trials it continues (its lineage)."""
-    event, data = message
+    event, data = message.event, message.data
     if event not in ("snapshot", "update"):
         return message
     rows = data.get("trials") or []
@@ -195,7 +208,7 @@ def _for_trial(message: Message, trial: str) -> Message | None:
         return None
     kept = {k: v for k, v in data.items() if k != "importance"}
     kept["trials"] = _lineage(rows, trial) if event == "snapshot" else rows
-    return event, kept
+    return Message(event, kept)
 
 
 def _lineage(rows: list[dict[str, Any]], trial: str) -> list[dict[str, Any]]:
@@ -221,7 +234,7 @@ async def _stream(
             while response.is_connected():
                 message = pick(await queue.get())
                 if message is not None:
-                    await response.send(_dumps(message[1]), event=message[0])
+                    await response.send(message.text, event=message.event)
         return response
     finally:
         unsubscribe(queue)
@@ -234,8 +247,8 @@ async def _logs_stream(request: web.Request) -> web.StreamResponse:
     if limit.locked():
         raise web.HTTPServiceUnavailable(text=f"{LOG_STREAMS} logs are followed already")
     async with limit, sse_response(request, headers=HEADERS) as response:
-        async for event, data in _follow(client, job, trial):
-            await response.send(_dumps(data), event=event)
+        async for message in _follow(client, job, trial):
+            await response.send(message.text, event=message.event)
             if not response.is_connected():
                 break
         return response
@@ -257,25 +270,25 @@ async def _follow(client: Client, job: str, trial: str) -> AsyncIterator[Message
             for line in client.logs(trial, follow=True, job=job):
                 if stop.is_set():
                     return
-                put(("line", {"line": line.rstrip("\n")}))
-            put(("end", {}))
+                put(Message("line", {"line": line.rstrip("\n")}))
+            put(Message("end", {}))
         except ClientError as exc:
-            put(("problem", {"message": str(exc)}))
+            put(Message("problem", {"message": str(exc)}))
 
     threading.Thread(target=read, daemon=True, name=f"logs {trial}").start()
     try:
         while True:
             lines: list[str] = []
             message = await queue.get()
-            while message[0] == "line":
-                lines.append(message[1]["line"])
+            while message.event == "line":
+                lines.append(message.data["line"])
                 if queue.empty():
                     break
                 message = queue.get_nowait()
             if lines:
                 skipped = max(0, len(lines) - LOG_BACKLOG)
-                yield "lines", {"lines": lines[skipped:], "skipped": skipped}
-            if message[0] != "line":
+                yield Message("lines", {"lines": lines[skipped:], "skipped": skipped})
+            if message.event != "line":
                 yield message
                 return
     finally:

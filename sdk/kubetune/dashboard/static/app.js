@@ -202,6 +202,7 @@
     }
   };
   JobView.prototype.snapshot = function (data) {
+    performance.mark('kubetune-snapshot'); // benchmarks/dashboard_scale.py reads the marks
     this.job = data.job;
     this.trials = new Map(data.trials.map((t) => [t.name, t]));
     this.importance = data.importance;
@@ -221,6 +222,7 @@
     for (const id of this.visible) this.render(id);
     document.body.dataset.ready = '1';
     document.body.dataset.trials = String(this.trials.size);
+    if (!performance.getEntriesByName('kubetune-ready').length) performance.mark('kubetune-ready');
   };
   JobView.prototype.ordered = function () {
     return Array.from(this.trials.values()).sort((a, b) => a.index - b.index);

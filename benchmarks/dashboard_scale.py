@@ -104,7 +104,9 @@ def write_optuna(path: Path, rows: list[dict[str, Any]]) -> str:
     study = optuna.create_study(study_name="digits", storage=url, direction="maximize")
     made = []
     for row in rows:
-        state = optuna.trial.TrialState.PRUNED if row["stopped"] else optuna.trial.TrialState.COMPLETE
+        state = (
+            optuna.trial.TrialState.PRUNED if row["stopped"] else optuna.trial.TrialState.COMPLETE
+        )
         made.append(
             optuna.trial.create_trial(
                 params=row["params"],
@@ -177,6 +179,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--loads", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/dashboard_scale.json")
+    parser.add_argument("--no-peer", action="store_true", help="skip optuna-dashboard")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -218,10 +221,16 @@ def main() -> None:
             import optuna_dashboard  # noqa: F401
         except ImportError:
             result["optuna_dashboard"] = "not installed (pip install optuna-dashboard)"
+        if args.no_peer or "optuna_dashboard" in result:
+            pass
         else:
             storage = write_optuna(Path(tmp) / "optuna.db", rows)
             port = free_port()
-            command = [str(Path(sys.executable).parent / "optuna-dashboard"), storage, f"--port={port}"]
+            command = [
+                str(Path(sys.executable).parent / "optuna-dashboard"),
+                storage,
+                f"--port={port}",
+            ]
             proc = server(command, f"http://127.0.0.1:{port}/")
             try:
                 took = [

@@ -391,7 +391,8 @@
       large: ts.length > LARGE, largeThreshold: LARGE }));
     this.lookup.history = Object.values(groups).map((ts) => ts.map((t) => t.name));
     series.push({ name: 'best so far', type: 'line', step: 'end', data: best, symbol: 'none',
-      lineStyle: { color: '#1d2330', width: 2 }, silent: true, tooltip: { show: false } });
+      lineStyle: { color: '#1d2330', width: 2 }, itemStyle: { color: '#1d2330' }, silent: true,
+      tooltip: { show: false } });
     document.getElementById('history').dataset.points = String(points);
     this.chart('history').setOption({
       animation: false, tooltip: this.tooltipOption('history'), legend: { top: 0 },
@@ -418,7 +419,7 @@
       itemStyle: { color: STATE_COLORS.Stopped }, z: 5 });
     if ((this.job.rungs || []).length) {
       series.push({ name: 'rungs', type: 'line', data: [], silent: true,
-        markLine: { symbol: 'none', label: { formatter: 'rung {c}' }, lineStyle: { type: 'dashed', color: '#98a2b3' },
+        markLine: { symbol: 'none', label: { formatter: 'rung {c}', position: 'insideEndTop' }, lineStyle: { type: 'dashed', color: '#98a2b3' },
           data: this.job.rungs.map((r) => ({ xAxis: r })) } });
     }
     document.getElementById('curves').dataset.curves = String(shown.length);

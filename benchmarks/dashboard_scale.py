@@ -52,11 +52,11 @@ def trials(n: int) -> list[dict[str, Any]]:
     rng = random.Random(7)
     random.seed(7)
     out = []
-    for i in range(n):
+    for _ in range(n):
         params = {
             "lr": 10 ** rng.uniform(-4, math.log10(0.3)),
             "hidden_layers": rng.randint(1, 4),
-            "units": int(round(2 ** rng.uniform(4, 8))),
+            "units": round(2 ** rng.uniform(4, 8)),
             "dropout": rng.uniform(0, 0.5),
             "optimizer": rng.choice(["sgd", "adam", "adamw"]),
         }

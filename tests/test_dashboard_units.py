@@ -63,7 +63,7 @@ def test_importance_finds_the_parameter_that_matters(tmp_path: Path) -> None:
     spec = client.spec("units")
     rows = [trial_row(t) for t in client.trials("units")]
     ranked = importance(spec, rows)
-    assert [r["name"] for r in ranked][0] == "lr"
+    assert ranked[0]["name"] == "lr"
     assert ranked[0]["importance"] > 0.8
     assert abs(sum(r["importance"] for r in ranked) - 1.0) < 1e-9
     assert importance(spec, rows[:3]) == []  # too few to say

@@ -108,6 +108,15 @@ def test_each_image_installs_only_what_it_needs(tmp_path: Path) -> None:
         assert out.returncode == 0, (command, out.stderr)
     assert importable(operator, "kopf") and importable(operator, "kubetune_operator.handlers")
     assert not importable(operator, "torch")
+    # the chart's in-cluster dashboard runs on this image: its assets are in the package
+    assets = "from kubetune.dashboard._server import static_dir as d; print(sorted(" + (
+        "str(p.relative_to(d())) for p in d().rglob('*') if p.is_file()))"
+    )
+    shipped = run(operator / "python", "-c", assets)
+    assert shipped.returncode == 0, shipped.stderr
+    for asset in ("index.html", "app.js", "app.css", "vendor/echarts.min.js"):
+        assert asset in shipped.stdout, shipped.stdout
+    assert run(operator / "kubetune", "dashboard", "--help").returncode == 0
 
     # the trainer extra on top of the SDK: torch, and a local run of the real trainer
     constraints = tmp_path / "torch.txt"
@@ -133,3 +142,7 @@ def test_each_image_installs_only_what_it_needs(tmp_path: Path) -> None:
         run(sdk / "kubetune", "best", "laptop", "--workdir", workdir, "--json").stdout
     )
     assert best["objective"] > 0.5, best
+    report = tmp_path / "laptop.html"
+    wrote = run(sdk / "kubetune", "report", "laptop", "--workdir", workdir, "--html", report)
+    assert wrote.returncode == 0, wrote.stderr
+    assert "echarts" in report.read_text() and '"laptop-1"' in report.read_text()

@@ -100,13 +100,15 @@ def new_tab(launched: Any) -> Tab:
 class Dashboard:
     """`kubetune dashboard ... --port 0 --json` running; its URL from its first line."""
 
-    def __init__(self, *flags: str, env: dict[str, str] | None = None) -> None:
-        command = [sys.executable, "-m", "kubetune.cli", "dashboard", *flags, "--port=0", "--json"]
+    def __init__(self, *flags: str, env: dict[str, str] | None = None, port: int = 0) -> None:
+        command = [sys.executable, "-m", "kubetune.cli", "dashboard", *flags, f"--port={port}"]
+        command.append("--json")
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
         self.stderr: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
+        self.drain = threading.Thread(target=self._drain, daemon=True)
+        self.drain.start()
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # blocks until it listens, or exits
         assert line, f"dashboard exited {self.proc.wait()}: {''.join(self.stderr)}"
@@ -118,12 +120,15 @@ class Dashboard:
             self.stderr.append(line)
 
     def close(self) -> None:
+        if self.proc.poll() is not None:
+            return
         self.proc.terminate()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.drain.join(10)
 
     def __enter__(self) -> Dashboard:
         return self

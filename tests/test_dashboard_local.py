@@ -24,7 +24,7 @@ from kubetune import Client
 
 from .browser import Dashboard, Tab, browser, new_tab
 from .test_local_run import TRAINER_DIR, kubetune
-from .waiting import wait_for
+from .waiting import free_port, wait_for
 
 HOSTILE = ["<script>window.__pwned=1</script>", '<img src=x onerror="window.__pwned=2">']
 TRAIN = (
@@ -175,3 +175,29 @@ def test_the_html_report_opens_offline_with_its_charts(live: Live, tmp_path: Pat
     assert_escaped(tab)
     tab.shot("report")
     assert not tab.errors, tab.errors  # a CSP violation would be a console error
+
+
+def test_a_page_reconnects_by_itself_when_the_server_comes_back(live: Live) -> None:
+    workdir = str(live.client.backend.describe()).split("'")[1]
+    port = free_port()
+    first = Dashboard("--workdir", workdir, port=port)
+    tab = new_tab(live.chromium)
+    try:
+        response = tab.goto(f"{first.url}/jobs/{live.name}")
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe" not in csp
+        first.close()
+        tab.wait("() => document.getElementById('banner').textContent.includes('reconnecting')")
+        with Dashboard("--workdir", workdir, port=port):
+            tab.wait("() => document.getElementById('banner').hidden")
+            tab.wait("() => Number(document.getElementById('history').dataset.points) === 4")
+    finally:
+        first.close()
+    assert not [e for e in tab.errors if "net::ERR_" not in e], tab.errors  # the server died
+
+
+def test_it_warns_when_it_listens_beyond_loopback(live: Live) -> None:
+    workdir = str(live.client.backend.describe()).split("'")[1]
+    with Dashboard("--workdir", workdir, "--host", "0.0.0.0") as board:
+        assert board.url.startswith("http://0.0.0.0:")
+    assert "not loopback" in "".join(board.stderr), board.stderr

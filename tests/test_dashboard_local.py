@@ -28,12 +28,18 @@ from .waiting import free_port, wait_for
 
 HOSTILE = ["<script>window.__pwned=1</script>", '<img src=x onerror="window.__pwned=2">']
 TRAIN = (
-    f'echo "note: $KUBETUNE_PARAM_NOTE"; exec {shlex.quote(sys.executable)} train.py '
+    f"exec {shlex.quote(sys.executable)} train.py "
     "--units=32 --hidden-layers=1 --lr=${params.lr} --epochs=6 --epoch-delay=0.5"
 )
 
 
-def write_job(tmp_path: Path, name: str) -> Path:
+def command(gate: Path | None) -> str:
+    """Print the note, wait until the gate file exists (if any), then train."""
+    wait = f"until [ -e {shlex.quote(str(gate))} ]; do sleep 0.1; done; " if gate else ""
+    return f'echo "note: $KUBETUNE_PARAM_NOTE"; {wait}{TRAIN}'
+
+
+def write_job(tmp_path: Path, name: str, gate: Path | None = None) -> Path:
     spec: dict[str, Any] = {
         "objective": {"metric": "val_accuracy", "direction": "maximize"},
         "parameters": [
@@ -47,7 +53,11 @@ def write_job(tmp_path: Path, name: str) -> Path:
             "local": {"workingDir": str(TRAINER_DIR)},
             "spec": {
                 "containers": [
-                    {"name": "trainer", "image": "kubetune/trainer", "command": ["sh", "-c", TRAIN]}
+                    {
+                        "name": "trainer",
+                        "image": "kubetune/trainer",
+                        "command": ["sh", "-c", command(gate)],
+                    }
                 ]
             },
         },
@@ -71,17 +81,26 @@ def assert_escaped(tab: Tab) -> None:
 class Live:
     def __init__(self, client: Client, name: str, board: Dashboard, chromium: Any) -> None:
         self.client, self.name, self.board, self.chromium = client, name, board, chromium
+        self.gate = Path()
+
+    def finish(self) -> None:
+        """Let the trials train (they wait at the gate until then), and wait for the job."""
+        self.gate.touch()
+        self.client.wait(self.name, timeout=240)
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """A job of the real trainer running locally, its dashboard, and a browser."""
+    """A job of the real trainer running locally (its trials wait at a gate until a test opens
+    it), its dashboard, and a browser."""
     tmp = tmp_path_factory.mktemp("dashboard")
     client = Client(workdir=tmp / "runs")
-    name = client.submit(write_job(tmp, "live"))
+    name = client.submit(write_job(tmp, "live", gate=tmp / "gate"))
     with Dashboard("--workdir", str(tmp / "runs")) as board, browser() as chromium:
-        yield Live(client, name, board, chromium)
-        client.wait(name, timeout=240)
+        running = Live(client, name, board, chromium)
+        running.gate = tmp / "gate"
+        yield running
+        running.finish()
 
 
 def test_the_pages_follow_a_running_job(live: Live) -> None:
@@ -106,8 +125,10 @@ def test_the_pages_follow_a_running_job(live: Live) -> None:
     logs = new_tab(live.chromium)
     logs.goto(f"{url}/jobs/{name}/trials/{trial}")
     logs.wait("() => Number(document.getElementById('logs').dataset.lines) >= 1")
-    seen = int(logs.value("() => Number(document.getElementById('logs').dataset.lines)"))
-    logs.wait("n => Number(document.getElementById('logs').dataset.lines) > n", seen)
+    assert logs.page.locator("#log-state").inner_text().startswith("following")
+    assert tab.value("() => document.getElementById('history').dataset.points") == "0"
+    live.gate.touch()  # the trials train now: their lines arrive, then the end
+    logs.wait("() => Number(document.getElementById('logs').dataset.lines) > 1")
     logs.wait("() => document.getElementById('log-state').textContent.startsWith('the trial')")
     assert "epoch 6:" in logs.page.locator("#logs").inner_text()
     assert "note: " in logs.page.locator("#logs").inner_text()
@@ -115,7 +136,7 @@ def test_the_pages_follow_a_running_job(live: Live) -> None:
     logs.shot("trial")
 
     # trials that finish appear on the job page without a reload, up to the last
-    client.wait(name, timeout=240)
+    live.finish()
     expected = objectives(client, name)
     assert expected == 4
     tab.wait("n => Number(document.getElementById('history').dataset.points) === n", expected)
@@ -132,7 +153,7 @@ def test_the_pages_follow_a_running_job(live: Live) -> None:
 
 
 def test_a_click_on_a_point_opens_its_trial(live: Live) -> None:
-    live.client.wait(live.name, timeout=240)
+    live.finish()
     tab = new_tab(live.chromium)
     tab.goto(f"{live.board.url}/jobs/{live.name}")
     tab.wait("() => Number(document.getElementById('history').dataset.points) === 4")
@@ -163,7 +184,7 @@ def test_bad_input_gets_a_404_page_and_nothing_but_get_is_served(live: Live) -> 
 
 
 def test_the_html_report_opens_offline_with_its_charts(live: Live, tmp_path: Path) -> None:
-    live.client.wait(live.name, timeout=240)
+    live.finish()
     out = tmp_path / "report.html"
     workdir = str(live.client.backend.describe()).split("'")[1]
     done = kubetune("report", live.name, "--workdir", workdir, "--html", str(out))
@@ -178,6 +199,7 @@ def test_the_html_report_opens_offline_with_its_charts(live: Live, tmp_path: Pat
 
 
 def test_a_page_reconnects_by_itself_when_the_server_comes_back(live: Live) -> None:
+    live.finish()
     workdir = str(live.client.backend.describe()).split("'")[1]
     port = free_port()
     first = Dashboard("--workdir", workdir, port=port)

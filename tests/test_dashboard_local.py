@@ -10,6 +10,7 @@ Every wait is for state in the page or the Client, with a deadline.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import urllib.error
@@ -181,6 +182,14 @@ def test_bad_input_gets_a_404_page_and_nothing_but_get_is_served(live: Live) -> 
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(urllib.request.Request(url + "/", method="POST"))
     assert refused.value.code == 405
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(url + "/api/jobs/nope")
+    assert missing.value.code == 404
+    live.finish()
+    with urllib.request.urlopen(f"{url}/api/jobs/{name}") as answer:  # the snapshot, for scripts
+        snapshot = json.loads(answer.read())
+    assert [t["name"] for t in snapshot["trials"]] == [f"{name}-{i}" for i in range(4)]
+    assert snapshot["job"]["phase"] == "Succeeded" and "token" not in json.dumps(snapshot)
 
 
 def test_the_html_report_opens_offline_with_its_charts(live: Live, tmp_path: Path) -> None:

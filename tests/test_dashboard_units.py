@@ -138,8 +138,13 @@ def test_a_feed_sends_a_snapshot_then_only_what_changed(tmp_path: Path) -> None:
         joined = loop.run_until_complete(_subscribe(feed))  # a new page: the latest snapshot
         latest = loop.run_until_complete(take(joined, "snapshot"))
         assert len(latest.data["trials"]) == 11 and latest.data["importance"]
+        feed.linger = 0.0
         feed.unsubscribe(queue)
         feed.unsubscribe(joined)
+        thread = feed.thread
+        assert thread is not None
+        thread.join(10)  # with nobody listening, the feed ends and drops its snapshot
+        assert not thread.is_alive() and feed.snapshot is None
     finally:
         store.close()
         loop.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..client import JobEvent, JobStatus, TrialInfo
+from ..client import Client, JobEvent, JobStatus, TrialInfo
 from ..plots import rungs
 from ..spec import TuningJobSpec
 from ..spec._parameters import CategoricalParameter, Scale
@@ -102,6 +102,12 @@ def job_payload(
         "trials": rows,
         "importance": importance(spec, rows),
     }
+
+
+def read_job(client: Client, name: str) -> dict[str, Any]:
+    """A job's whole payload, read now (the report, and /api/jobs/NAME)."""
+    status, trials = client.view(name)
+    return job_payload(client.spec(name), status, trials, client.events(name))
 
 
 def job_details(

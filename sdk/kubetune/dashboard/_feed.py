@@ -112,7 +112,10 @@ class Feed:
             self.problem = data["message"] if event == "problem" else None
             listeners = list(self.listeners)
         for queue in listeners:
-            self.loop.call_soon_threadsafe(_offer, queue, message)
+            try:
+                self.loop.call_soon_threadsafe(_offer, queue, message)
+            except RuntimeError:  # the event loop has closed: the server is shutting down
+                return
 
     def poll(self) -> None:
         raise NotImplementedError

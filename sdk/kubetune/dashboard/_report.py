@@ -11,15 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client
-from ._data import job_payload
+from ._data import read_job
 from ._server import static_dir
 
 
 def write_report(client: Client, name: str, path: str | Path) -> Path:
     """Write job `name`'s report to `path`; the path written."""
-    payload = job_payload(
-        client.spec(name), client.get(name), client.trials(name), client.events(name)
-    )
+    payload = read_job(client, name)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(payload), encoding="utf-8")

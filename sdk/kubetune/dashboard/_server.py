@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from ..client import Client, ClientError, NotFound
-from ._data import job_payload
+from ._data import read_job
 from ._feed import Feeds, Message
 
 CSP = (
@@ -165,14 +165,8 @@ async def _health(request: web.Request) -> web.StreamResponse:
 
 async def _job_json(request: web.Request) -> web.StreamResponse:
     client, name = request.app[CLIENT], request.match_info["job"]
-
-    def read() -> dict[str, Any]:
-        return job_payload(
-            client.spec(name), client.get(name), client.trials(name), client.events(name)
-        )
-
     try:
-        payload = await _blocking(read)
+        payload = await _blocking(lambda: read_job(client, name))
     except NotFound as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
     return web.json_response(payload, dumps=_dumps)

@@ -83,6 +83,7 @@ class Live:
     def __init__(self, client: Client, name: str, board: Dashboard, chromium: Any) -> None:
         self.client, self.name, self.board, self.chromium = client, name, board, chromium
         self.gate = Path()
+        self.workdir = Path()
 
     def finish(self) -> None:
         """Let the trials train (they wait at the gate until then), and wait for the job."""
@@ -99,7 +100,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     name = client.submit(write_job(tmp, "live", gate=tmp / "gate"))
     with Dashboard("--workdir", str(tmp / "runs")) as board, browser() as chromium:
         running = Live(client, name, board, chromium)
-        running.gate = tmp / "gate"
+        running.gate, running.workdir = tmp / "gate", tmp / "runs"
         yield running
         running.finish()
 
@@ -195,7 +196,7 @@ def test_bad_input_gets_a_404_page_and_nothing_but_get_is_served(live: Live) -> 
 def test_the_html_report_opens_offline_with_its_charts(live: Live, tmp_path: Path) -> None:
     live.finish()
     out = tmp_path / "report.html"
-    workdir = str(live.client.backend.describe()).split("'")[1]
+    workdir = str(live.workdir)
     done = kubetune("report", live.name, "--workdir", workdir, "--html", str(out))
     assert done.returncode == 0, done.stderr
     tab = new_tab(live.chromium)
@@ -209,7 +210,7 @@ def test_the_html_report_opens_offline_with_its_charts(live: Live, tmp_path: Pat
 
 def test_a_page_reconnects_by_itself_when_the_server_comes_back(live: Live) -> None:
     live.finish()
-    workdir = str(live.client.backend.describe()).split("'")[1]
+    workdir = str(live.workdir)
     port = free_port()
     first = Dashboard("--workdir", workdir, port=port)
     tab = new_tab(live.chromium)
@@ -228,7 +229,7 @@ def test_a_page_reconnects_by_itself_when_the_server_comes_back(live: Live) -> N
 
 
 def test_it_warns_when_it_listens_beyond_loopback(live: Live) -> None:
-    workdir = str(live.client.backend.describe()).split("'")[1]
+    workdir = str(live.workdir)
     with Dashboard("--workdir", workdir, "--host", "0.0.0.0") as board:
         assert board.url.startswith("http://0.0.0.0:")
     assert "not loopback" in "".join(board.stderr), board.stderr

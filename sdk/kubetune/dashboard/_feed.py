@@ -15,7 +15,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -70,8 +69,7 @@ class Feed:
             self.listeners.add(queue)
             current, problem = self.snapshot, self.problem
             if self.thread is None:
-                self.thread = threading.Thread(target=self._run, daemon=True, name=repr(self))
-                self.thread.start()
+                self._start()
             elif current is None:
                 self.wake.set()  # no snapshot yet (a problem, or a poll under way): poll now
         if current is not None:
@@ -85,8 +83,12 @@ class Feed:
         with self.lock:
             self.left_at = time.monotonic()
             if self.thread is None:
-                self.thread = threading.Thread(target=self._run, daemon=True, name=repr(self))
-                self.thread.start()
+                self._start()
+
+    def _start(self) -> None:
+        """Start the polling thread (with the lock held)."""
+        self.thread = threading.Thread(target=self._run, daemon=True, name=repr(self))
+        self.thread.start()
 
     def names(self) -> set[str] | None:
         """The trials of the current snapshot, or None without one."""
@@ -287,8 +289,8 @@ class Feeds:
             feed = self.by_job[name] = JobFeed(self.client, name, self.loop, self.interval)
         return feed
 
-    def forget_idle(self, keep: Callable[[JobFeed], bool] = lambda f: bool(f.listeners)) -> None:
-        """Drop feeds nobody listens to, so a server that saw many jobs stays small."""
+    def forget_idle(self) -> None:
+        """Drop feeds that have stopped, so a server that saw many jobs stays small."""
         for name, feed in list(self.by_job.items()):
-            if not keep(feed) and feed.thread is None:
+            if not feed.listeners and feed.thread is None:
                 del self.by_job[name]

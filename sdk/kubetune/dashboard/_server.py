@@ -10,6 +10,7 @@ package.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import threading
@@ -113,8 +114,13 @@ def _preload() -> None:
     import sklearn.ensemble  # noqa: F401
 
 
+@functools.cache
+def _index() -> str:
+    return (static_dir() / "index.html").read_text()
+
+
 def _app_page() -> web.Response:
-    return web.Response(text=(static_dir() / "index.html").read_text(), content_type="text/html")
+    return web.Response(text=_index(), content_type="text/html")
 
 
 async def _page(request: web.Request) -> web.StreamResponse:

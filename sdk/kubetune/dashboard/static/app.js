@@ -231,17 +231,15 @@
     return this.job.direction === 'maximize' ? a > b : a < b;
   };
   JobView.prototype.open = function (trial) {
-    if (this.embedded) {
-      const row = document.querySelector('tr[data-trial="' + CSS.escape(trial) + '"]');
+    if (this.embedded) { // a report has no trial pages: show the trial's row in the table
       this.textFilter.value = trial;
       this.page = 0;
       this.drawTable();
       const found = document.querySelector('#trials tbody tr');
       if (found) found.scrollIntoView({ block: 'center' });
-      return row;
+      return;
     }
     window.location.href = trialHref(this.name, trial);
-    return null;
   };
   JobView.prototype.drawHeader = function () {
     const j = this.job;
@@ -489,7 +487,7 @@
     this.chart('importance').setOption({
       animation: false, tooltip: { trigger: 'item', formatter: (p) => esc(p.name) + ': ' + esc(num(p.value)) },
       grid: { left: 110, right: 20, top: 10, bottom: 30 },
-      title: ranked.length ? undefined : { text: 'Shown once ' + 4 + ' trials have succeeded', left: 'center', top: 'middle',
+      title: ranked.length ? undefined : { text: 'Shown once 4 trials have succeeded', left: 'center', top: 'middle',
         textStyle: { fontSize: 13, color: '#667085', fontWeight: 'normal' } },
       xAxis: { type: 'value', max: 1 }, yAxis: { type: 'category', data: ranked.map((r) => r.name) },
       series: [{ type: 'bar', data: ranked.map((r) => ({ name: r.name, value: r.importance })), itemStyle: { color: '#2f6fde' } }],

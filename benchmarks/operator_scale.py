@@ -81,7 +81,7 @@ def finished_trial(body: dict[str, Any], index: int, params: dict[str, Any]) -> 
     curve = [(s, 1.0 / s + 0.001 * (index % 97)) for s in range(1, EPOCHS + 1)]
     kept = compact_curve(curve, stopper.anchors(), False)
     latest = {f"metric_{k}": 0.5 for k in range(7)} | {"val_loss": curve[-1][1]}
-    trial["status"] = build_metrics_status(kept, False, latest) | {
+    trial["status"] = build_metrics_status(kept, spec.objective, latest) | {
         "phase": "Succeeded",
         "startTime": now(),
         "completionTime": now(),
@@ -137,7 +137,7 @@ def largest_trial(body: dict[str, Any]) -> int:
     curve = [(s, 1.0 / s) for s in range(1, 100_001)]
     names = {f"{i:04d}".ljust(MAX_METRIC_NAME, "m"): 1.0e-300 for i in range(MAX_NAMES_PER_TRIAL)}
     trial["status"] |= build_metrics_status(
-        compact_curve(curve, stopper.anchors(), False), False, names
+        compact_curve(curve, stopper.anchors(), False), spec.objective, names
     )
     return len(json.dumps(trial))
 

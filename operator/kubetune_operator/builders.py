@@ -159,12 +159,13 @@ def build_trial_pod(
     params: dict[str, Any] = trial["spec"]["params"]
     name = trial["metadata"]["name"]
     job_name = job["metadata"]["name"]
-    pod_meta = copy.deepcopy(template.metadata or {})
+    pod_meta = copy.deepcopy(template.pod_metadata)
     labels = {**pod_meta.get("labels", {}), JOB_LABEL: job_name, TRIAL_LABEL: name}
     if spec.collector.kind == "prometheus":
         labels[SCRAPED_LABEL] = "true"  # what the PodMonitor selects
-    pod_spec = harden(copy.deepcopy(template.spec))
-    pod_spec["restartPolicy"] = "Never"
+    pod_spec = harden(copy.deepcopy(template.pod_spec))
+    if template.job is None or pod_spec.get("restartPolicy") is None:
+        pod_spec["restartPolicy"] = "Never"  # a Job's pod may restart OnFailure
     primary_name = template.primary()["name"]
     for container in pod_spec["containers"]:
         if default_image is not None:
@@ -201,6 +202,37 @@ def build_trial_pod(
             "ownerReferences": [owner_reference(trial)],
         },
         "spec": pod_spec,
+    }
+
+
+def build_trial_job(
+    job: Mapping[str, Any],
+    trial: Mapping[str, Any],
+    metrics_address: str,
+    default_image: DefaultImage | None = None,
+) -> dict[str, Any]:
+    """The batch/v1 Job that runs `trial` (a `trialTemplate.job`), owned by the Trial: the user's
+    Job, its pod template built as a trial pod is. An unset backoffLimit is 0 (a trial fails
+    on its first failure, as a pod trial does), not Kubernetes' 6."""
+    template = job_spec(job).trial_template
+    assert template is not None and template.job is not None
+    pod = build_trial_pod(job, trial, metrics_address, default_image)
+    user = copy.deepcopy(template.job)
+    meta = user.get("metadata") or {}
+    spec = {k: v for k, v in user["spec"].items() if k != "template"}
+    spec.setdefault("backoffLimit", 0)
+    pod_meta = {k: v for k, v in pod["metadata"].items() if k in ("labels", "annotations")}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": pod["metadata"]["name"],
+            "namespace": pod["metadata"]["namespace"],
+            "labels": {**(meta.get("labels") or {}), **pod["metadata"]["labels"]},
+            **({"annotations": meta["annotations"]} if meta.get("annotations") else {}),
+            "ownerReferences": pod["metadata"]["ownerReferences"],
+        },
+        "spec": {**spec, "template": {"metadata": pod_meta, "spec": pod["spec"]}},
     }
 
 

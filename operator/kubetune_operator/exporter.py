@@ -121,9 +121,9 @@ def scrape_targets(
         host = f"[{ip}]" if ":" in ip else ip
         key: Key = (trial["metadata"].get("namespace", ""), name)
         targets[key] = Target(
-            f"http://{host}:{collector.port}{collector.path}",
+            f"http://{host}:{collector.port}{collector.url_path}",
             names,
-            collector.step_metric,
+            collector.step_gauge,
             collector.interval_seconds,
             collector.timeout_seconds,
         )

@@ -203,7 +203,7 @@ class TrialStatusStore:
         maximize = objective.direction.value == "maximize"
         kept = compact_curve(sorted(curve.items()), stopper.anchors(), maximize)
         curve = dict(kept)
-        patch = build_metrics_status(kept, maximize, latest)
+        patch = build_metrics_status(kept, objective, latest)
         self.run(self.patch_status(ns, trial, patch))
         with self.lock:
             self.curves[key], self.latest[key] = curve, latest

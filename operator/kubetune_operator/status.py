@@ -12,7 +12,7 @@ from typing import Any
 
 from kubetune import jobstatus
 from kubetune.engine import Decision, TrialView
-from kubetune.spec import Condition, TrialState, TuningJobSpec, TuningJobStatus
+from kubetune.spec import Condition, Objective, TrialState, TuningJobSpec, TuningJobStatus
 
 from .builders import params_summary
 
@@ -46,16 +46,16 @@ def job_status_patch(
 
 
 def build_metrics_status(
-    curve: Sequence[tuple[int, float]], maximize: bool, latest: Mapping[str, float]
+    curve: Sequence[tuple[int, float]], objective: Objective, latest: Mapping[str, float]
 ) -> dict[str, Any]:
     """The part of a Trial's status that reports write: latest metrics, curve, best objective."""
     status: dict[str, Any] = {
         "metrics": dict(latest),
         "curve": [{"step": s, "value": v} for s, v in curve],
     }
-    values = [v for _, v in curve]
-    if values:
-        status["objective"] = max(values) if maximize else min(values)
+    value = objective.summarize([v for _, v in curve])
+    if value is not None:
+        status["objective"] = value
     return status
 
 

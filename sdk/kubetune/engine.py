@@ -139,13 +139,10 @@ def decide(
 
 
 def objective_of(spec: TuningJobSpec, trial: TrialView) -> float | None:
-    """A trial's objective: as recorded, else the best value on its curve."""
+    """A trial's objective: as recorded, else from its curve (objective.strategy)."""
     if trial.objective is not None:
         return trial.objective
-    values = [v for _, v in trial.curve]
-    if not values:
-        return None
-    return max(values) if spec.objective.direction.value == "maximize" else min(values)
+    return spec.objective.summarize([v for _, v in trial.curve])
 
 
 def best_trial(spec: TuningJobSpec, trials: Sequence[TrialView]) -> BestTrial | None:
@@ -160,7 +157,8 @@ def best_trial(spec: TuningJobSpec, trials: Sequence[TrialView]) -> BestTrial | 
     if best is None:
         return None
     value, t = best
-    step = next((s for s, v in t.curve if v == value), None)
+    curve = reversed(t.curve) if spec.objective.strategy == "latest" else iter(t.curve)
+    step = next((s for s, v in curve if v == value), None)
     return BestTrial(name=t.name, params=dict(t.params), objective=value, step=step)
 
 

@@ -13,6 +13,7 @@ from ..client._local import job_status, trial_info
 from ..client._types import TrialInfo, logs_command, objective_text
 from ..engine import Decision
 from ..local import LocalRunner, RunResult, TrialRow
+from ..spec import Objective
 from ..trialenv import short_value as short
 from ._tables import Progress
 
@@ -26,7 +27,7 @@ class LiveView:
         self.logs = logs_command(["--workdir", str(workdir)])
         self.progress: Progress | None = None
         self.rows: list[TrialRow] = []
-        self.maximize = True
+        self.objective: Objective | None = None
 
     def __enter__(self) -> LiveView:
         self.progress = Progress(self._trials, 0.0, self.console, self.logs)
@@ -42,11 +43,12 @@ class LiveView:
         if self.progress is None or job is None:
             return
         self.rows = runner.store.trials()
-        self.maximize = runner.spec.objective.direction.value == "maximize"
+        self.objective = runner.spec.objective
         self.progress.update(job_status(job, self.rows, running=True), force=True)
 
     def _trials(self) -> list[TrialInfo]:
-        return [trial_info(t, self.maximize) for t in self.rows]
+        objective = self.objective
+        return [trial_info(t, objective) for t in self.rows] if objective else []
 
 
 def summary(result: RunResult) -> Text:

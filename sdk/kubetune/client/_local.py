@@ -37,6 +37,7 @@ from ..spec import (
     CurvePoint,
     FieldError,
     JobPhase,
+    Objective,
     SpecError,
     TuningJob,
     TuningJobSpec,
@@ -231,9 +232,9 @@ class LocalBackend:
             rows = store.trials()
         if job is None:
             raise NotFound(f"job {name!r} not found in {self.root}")
-        maximize = json.loads(job["spec"])["objective"]["direction"] == "maximize"
+        objective = Objective.model_validate(json.loads(job["spec"])["objective"])
         status = job_status(job, rows, runner_pid(path) is not None)
-        return status, [trial_info(r, maximize) for r in rows]
+        return status, [trial_info(r, objective) for r in rows]
 
     def revision(self, name: str) -> str:
         path = self.job_dir(name)
@@ -383,15 +384,14 @@ def job_status(job: dict[str, Any], rows: list[TrialRow], running: bool) -> JobS
     return JobStatus.of(job["name"], spec, status)
 
 
-def trial_info(row: TrialRow, maximize: bool) -> TrialInfo:
-    values = [v for _, v in row.curve]
+def trial_info(row: TrialRow, objective: Objective) -> TrialInfo:
     return TrialInfo(
         name=row.name,
         index=row.index,
         params=row.params,
         state=row.state,
         reason=row.stop_reason,
-        objective=(max(values) if maximize else min(values)) if values else None,
+        objective=objective.summarize([v for _, v in row.curve]),
         metrics={k: v for k, v in row.latest.items() if v is not None},
         curve=[CurvePoint(step=s, value=v) for s, v in row.curve],
         budget=row.budget,

@@ -118,6 +118,10 @@ class LocalExecutor:
     def exit_file(self, trial: str, attempt: int) -> Path:
         return self.exits / f"{trial}.{attempt}.json"
 
+    def log_file(self, trial: str) -> Path:
+        """The trial's output (every attempt's, appended)."""
+        return self.logs / f"{trial}.log"
+
     def message_file(self, trial: str, attempt: int) -> Path:
         """Where an attempt may say why it failed (KUBETUNE_TERMINATION_LOG)."""
         return self.exits / f"{trial}.{attempt}.message"
@@ -126,7 +130,7 @@ class LocalExecutor:
         """Start the trial's supervisor; OSError if even that cannot start."""
         exit_file = self.exit_file(trial, attempt)
         exit_file.unlink(missing_ok=True)
-        log = self.logs / f"{trial}.log"
+        log = self.log_file(trial)
         argv = [sys.executable, "-I", "-S", str(SUPERVISOR), str(exit_file), str(log)]
         argv += [str(self.log_limit), str(command.cwd), "--", *command.argv]
         with open(log, "ab") as errors:  # the supervisor's own errors, if it ever has any

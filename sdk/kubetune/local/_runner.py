@@ -14,6 +14,7 @@ SIGTERM stop gracefully; a second one skips the grace, and every state is still 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from typing import Any
 import psutil
 
 from .. import checkpoint
+from ..collect import LineReader, Tailer
 from ..engine import Decision, TrialView, best_trial, decide, default_suggest
 from ..intake import MetricsIntake
 from ..jobstatus import count_trials
@@ -44,6 +46,7 @@ from ..telemetry import (
 )
 from ._executor import (
     LOG_LIMIT,
+    LocalCommand,
     LocalExecutor,
     TrialExit,
     build_local_command,
@@ -56,6 +59,8 @@ STOP_DELAY = 1.0  # seconds between a stop verdict and SIGTERM: the reply reache
 BUDGET_FIELDS = ("maxTrials", "parallelism", "maxFailedTrials")  # may change while a job runs
 LOCK_FILE = "runner.lock"
 CHECKPOINTS = "checkpoints"  # <workdir>/checkpoints/<trial>/
+METRICS_FILES = "metrics"  # <workdir>/metrics/<trial>/<file>: the file collector's files
+METRICS_FILE_ENV = "KUBETUNE_METRICS_FILE"
 LOCAL_NAMESPACE = "local"  # the namespace label of a local job's Prometheus series
 SCRAPE_NOTE = "metrics endpoint: "  # prefix of a running trial's reason while scraping fails
 IDLE_DECIDE = 1.0  # seconds between decisions when no trial exited and no report arrived
@@ -159,6 +164,7 @@ class LocalRunner:
         self.ports: dict[str, int] = {}  # scraped trials' metrics ports
         self.started_at: dict[str, float] = {}
         self.collector: PullCollector | None = None
+        self.tailer: Tailer | None = None  # reads the lines of stdout- and file-collected trials
 
     # -- public ---------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -170,7 +176,7 @@ class LocalRunner:
         intake = MetricsIntake(
             StoreTrials(self.store, self.spec),
             changed=lambda _: self._mark_dirty(),
-            stopped=lambda _: self._wake(),
+            stopped=self._stopped,
             telemetry=self.telemetry,
         )
         server = serve("127.0.0.1:0", metrics=intake, observe_report=self.telemetry.report)
@@ -183,6 +189,8 @@ class LocalRunner:
                 lambda name, problem: self._scrape_trouble(str(name), problem),
                 self.telemetry,
             )
+        if self.spec.collector.reads_lines:
+            self.tailer = Tailer(intake.accept)
         restore = self._catch_signals()
         try:
             self._recover()
@@ -202,6 +210,8 @@ class LocalRunner:
             restore()
             if self.collector is not None:
                 self.collector.close()
+            if self.tailer is not None:
+                self.tailer.close()
             server.stop(grace=0.5)
             self._lock.close()
         return self.result()
@@ -286,6 +296,8 @@ class LocalRunner:
         """One pass; True once the job has finished and all processes are gone."""
         exited = self.executor.reap()
         for name, ended in exited.items():
+            if self.tailer is not None:
+                self.tailer.drain(name)  # its last lines are stored before its result
             self._record_exit(name, ended)
         self._signal_stops()
         self.executor.enforce_grace()
@@ -340,6 +352,7 @@ class LocalRunner:
             self.ports.get(name),
             self._checkpoint_env(t, attempt),
         )
+        command = self._follow_lines(name, command)
         self.started_at[name] = time.time()
         self.store.set_state(
             name,
@@ -357,6 +370,41 @@ class LocalRunner:
             self._dirty = True
             return
         self.store.set_state(name, TrialState.running, pid=started.pid, pid_started=started.started)
+
+    def _follow_lines(self, name: str, command: LocalCommand) -> LocalCommand:
+        """Follow what a stdout- or file-collected trial's new attempt prints or writes. The file
+        collector's file is the trial's own here (KUBETUNE_METRICS_FILE): the configured path in
+        the command, args and env is replaced by it, so trials running side by side never share
+        one."""
+        if self.tailer is None:
+            return command
+        collector, reader = self.spec.collector, LineReader.of(self.spec)
+        if collector.kind == "stdout":
+            log = self.executor.log_file(name)
+            offset = log.stat().st_size if log.exists() else 0  # this attempt's lines only
+            self.tailer.follow(name, log, reader, offset)
+            return command
+        assert collector.path is not None
+        own = self.workdir / METRICS_FILES / name / Path(collector.path).name
+        own.parent.mkdir(parents=True, exist_ok=True)
+        own.unlink(missing_ok=True)
+        self.tailer.follow(name, own, reader)
+        swap = {collector.path: str(own)}
+        return dataclasses.replace(
+            command,
+            argv=[_replace(a, swap) for a in command.argv],
+            env={
+                **{k: _replace(v, swap) for k, v in command.env.items()},
+                METRICS_FILE_ENV: str(own),
+            },
+        )
+
+    def _stopped(self, key: object) -> None:
+        """The intake stopped a trial early. One whose lines are read gets no reply to wait
+        for: it is signalled at once, within a line of its verdict."""
+        if self.tailer is not None:
+            self.stop_marked[str(key)] = time.monotonic() - STOP_DELAY
+        self._wake()
 
     def _checkpoint_env(self, t: TrialRow, attempt: int) -> dict[str, str]:
         """The checkpoint contract of one attempt: its directory, and where it resumes from (its
@@ -476,9 +524,9 @@ class LocalRunner:
         running = set(self.executor.running())
         targets: dict[Any, Target] = {
             name: Target(
-                f"http://127.0.0.1:{port}{collector.path}",
+                f"http://127.0.0.1:{port}{collector.url_path}",
                 names,
-                collector.step_metric,
+                collector.step_gauge,
                 collector.interval_seconds,
                 collector.timeout_seconds,
             )
@@ -509,6 +557,12 @@ class LocalRunner:
 def engine_view(t: TrialRow) -> TrialView:
     """A stored trial as the engine sees it."""
     return TrialView(t.name, t.index, t.params, t.state, t.curve)
+
+
+def _replace(text: str, swap: dict[str, str]) -> str:
+    for old, new in swap.items():
+        text = text.replace(old, new)
+    return text
 
 
 def _exit_reason(code: int) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from ._algorithms import (
     Algorithm,
@@ -48,6 +49,11 @@ class Objective(SpecModel):
     additional_metrics: list[str] = Field(
         default_factory=list, description="Metrics recorded with each trial but not optimized."
     )
+    strategy: Literal["best", "latest"] = Field(
+        "best",
+        description="A trial's objective: the best value it reported (best), or its last "
+        "one (latest: the value at the end of training).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Objective:
@@ -57,6 +63,14 @@ class Objective(SpecModel):
             if name == self.metric:
                 raise field_error(f"additionalMetrics[{i}]", f"{name!r} is already the objective")
         return self
+
+    def summarize(self, values: Sequence[float]) -> float | None:
+        """A trial's objective from its curve's values in step order (None if empty)."""
+        if not values:
+            return None
+        if self.strategy == "latest":
+            return values[-1]
+        return max(values) if self.direction is Direction.maximize else min(values)
 
     def better(self, a: float, b: float) -> bool:
         """Whether value `a` is strictly better than `b`."""
@@ -109,12 +123,20 @@ PARAM_REF = re.compile(r"\$\{params\.([^}]*)\}")
 
 
 class TrialTemplate(SpecModel):
-    """A PodTemplateSpec, kept opaque except for naming its primary container."""
+    """A PodTemplateSpec (`metadata`, `spec`) or a batch/v1 Job (`job`), kept opaque except for
+    naming the primary container."""
 
     model_config = ConfigDict(extra="allow")
 
     metadata: dict[str, Any] | None = None
-    spec: dict[str, Any] = Field(description="A PodSpec; the primary container runs training.")
+    spec: dict[str, Any] | None = Field(
+        None, description="A PodSpec; the primary container runs training."
+    )
+    job: dict[str, Any] | None = Field(
+        None,
+        description="Instead of spec: a batch/v1 Job whose spec.template runs one trial (a Job "
+        "per trial; its Complete or Failed condition is the trial's result).",
+    )
     primary_container: str | None = Field(
         None, description="Name of the container that trains; default: the first one."
     )
@@ -122,34 +144,56 @@ class TrialTemplate(SpecModel):
         None, description="Overrides for running trials as local processes (kubetune run)."
     )
 
-    @field_validator("spec")
-    @classmethod
-    def _containers(cls, spec: dict[str, Any]) -> dict[str, Any]:
-        containers = spec.get("containers")
+    @model_validator(mode="after")
+    def _shape(self) -> TrialTemplate:
+        if (self.spec is None) == (self.job is None):
+            raise field_error("spec", "give either spec (a pod) or job (a batch/v1 Job)")
+        if self.job is not None:
+            _check_job(self.job, self.metadata)
+        containers = self.pod_spec.get("containers")
         if not isinstance(containers, list) or not containers:
-            raise field_error("containers", "must be a non-empty list of containers")
+            raise field_error(f"{self.pod_path}.containers", "must be a non-empty list")
         for i, c in enumerate(containers):
             if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-                raise field_error(f"containers[{i}].name", "every container needs a name")
-        return spec
-
-    @model_validator(mode="after")
-    def _primary(self) -> TrialTemplate:
-        names = [c["name"] for c in self.spec["containers"]]
+                raise field_error(
+                    f"{self.pod_path}.containers[{i}].name", "every container needs a name"
+                )
+        names = [c["name"] for c in containers]
         if self.primary_container is not None and self.primary_container not in names:
             raise field_error(
                 "primaryContainer", f"no container named {self.primary_container!r} (have {names})"
             )
         return self
 
+    @property
+    def pod_spec(self) -> dict[str, Any]:
+        """The PodSpec a trial runs: `spec`, or the Job's `spec.template.spec`."""
+        if self.job is not None:
+            pod: dict[str, Any] = self.job["spec"]["template"]["spec"]
+            return pod
+        assert self.spec is not None
+        return self.spec
+
+    @property
+    def pod_metadata(self) -> dict[str, Any]:
+        """The metadata of a trial's pod (labels, annotations)."""
+        if self.job is not None:
+            return dict(self.job["spec"]["template"].get("metadata") or {})
+        return dict(self.metadata or {})
+
+    @property
+    def pod_path(self) -> str:
+        """Where the PodSpec is in the template, for error messages."""
+        return "job.spec.template.spec" if self.job is not None else "spec"
+
     def texts(self) -> list[tuple[str, str]]:
         """(path, text) of every string that may hold ${params.NAME}: the primary container's
         command, args and env values, and the local override."""
-        containers: list[dict[str, Any]] = self.spec["containers"]
+        containers: list[dict[str, Any]] = self.pod_spec["containers"]
         index = next(
             (i for i, c in enumerate(containers) if c["name"] == self.primary()["name"]), 0
         )
-        base = f"spec.containers[{index}]"
+        base = f"{self.pod_path}.containers[{index}]"
         texts: list[tuple[str, Any]] = []
         primary = self.primary()
         for key in ("command", "args"):
@@ -190,10 +234,38 @@ class TrialTemplate(SpecModel):
 
     def primary(self) -> dict[str, Any]:
         """The primary container's dict."""
-        containers: list[dict[str, Any]] = self.spec["containers"]
+        containers: list[dict[str, Any]] = self.pod_spec["containers"]
         if self.primary_container is None:
             return containers[0]
         return next(c for c in containers if c["name"] == self.primary_container)
+
+
+JOB_RESTART_POLICIES = ("Never", "OnFailure")
+
+
+def _check_job(job: dict[str, Any], metadata: dict[str, Any] | None) -> None:
+    """A batch/v1 Job with a pod template (field errors relative to the trial template)."""
+    if metadata is not None:
+        raise field_error("metadata", "with job, set the pod's metadata in job.spec.template")
+    if job.get("apiVersion", "batch/v1") != "batch/v1":
+        raise field_error("job.apiVersion", f"must be batch/v1 (got {job['apiVersion']!r})")
+    if job.get("kind", "Job") != "Job":
+        raise field_error("job.kind", f"must be Job (got {job['kind']!r})")
+    spec = job.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
+        raise field_error("job.spec.template.spec", "required: the PodSpec of the Job's pod")
+    policy = template["spec"].get("restartPolicy")
+    if policy is not None and policy not in JOB_RESTART_POLICIES:
+        raise field_error(
+            "job.spec.template.spec.restartPolicy",
+            f"a Job's pod restarts Never or OnFailure (got {policy!r})",
+        )
+    backoff = spec.get("backoffLimit")  # type: ignore[union-attr]
+    if backoff is not None and (isinstance(backoff, bool) or not isinstance(backoff, int)):
+        raise field_error("job.spec.backoffLimit", f"must be a whole number (got {backoff!r})")
+    if isinstance(backoff, int) and backoff < 0:
+        raise field_error("job.spec.backoffLimit", f"must be >= 0 (got {backoff})")
 
 
 class TuningJobSpec(SpecModel):
@@ -304,8 +376,9 @@ class TuningJobSpec(SpecModel):
             )
         if self.trial_template is None:
             return
-        for i, c in enumerate(self.trial_template.spec["containers"]):
-            if c["name"] != self.trial_template.primary()["name"]:
+        template = self.trial_template
+        for i, c in enumerate(template.pod_spec["containers"]):
+            if c["name"] != template.primary()["name"]:
                 continue
             for j, mount in enumerate(c.get("volumeMounts") or []):
                 if isinstance(mount, dict) and mount.get("mountPath") in (
@@ -313,7 +386,8 @@ class TuningJobSpec(SpecModel):
                     RESUME_MOUNT_PATH,
                 ):
                     raise field_error(
-                        f"trialTemplate.spec.containers[{i}].volumeMounts[{j}].mountPath",
+                        f"trialTemplate.{template.pod_path}.containers[{i}].volumeMounts[{j}]"
+                        ".mountPath",
                         f"{mount['mountPath']} is where kubetune mounts checkpoints; mount "
                         "elsewhere or set checkpoints.mountPath",
                     )
@@ -345,7 +419,7 @@ class TuningJobSpec(SpecModel):
                     f"{name!r} is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), "
                     "which metricsCollector.kind prometheus needs",
                 )
-            if name == self.collector.step_metric:
+            if name == self.collector.step_gauge:
                 raise field_error(
                     "metricsCollector.stepMetric", f"{name!r} is also {path}; name another gauge"
                 )

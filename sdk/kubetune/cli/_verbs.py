@@ -65,11 +65,65 @@ def add_commands(commands: Any) -> None:
     board.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     board.add_argument("--port", type=int, default=8686, help="(default: 8686; 0: any free port)")
     board.add_argument("--open", action="store_true", help="open it in a web browser")
+    convert = verb("convert", _convert, "convert another tool's experiment to a TuningJob")
+    convert.add_argument("source", choices=["katib"], help="the format: katib (v1beta1)")
+    convert.add_argument("file", metavar="FILE", help="the Experiment's YAML ('-': stdin)")
+    convert.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    convert.add_argument(
+        "--apply", action="store_true", help="submit it too (only if it converted fully)"
+    )
     update = verb("update", _update, "change the budget of a running job")
     update.add_argument("name", metavar="NAME", nargs="?")
     update.add_argument("--max-trials", type=int)
     update.add_argument("--parallelism", type=int)
     update.add_argument("--max-failed-trials", type=int)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    """Write the TuningJob; list what did not convert (path: reason) on stderr and exit 1."""
+    from ..convert import convert_experiment, render
+    from ..spec import SpecError, TuningJob, load_yaml_documents
+
+    source = "stdin" if args.file == "-" else args.file
+    if args.file == "-":
+        from ..spec._yaml import load_documents
+
+        docs = load_documents(sys.stdin.read(), "stdin")
+    else:
+        docs = load_yaml_documents(args.file)
+    experiments = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Experiment"]
+    conversion = convert_experiment(
+        experiments[0] if len(experiments) == 1 else (docs or [None])[0]
+    )
+    if len(experiments) > 1:
+        conversion.problems.insert(0, ("kind", f"{len(experiments)} Experiments; give one a file"))
+    problems = list(conversion.problems)
+    if conversion.manifest and not problems:
+        try:
+            TuningJob.parse(conversion.manifest, source)
+        except SpecError as exc:
+            problems += [(e.path, f"the converted TuningJob: {e.message}") for e in exc.errors]
+    text = render(conversion, source) if conversion.manifest else ""
+    if args.output and text:
+        Path(args.output).write_text(text)
+    elif text and not args.json:
+        sys.stdout.write(text)
+    for path, reason in problems:
+        print(f"{source}: {path}: {reason}", file=sys.stderr)
+    name = None
+    if args.apply and not problems:
+        name = _client(args).submit(args.output or conversion.manifest)
+        print(f"tuningjob {name} created", file=sys.stderr)
+    if args.json:
+        _print_json(
+            {
+                "manifest": conversion.manifest or None,
+                "notes": {".".join(map(str, k)): v for k, v in conversion.notes.items()},
+                "problems": [{"path": p, "reason": r} for p, r in problems],
+                "submitted": name,
+            }
+        )
+    return 1 if problems else 0
 
 
 def _client(args: argparse.Namespace) -> Client:

@@ -443,9 +443,7 @@ class _Converter:
         refs = {
             str(p.get("name")): str(p.get("reference")) for p in source.get("trialParameters") or []
         }
-        known = {p["name"] for p in self.out["parameters"]} | (
-            {self.resource_param} if self.resource_param else set()
-        )
+        known = {p.get("name") for p in self.spec.get("parameters") or []}  # refused ones too
         for name, reference in refs.items():
             if reference not in known:
                 self.refuse(

@@ -1,4 +1,5 @@
-"""The operator's view of its objects, fed by kopf's watches: TuningJobs, Trials and trial Pods.
+"""The operator's view of its objects, fed by kopf's watches: TuningJobs, Trials, trial Pods and
+trial Jobs (of `trialTemplate.job`).
 
 Written from the event loop (watch events and the responses of our own writes), read from the
 loop and from gRPC threads, hence the lock. resourceVersions are opaque: they are compared for
@@ -22,7 +23,7 @@ from kubetune.spec import TrialState
 from .builders import JOB_LABEL
 
 Key = tuple[str, str]  # (namespace, name)
-KINDS = ("tuningjobs", "trials", "pods")
+KINDS = ("tuningjobs", "trials", "pods", "jobs")
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 import secrets
 import time
@@ -18,6 +19,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 import grpc
+from kubetune.collect import LineReader
 from kubetune.engine import Decision, SuggestFn, TrialView, decide
 from kubetune.rpc.tokens import digest, new_token
 from kubetune.spec import Checkpoints, SpecError, TrialState, TuningJobSpec
@@ -26,18 +28,21 @@ from kubetune.telemetry import PullCollector, Target
 from .builders import (
     API_VERSION,
     TOKEN_DIGEST_ANNOTATION,
+    TRIAL_LABEL,
     DefaultImage,
     build_checkpoint_claim,
     build_event,
     build_token_secret,
     build_trial,
+    build_trial_job,
     build_trial_pod,
     job_spec,
 )
 from .cache import Cache, Key, key_of
 from .exporter import OperatorHealth, scrape_targets
 from .kube import KubeApi, KubeError, pod_problem
-from .status import condition, job_status_patch, observe_trial, stored_curve
+from .logs import LogFollower, LogTarget
+from .status import condition, job_as_pod, job_status_patch, observe_trial, stored_curve
 from .workqueue import WorkQueue
 
 FINISHED = ("Succeeded", "Failed")
@@ -73,6 +78,7 @@ class Controller:
         health: OperatorHealth | None = None,
         collector: PullCollector | None = None,
         default_image: DefaultImage | None = None,
+        logs: LogFollower | None = None,
     ) -> None:
         self.cache = cache
         self.default_image = default_image
@@ -82,6 +88,7 @@ class Controller:
         self.max_backoff = max_backoff
         self.health = health
         self.collector = collector  # scrapes the trials of jobs with metricsCollector prometheus
+        self.logs = logs  # follows the pod logs of trials of jobs with metricsCollector stdout
         self.queue = WorkQueue(health.queue_latency.observe if health else lambda _: None)
         self.ready = asyncio.Event()  # set once kopf has listed everything (indexes are ready)
         self._backoff: dict[Key, float] = {}
@@ -120,6 +127,34 @@ class Controller:
     def _scrape(self, key: Key, targets: dict[Hashable, Target]) -> None:
         if self.collector is not None:
             self.collector.set_targets(key, targets)
+        if self.logs is not None and not targets:
+            self.logs.set_targets(key, {}, set())
+
+    def _follow_logs(self, key: Key, spec: TuningJobSpec, trials: Mapping[str, Any]) -> None:
+        """Follow the pod log of each trial of a stdout-collected job whose pod has started."""
+        if self.logs is None:
+            return
+        targets: dict[Hashable, LogTarget] = {}
+        if spec.collector.kind == "stdout" and spec.trial_template is not None:
+            container = spec.trial_template.primary()["name"]
+            pods = self.trial_pods(key)
+            for name, trial in trials.items():
+                pod = pods.get(name)
+                state = TrialState.from_phase(_phase(trial))
+                if pod is None or state.final or _phase(pod) in (None, "Pending"):
+                    continue
+                reader = functools.partial(LineReader.of, spec)
+                targets[(key[0], name)] = LogTarget(
+                    key[0], pod["metadata"]["name"], container, reader
+                )
+        self.logs.set_targets(key, targets, set())
+
+    def _settling(self, spec: TuningJobSpec, key: Key, trial: str, pod: Any) -> bool:
+        """Whether a stdout-collected trial's pod has ended but its last lines are not stored
+        yet: its result waits for them (the stream's end wakes the job)."""
+        if self.logs is None or spec.collector.kind != "stdout" or _phase(pod) not in FINISHED:
+            return False
+        return not self.logs.settled((key[0], trial))
 
     def event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """Post a Kubernetes Event in the background; losing one never blocks a reconcile."""
@@ -146,7 +181,7 @@ class Controller:
             return  # being deleted: the garbage collector removes its trials and pods
         status = job.get("status") or {}
         trials = self.cache.of_job("trials", key)
-        pods = self.cache.of_job("pods", key)
+        pods = self._workloads(job, key)
         if status.get("phase") in FINISHED:
             self._scrape(key, {})
             await self._release_pods(job, trials, pods)
@@ -180,12 +215,15 @@ class Controller:
         moment = now()
         for name, trial in sorted(trials.items(), key=lambda kv: int(kv[1]["spec"]["index"])):
             pod = pods.get(name)
+            if self._settling(spec, key, name, pod):
+                pod = {**(pod or {}), "status": {"phase": "Running"}}
+                self.queue.add(key, 0.5)
             seen = observe_trial(trial, pod, moment, spec.trial_retries)
             if seen.status_patch is not None:
                 trial = await self._record(job, trial, seen.state, seen.status_patch)
                 retrying = seen.state is TrialState.pending
                 if retrying and pod is not None and not pod["metadata"].get("deletionTimestamp"):
-                    await self._delete_pod(key[0], name)  # an evicted pod the kubelet left
+                    await self._delete_pod(job, name)  # an evicted pod the kubelet left
             if seen.needs_pod and not trial["metadata"].get("deletionTimestamp"):
                 await self._create_pod(job, trial)
             views.append(trial_view(trial, seen.state))
@@ -194,9 +232,9 @@ class Controller:
             return
         await self._carry_out(job, decision, trials)
         trials = self.cache.of_job("trials", key)
-        pods = self.cache.of_job("pods", key)
-        await self._release_pods(job, trials, pods)
-        self._scrape(key, scrape_targets(spec, trials, pods))
+        await self._release_pods(job, trials, self._workloads(job, key))
+        self._scrape(key, scrape_targets(spec, trials, self.trial_pods(key)))
+        self._follow_logs(key, spec, trials)
 
         new_status = job_status_patch(spec, views, decision, status, now())
         new_status["conditions"].append(
@@ -268,7 +306,6 @@ class Controller:
     async def _carry_out(
         self, job: dict[str, Any], decision: Decision, trials: Mapping[str, dict[str, Any]]
     ) -> None:
-        ns = job["metadata"].get("namespace", "default")
         for stop in decision.stop:
             trial = trials.get(stop.name)
             if trial is None or TrialState.from_phase(_phase(trial)).final:
@@ -279,7 +316,7 @@ class Controller:
                 "message": stop.reason,
             }
             trial = await self._write_trial_status(trial, stopping)
-            if not await self._delete_pod(ns, stop.name):  # no pod left to wait for
+            if not await self._delete_pod(job, stop.name):  # no pod left to wait for
                 await self._write_trial_status(trial, STOPPED | {"completionTime": now()})
             self.event(job, "Normal", "TrialStopped", f"{stop.name}: {stop.reason}")
         for launch in decision.start:
@@ -333,23 +370,51 @@ class Controller:
                 API_VERSION, "trials", ns, name, {"metadata": {"annotations": annotations}}
             )
             self.cache.put("trials", trial, own=True)
+        jobs = uses_jobs(job)
+        body = (
+            build_trial_job(job, trial, self.metrics_address, self.default_image)
+            if jobs
+            else self._check_pod(job, trial)
+        )
         try:
-            created = await self.kube.create(self._check_pod(job, trial), "pods")
+            created = await self.kube.create(body, "jobs" if jobs else "pods")
         except KubeError as exc:
             if exc.status == 422 or (exc.status == 403 and "violates PodSecurity" in str(exc)):
                 raise PodRejected(f"the API server refused the trial pod: {exc}") from None
             raise
         if created is not None:
-            self.cache.put("pods", created, own=True)
+            self.cache.put("jobs" if jobs else "pods", created, own=True)
 
-    async def _delete_pod(self, ns: str, name: str) -> bool:
-        """Delete a trial's pod; False if there was none. The cache keeps it until its watch
-        event says it is gone (a stopping trial is stopped only then); until the watch shows
-        it terminating, it is not deleted again."""
-        gone = await self.kube.delete("v1", "pods", ns, name)
+    async def _delete_pod(self, job: Mapping[str, Any], name: str) -> bool:
+        """Delete a trial's pod (or its Job, in the foreground); False if there was none. The
+        cache keeps it until its watch event says it is gone (a stopping trial is stopped only
+        then); until the watch shows it terminating, it is not deleted again."""
+        ns = job["metadata"].get("namespace", "default")
+        if uses_jobs(job):
+            gone = await self.kube.delete("batch/v1", "jobs", ns, name)
+        else:
+            gone = await self.kube.delete("v1", "pods", ns, name)
         if gone:
             self._deleting.add((ns, name))
         return gone
+
+    def _workloads(self, job: Mapping[str, Any], key: Key) -> dict[str, dict[str, Any]]:
+        """What runs each trial, by trial name: its Pod, or its Job as a pod-shaped view."""
+        if uses_jobs(job):
+            return {name: job_as_pod(j) for name, j in self.cache.of_job("jobs", key).items()}
+        return self.cache.of_job("pods", key)
+
+    def trial_pods(self, key: Key) -> dict[str, dict[str, Any]]:
+        """The pod of each trial, by trial name: a Job's newest pod for a Job trial."""
+        pods: dict[str, dict[str, Any]] = {}
+        for pod in sorted(
+            self.cache.of_job("pods", key).values(),
+            key=lambda p: str(p["metadata"].get("creationTimestamp") or ""),
+        ):
+            trial = (pod["metadata"].get("labels") or {}).get(TRIAL_LABEL)
+            if trial:
+                pods[trial] = pod
+        return pods
 
     async def _release_pods(
         self,
@@ -371,7 +436,7 @@ class Controller:
             state = TrialState.from_phase(_phase(trials.get(name)))
             pod_done = _phase(pod) in ("Succeeded", "Failed")
             if (state is TrialState.stopping and not pod_done) or (state.final and not retain):
-                await self._delete_pod(ns, name)
+                await self._delete_pod(job, name)
         self._deleting -= {(ns, name) for name in trials if name not in pods}  # gone now
 
     async def _invalid(self, job: dict[str, Any], message: str, reason: str) -> None:
@@ -420,6 +485,12 @@ class PodRejected(InvalidPod):
     would be refused the same way, so the job fails quoting the message instead of retrying."""
 
     reason = "PodRejected"
+
+
+def uses_jobs(job: Mapping[str, Any]) -> bool:
+    """Whether the TuningJob's trials run as batch/v1 Jobs (`trialTemplate.job`)."""
+    template = (job.get("spec") or {}).get("trialTemplate") or {}
+    return bool(template.get("job"))
 
 
 def _phase(obj: Mapping[str, Any] | None) -> str | None:

@@ -26,6 +26,7 @@ from .cache import Cache, job_key_of, key_of
 from .controller import Controller, now
 from .exporter import OperatorHealth, job_counts, scrape_condition, seconds_since
 from .kube import KubeApi, connection_info, load_configuration
+from .logs import LogFollower
 from .metrics import TrialStatusStore, loop_runner
 from .settings import OperatorSettings
 from .suggestion_main import read_token
@@ -77,6 +78,12 @@ class Runtime:
             lambda key, problem: self._scrape_trouble(loop, key, problem),  # type: ignore[arg-type]
             self.telemetry,
         )
+        self.logs = LogFollower(
+            kube.streaming_client(),
+            self.intake.accept,
+            self._container_ended,
+            lambda key: self._wake_threadsafe(loop, self.metrics.job_of(key)),
+        )
         self.controller = Controller(
             self.cache,
             kube,
@@ -85,6 +92,7 @@ class Runtime:
             settings.max_backoff,
             health=self.health,
             collector=self.collector,
+            logs=self.logs,
             default_image=(
                 DefaultImage(settings.trainer_image, settings.trainer_pull_policy)
                 if settings.trainer_image
@@ -95,6 +103,12 @@ class Runtime:
         self.exporter = self.telemetry.serve(host.strip("[]"), int(port))
         self.task = asyncio.create_task(self.controller.run(settings.workers))
         self.lag_task = asyncio.create_task(self.health.watch_loop_lag())
+
+    def _container_ended(self, key: Hashable, pod: str) -> bool:
+        """Whether a followed pod has ended (or is gone): its log holds no more lines."""
+        found = self.cache.get("pods", (key[0], pod))  # type: ignore[index]
+        phase = ((found or {}).get("status") or {}).get("phase")
+        return found is None or phase in ("Succeeded", "Failed")
 
     def _trial_ended(self, trial: dict[str, Any]) -> None:
         status = trial.get("status") or {}
@@ -131,6 +145,7 @@ class Runtime:
         await asyncio.gather(self.task, self.lag_task, return_exceptions=True)
         self.controller.queue.close()
         await asyncio.to_thread(self.collector.close)
+        await asyncio.to_thread(self.logs.close)
         await asyncio.to_thread(self.exporter.close)
         await asyncio.to_thread(self.metrics_server.stop, 1.0)
         await asyncio.to_thread(self.metrics.close)
@@ -210,6 +225,12 @@ async def pods_listed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[str, A
     return {}
 
 
+@kopf.index("batch", "v1", "jobs", labels={TRIAL_LABEL: kopf.PRESENT})
+async def jobs_listed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    runtime(memo).cache.put("jobs", dict(body))
+    return {}
+
+
 @kopf.on.event(GROUP, VERSION, "tuningjobs")
 async def tuningjob_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     rt = runtime(memo)
@@ -225,3 +246,8 @@ async def trial_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
 @kopf.on.event("", "v1", "pods", labels={TRIAL_LABEL: kopf.PRESENT})
 async def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     _observe(runtime(memo), "pods", event)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={TRIAL_LABEL: kopf.PRESENT})
+async def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    _observe(runtime(memo), "jobs", event)

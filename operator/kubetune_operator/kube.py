@@ -90,6 +90,14 @@ class KubeApi:
         configuration.retries = False  # retries are ours, with backoff, below
         return client.ApiClient(configuration)
 
+    def streaming_client(self, connections: int = 1024) -> client.ApiClient:
+        """A client of its own for long-lived streams (pod logs), with room in its pool for a
+        connection per stream."""
+        configuration = self._load(self.context)
+        configuration.connection_pool_maxsize = connections
+        configuration.retries = False
+        return client.ApiClient(configuration)
+
     # -- the calls ------------------------------------------------------------------------------
     async def create(self, obj: dict[str, Any], plural: str) -> dict[str, Any] | None:
         """Create `obj`; None if it already exists (creating twice is harmless)."""
@@ -134,11 +142,19 @@ class KubeApi:
         return await self._call("patch", call)
 
     async def delete(self, api_version: str, plural: str, namespace: str, name: str) -> bool:
-        """Delete (gracefully, as the server decides); False if it was already gone."""
-        if (api_version, plural) != ("v1", "pods"):
-            raise ValueError(f"the operator deletes only pods, not {plural}")
+        """Delete (gracefully, as the server decides); False if it was already gone. A Job goes
+        in the foreground: it is gone only once its pods are."""
+        if (api_version, plural) not in (("v1", "pods"), ("batch/v1", "jobs")):
+            raise ValueError(f"the operator deletes only pods and jobs, not {plural}")
 
         def call(api: client.ApiClient) -> Any:
+            if plural == "jobs":
+                return client.BatchV1Api(api).delete_namespaced_job(
+                    name,
+                    namespace,
+                    body=client.V1DeleteOptions(propagation_policy="Foreground"),
+                    _preload_content=False,
+                )
             return client.CoreV1Api(api).delete_namespaced_pod(
                 name, namespace, _preload_content=False
             )
@@ -185,6 +201,9 @@ class KubeApi:
 
 
 def _create(api: client.ApiClient, obj: dict[str, Any], plural: str, namespace: str) -> Any:
+    if obj["apiVersion"] == "batch/v1" and plural == "jobs":
+        create_job: Callable[..., Any] = client.BatchV1Api(api).create_namespaced_job
+        return create_job(namespace, obj, _preload_content=False)
     if "/" in obj["apiVersion"]:
         group, version = obj["apiVersion"].split("/")
         return client.CustomObjectsApi(api).create_namespaced_custom_object(

@@ -35,6 +35,8 @@ NAMESPACED_RULES: list[tuple[str, list[str], list[str], str]] = [
     ),
     ("kubetune.dev", ["trials/status"], ["patch"], "trial status and reported metrics"),
     ("", ["pods"], ["list", "watch", "create", "delete"], "trial pods"),
+    ("batch", ["jobs"], ["list", "watch", "create", "delete"], "trials of a Job template"),
+    ("", ["pods/log"], ["get"], "the stdout collector follows trial pods' logs"),
     ("", ["secrets"], ["create"], "per-trial token Secrets (never read back)"),
     ("", ["events"], ["create"], "Events on TuningJobs"),
     (

@@ -170,3 +170,26 @@ def pod_failure(pod: Mapping[str, Any]) -> str:
             text = f"container {c.get('name')} exited with code {term.get('exitCode')} ({why})"
             return f"{said[:1024]} ({text})" if said else text
     return status.get("message") or status.get("reason") or "pod failed"
+
+
+def job_as_pod(job: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's batch/v1 Job as the pod-shaped view `observe_trial` reads: its Complete or
+    Failed condition is the phase (Succeeded, Failed; the message says why), an active pod is
+    Running; the Job controller itself retries failed pods up to the Job's backoffLimit."""
+    status = job.get("status") or {}
+    conditions = {
+        c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"
+    }
+    view: dict[str, Any] = {"metadata": job.get("metadata") or {}}
+    if "Complete" in conditions:
+        view["status"] = {"phase": "Succeeded"}
+    elif "Failed" in conditions:
+        failed = conditions["Failed"]
+        why = f"Job failed: {failed.get('reason') or 'Failed'}"
+        message = failed.get("message")
+        view["status"] = {"phase": "Failed", "message": f"{why}: {message}" if message else why}
+    elif int(status.get("active") or 0) > 0:
+        view["status"] = {"phase": "Running"}
+    else:
+        view["status"] = {"phase": "Pending"}
+    return view

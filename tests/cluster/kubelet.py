@@ -256,6 +256,24 @@ class Container:
         self.last_state: dict[str, Any] = {}
         self.ready = False
         self.started_at = ""
+        self.copier: threading.Thread | None = None  # writes its output into `log`
+
+    @property
+    def writing(self) -> bool:
+        """Whether output may still arrive in its log (running, or the last lines in flight)."""
+        return self.running or (self.copier is not None and self.copier.is_alive())
+
+
+def log_stamp() -> bytes:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+
+
+def copy_log(stream: Any, path: Path) -> None:
+    """A container's output into its log, each line behind the time it arrived (as the CRI log
+    format keeps it), so that the log endpoint can serve `timestamps` and `sinceTime`."""
+    with stream, open(path, "ab", buffering=0) as log_file:
+        for line in iter(stream.readline, b""):
+            log_file.write(log_stamp() + b" " + (line if line.endswith(b"\n") else line + b"\n"))
 
     @property
     def running(self) -> bool:
@@ -395,16 +413,19 @@ class PodWorker:
         spec_file = self.dir / f"{c.name}.launch.json"
         spec_file.write_text(json.dumps(launch))
         c.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(c.log, "ab") as out:
-            c.process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(LAUNCH), str(spec_file)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                # a session of its own would also be an autogroup of its own, whose CPU share
-                # nice cannot lower: niced containers get only a process group
-                **({"process_group": 0} if self.kubelet.nice else {"start_new_session": True}),
-            )
+        c.process = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(LAUNCH), str(spec_file)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # a session of its own would also be an autogroup of its own, whose CPU share
+            # nice cannot lower: niced containers get only a process group
+            **({"process_group": 0} if self.kubelet.nice else {"start_new_session": True}),
+        )
+        c.copier = threading.Thread(
+            target=copy_log, args=(c.process.stdout, c.log), name=f"log {c.name}", daemon=True
+        )
+        c.copier.start()
         c.started_at = now()
         c.state = {"running": {"startedAt": c.started_at}}
         c.ready = not spec.get("readinessProbe")
@@ -790,6 +811,27 @@ class LogServer:
         self.httpd.server_close()
 
 
+def _since(query: dict[str, str]) -> bytes | None:
+    """The earliest timestamp to serve (sinceTime, or sinceSeconds ago), as stored text."""
+    if "sinceTime" in query:
+        then = datetime.datetime.fromisoformat(query["sinceTime"].replace("Z", "+00:00"))
+    elif "sinceSeconds" in query:
+        then = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
+            seconds=int(query["sinceSeconds"])
+        )
+    else:
+        return None
+    return then.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+
+
+def _line(stored: bytes, stamps: bool, since: bytes | None) -> bytes | None:
+    """A stored log line as served: with or without its timestamp; None if before `since`."""
+    stamp, _, text = stored.partition(b" ")
+    if since is not None and stamp < since:
+        return None
+    return stored if stamps else text
+
+
 class LogHandler(BaseHTTPRequestHandler):
     kubelet: Kubelet
 
@@ -814,28 +856,32 @@ class LogHandler(BaseHTTPRequestHandler):
             )
             return
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        data = container.log.read_bytes()
-        offset = len(data)
-        if "tailLines" in query:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(query["tailLines"]) :]) if int(query["tailLines"]) else b""
-        limit = int(query["limitBytes"]) if "limitBytes" in query else None
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.end_headers()
-        sent = self._send(data, limit, 0)
-        if query.get("follow") != "true":
-            return
+        stamps = query.get("timestamps") == "true"
+        since = _since(query)
         with open(container.log, "rb") as f:
-            f.seek(offset)
-            while True:
+            data = f.read()
+            stored = data.splitlines(keepends=True)
+            rest = b"" if data.endswith(b"\n") or not stored else stored.pop()
+            lines = [out for line in stored if (out := _line(line, stamps, since)) is not None]
+            if "tailLines" in query:
+                tail = int(query["tailLines"])
+                lines = lines[-tail:] if tail else []
+            limit = int(query["limitBytes"]) if "limitBytes" in query else None
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            sent = self._send(b"".join(lines), limit, 0)
+            if query.get("follow") != "true":
+                return
+            while limit is None or sent < limit:
                 chunk = f.read(65536)
                 if chunk:
-                    sent = self._send(chunk, limit, sent)
-                    if limit is not None and sent >= limit:
-                        return
+                    rest += chunk
+                    *whole, rest = rest.split(b"\n")
+                    out = (_line(line + b"\n", stamps, since) for line in whole)
+                    sent = self._send(b"".join(o for o in out if o is not None), limit, sent)
                     continue
-                if not container.running or worker.gone.is_set():
+                if not container.writing or worker.gone.is_set():
                     return
                 time.sleep(0.1)
 

@@ -38,6 +38,7 @@ VERSIONS = {
     "kubetune.dev": "v1alpha1",
     "": "v1",
     "apps": "v1",
+    "batch": "v1",
     "policy": "v1",
     "rbac.authorization.k8s.io": "v1",
     "apiextensions.k8s.io": "v1",

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from kubetune.convert import convert_experiment, render
 from kubetune.spec import TuningJob
 

@@ -127,7 +127,11 @@ class Controller:
     def _scrape(self, key: Key, targets: dict[Hashable, Target]) -> None:
         if self.collector is not None:
             self.collector.set_targets(key, targets)
-        if self.logs is not None and not targets:
+
+    def _forget(self, key: Key) -> None:
+        """Stop scraping and following the trials of a job that is done or gone."""
+        self._scrape(key, {})
+        if self.logs is not None:
             self.logs.set_targets(key, {}, set())
 
     def _follow_logs(self, key: Key, spec: TuningJobSpec, trials: Mapping[str, Any]) -> None:
@@ -174,16 +178,16 @@ class Controller:
     async def reconcile(self, key: Key) -> None:
         job = self.cache.get("tuningjobs", key)
         if job is None:
-            self._scrape(key, {})
+            self._forget(key)
             return
         if job["metadata"].get("deletionTimestamp"):
-            self._scrape(key, {})
+            self._forget(key)
             return  # being deleted: the garbage collector removes its trials and pods
         status = job.get("status") or {}
         trials = self.cache.of_job("trials", key)
         pods = self._workloads(job, key)
         if status.get("phase") in FINISHED:
-            self._scrape(key, {})
+            self._forget(key)
             await self._release_pods(job, trials, pods)
             return
         if not status.get("phase") or status["phase"] == "Pending":

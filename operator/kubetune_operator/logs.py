@@ -78,7 +78,10 @@ class _Stream:
             self.stopped.wait(delay)
             delay = min(delay * 2, RETRY[1])
         self.settled.set()
-        self.follower.wake(self.key)
+        try:
+            self.follower.wake(self.key)
+        except Exception as exc:  # the trial, or the operator's loop, is gone
+            log.debug("waking the job of %s: %s", self.key, exc)
 
     def _follow(self) -> None:
         since = None

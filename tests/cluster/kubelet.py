@@ -263,6 +263,10 @@ class Container:
         """Whether output may still arrive in its log (running, or the last lines in flight)."""
         return self.running or (self.copier is not None and self.copier.is_alive())
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
 
 def log_stamp() -> bytes:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
@@ -274,10 +278,6 @@ def copy_log(stream: Any, path: Path) -> None:
     with stream, open(path, "ab", buffering=0) as log_file:
         for line in iter(stream.readline, b""):
             log_file.write(log_stamp() + b" " + (line if line.endswith(b"\n") else line + b"\n"))
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
 
 class PodWorker:

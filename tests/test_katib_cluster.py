@@ -164,3 +164,48 @@ def test_a_converted_experiment_applies_and_runs(cluster: Cluster) -> None:
         assert [p["step"] for p in curve] == [1, 2, 3]
         assert trial["status"]["objective"] == curve[-1]["value"]  # strategy latest
     assert job["spec"]["objective"]["strategy"] == "latest"
+
+
+def test_file_collector_sidecar_reports_and_ends_with_the_trial(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBETUNE_COLLECTOR_IMAGE", "ghcr.io/kubetune/operator:test")
+    spec = {
+        "objective": {"metric": "accuracy", "direction": "maximize", "additionalMetrics": ["loss"]},
+        "parameters": [{"name": "lr", "type": "float", "min": 0.01, "max": 0.1}],
+        "algorithm": {"name": "random"},
+        "maxTrials": 2,
+        "parallelism": 2,
+        "retainPods": True,
+        "metricsCollector": {
+            "kind": "file",
+            "path": "/var/log/katib/metrics.json",
+            "format": "json",
+            "stepMetric": "epoch",
+        },
+    }
+    args = ["--lr=${params.lr}", "--epochs=3", "--format=json"]
+    args += ["--metrics-file=/var/log/katib/metrics.json"]
+    with KopfRunner(cluster.operator) as runner:
+        cluster.apply(katib_job("filed", spec, args))
+        job = cluster.wait_phase("filed", "Succeeded", timeout=180)
+    assert runner.exception is None, runner.output[-3000:]
+    assert job["status"]["progress"] == "2/2"
+    for trial in cluster.objects("trials").values():
+        status = trial["status"]
+        assert status["phase"] == "Succeeded"
+        assert [p["step"] for p in status["curve"]] == [1, 2, 3]
+        assert set(status["metrics"]) == {"accuracy", "loss"}
+    pods = [
+        p
+        for p in cluster.objects("pods", group="").values()
+        if p["metadata"]["name"].startswith("filed-")
+    ]
+    assert len(pods) == 2
+    for pod in pods:
+        (sidecar,) = pod["spec"]["initContainers"]
+        assert sidecar["restartPolicy"] == "Always" and sidecar["name"] == "kubetune-metrics"
+        (ended,) = pod["status"]["initContainerStatuses"]
+        # the sidecar ended with the trial (SIGTERM, then exit 0), and the pod with it
+        assert ended["state"]["terminated"]["exitCode"] == 0, ended
+        assert pod["status"]["phase"] == "Succeeded"

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 from kubetune import Client
+from kubetune.spec import TrialState
 
 from .conftest import ROOT
 
@@ -27,6 +28,7 @@ def run(tmp_path: Path, spec: dict[str, Any], args: list[str], name: str = "kati
         "metadata": {"name": name},
         "spec": {**spec, "trialTemplate": {"spec": {"containers": [container]}}},
     }
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     workdir = tmp_path / "work"
@@ -54,18 +56,18 @@ def test_printed_lines_with_asha_stop_within_a_line_of_the_rung(tmp_path: Path) 
     spec = {
         "objective": OBJECTIVE,
         "parameters": [LR],
-        "algorithm": {"name": "random", "seed": 5},
+        "algorithm": {"name": "random", "seed": 0},
         "earlyStopping": {"name": "asha", "settings": {"reductionFactor": 3}},
         "resource": {"name": "epochs", "min": 1, "max": 9},
         "maxTrials": 6,
         "parallelism": 2,
         "metricsCollector": {"kind": "stdout", "stepMetric": "epoch"},
     }
-    args = ["--lr=${params.lr}", "--epochs=${params.epochs}", "--epoch-delay=1.0"]
+    args = ["--lr=${params.lr}", "--epochs=${params.epochs}", "--epoch-delay=0.5"]
     client = run(tmp_path, spec, args)
     trials = client.trials("katib")
-    stopped = [t for t in trials if t.state.value == "Stopped"]
-    assert stopped and any(t.state.value == "Succeeded" for t in trials)
+    stopped = [t for t in trials if t.state is TrialState.stopped]
+    assert stopped and any(t.state is TrialState.succeeded for t in trials)
     for t in trials:
         steps = [p.step for p in t.curve]
         assert steps == list(range(1, len(steps) + 1)), (t.name, steps)

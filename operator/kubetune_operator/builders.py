@@ -34,6 +34,8 @@ TOKEN_ENV = "KUBETUNE_TRIAL_TOKEN"
 SCRAPED_LABEL = "kubetune.dev/metrics-scraped"  # on pods whose metrics the operator scrapes
 METRICS_PORT_NAME = "kt-metrics"  # the container port of a scraped trial's endpoint
 CHECKPOINT_VOLUME = "kubetune-checkpoints"
+METRICS_VOLUME = "kubetune-metrics"  # the file collector's emptyDir, shared with its sidecar
+SIDECAR = "kubetune-metrics"  # the file collector's native sidecar
 
 
 def owner_reference(obj: Mapping[str, Any], controller: bool = True) -> dict[str, Any]:
@@ -150,6 +152,7 @@ def build_trial_pod(
     trial: Mapping[str, Any],
     metrics_address: str,
     default_image: DefaultImage | None = None,
+    collector_image: str | None = None,
 ) -> dict[str, Any]:
     """The Pod that runs `trial`, from the job's trial template, owned by the Trial."""
     spec = job_spec(job)
@@ -191,6 +194,8 @@ def build_trial_pod(
             {"name": k, "value": v} if k != TOKEN_ENV else _token_from_secret(name)
             for k, v in contract.items()
         ]
+        if collector.kind == "file":
+            _add_file_sidecar(pod_spec, container, spec, collector_image)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -210,13 +215,14 @@ def build_trial_job(
     trial: Mapping[str, Any],
     metrics_address: str,
     default_image: DefaultImage | None = None,
+    collector_image: str | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs `trial` (a `trialTemplate.job`), owned by the Trial: the user's
     Job, its pod template built as a trial pod is. An unset backoffLimit is 0 (a trial fails
     on its first failure, as a pod trial does), not Kubernetes' 6."""
     template = job_spec(job).trial_template
     assert template is not None and template.job is not None
-    pod = build_trial_pod(job, trial, metrics_address, default_image)
+    pod = build_trial_pod(job, trial, metrics_address, default_image, collector_image)
     user = copy.deepcopy(template.job)
     meta = user.get("metadata") or {}
     spec = {k: v for k, v in user["spec"].items() if k != "template"}
@@ -234,6 +240,52 @@ def build_trial_job(
         },
         "spec": {**spec, "template": {"metadata": pod_meta, "spec": pod["spec"]}},
     }
+
+
+def _add_file_sidecar(
+    pod_spec: dict[str, Any],
+    container: dict[str, Any],
+    spec: TuningJobSpec,
+    image: str | None,
+) -> None:
+    """The file collector: an emptyDir at the metrics file's directory in the primary container,
+    and a native sidecar (an init container that restarts Always, from the operator's slim
+    image) that tails the file there and reports with the trial's token. The kubelet stops it
+    once the primary container has ended."""
+    collector = spec.collector
+    if image is None:
+        raise ValueError(
+            "spec.metricsCollector.kind file: the operator has no collector image "
+            "(KUBETUNE_COLLECTOR_IMAGE; the Helm chart sets it)"
+        )
+    assert collector.path is not None
+    directory = collector.path.rsplit("/", 1)[0] or "/"
+    pod_spec.setdefault("volumes", []).append({"name": METRICS_VOLUME, "emptyDir": {}})
+    mount = {"name": METRICS_VOLUME, "mountPath": directory}
+    container.setdefault("volumeMounts", []).append(mount)
+    names = [spec.objective.metric, *spec.objective.additional_metrics]
+    command = ["python", "-m", "kubetune.collect", "--path", collector.path]
+    command += ["--format", collector.format]
+    if collector.step_metric:
+        command += ["--step-metric", collector.step_metric]
+    for expression in collector.filter:
+        command += ["--filter", expression]
+    shared = {"KUBETUNE_JOB", "KUBETUNE_TRIAL", "KUBETUNE_METRICS_ADDR", TOKEN_ENV}
+    sidecar = {
+        "name": SIDECAR,
+        "image": image,
+        "restartPolicy": "Always",
+        "command": [*command, "--", *names],
+        "env": [e for e in container["env"] if e.get("name") in shared],
+        "volumeMounts": [{**mount, "readOnly": True}],
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": {
+            **copy.deepcopy(CONTAINER_DEFAULTS),
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+        },
+    }
+    pod_spec.setdefault("initContainers", []).append(sidecar)
 
 
 def claim_name(job: Mapping[str, Any], checkpoints: Checkpoints) -> str:

@@ -79,6 +79,7 @@ class Controller:
         collector: PullCollector | None = None,
         default_image: DefaultImage | None = None,
         logs: LogFollower | None = None,
+        collector_image: str | None = None,
     ) -> None:
         self.cache = cache
         self.default_image = default_image
@@ -88,6 +89,7 @@ class Controller:
         self.max_backoff = max_backoff
         self.health = health
         self.collector = collector  # scrapes the trials of jobs with metricsCollector prometheus
+        self.collector_image = collector_image  # the file collector's sidecar
         self.logs = logs  # follows the pod logs of trials of jobs with metricsCollector stdout
         self.queue = WorkQueue(health.queue_latency.observe if health else lambda _: None)
         self.ready = asyncio.Event()  # set once kopf has listed everything (indexes are ready)
@@ -353,7 +355,12 @@ class Controller:
         """The trial's Pod, if the client would accept it; else InvalidPod."""
         if "uid" not in trial["metadata"]:  # not created yet: check the pod it will get
             trial = {**trial, "metadata": {**trial["metadata"], "uid": "to-be-assigned"}}
-        pod = build_trial_pod(job, trial, self.metrics_address, self.default_image)
+        try:
+            pod = build_trial_pod(
+                job, trial, self.metrics_address, self.default_image, self.collector_image
+            )
+        except ValueError as exc:
+            raise InvalidPod(str(exc)) from None
         problem = pod_problem(pod)
         if problem is not None:
             raise InvalidPod(f"spec.trialTemplate: not a valid pod: {problem}")
@@ -376,7 +383,9 @@ class Controller:
             self.cache.put("trials", trial, own=True)
         jobs = uses_jobs(job)
         body = (
-            build_trial_job(job, trial, self.metrics_address, self.default_image)
+            build_trial_job(
+                job, trial, self.metrics_address, self.default_image, self.collector_image
+            )
             if jobs
             else self._check_pod(job, trial)
         )

@@ -93,6 +93,7 @@ class Runtime:
             health=self.health,
             collector=self.collector,
             logs=self.logs,
+            collector_image=settings.collector_image,
             default_image=(
                 DefaultImage(settings.trainer_image, settings.trainer_pull_policy)
                 if settings.trainer_image

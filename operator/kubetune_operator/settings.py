@@ -26,6 +26,7 @@ class OperatorSettings:
     exporter_bind: str = "0.0.0.0:8090"  # where Prometheus scrapes /metrics
     trainer_image: str | None = None  # for trial containers whose template names no image
     trainer_pull_policy: str | None = None
+    collector_image: str | None = None  # the file collector's sidecar (the operator's image)
     namespace: str = "default"  # watched when no -n or -A is given
 
     @classmethod
@@ -50,6 +51,7 @@ class OperatorSettings:
             exporter_bind=env.get("KUBETUNE_EXPORTER_BIND", cls.exporter_bind),
             trainer_image=env.get("KUBETUNE_TRAINER_IMAGE") or None,
             trainer_pull_policy=env.get("KUBETUNE_TRAINER_PULL_POLICY") or None,
+            collector_image=env.get("KUBETUNE_COLLECTOR_IMAGE") or None,
             namespace=env.get("KUBETUNE_NAMESPACE") or cls.namespace,
         )
 

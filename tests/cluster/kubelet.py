@@ -291,6 +291,11 @@ class PodWorker:
         self.containers = [
             Container(c, self.dir / "logs" / f"{c['name']}.log") for c in pod["spec"]["containers"]
         ]
+        self.sidecars = [  # native sidecars: init containers that restart Always
+            Container(c, self.dir / "logs" / f"{c['name']}.log")
+            for c in pod["spec"].get("initContainers") or []
+            if c.get("restartPolicy") == "Always"
+        ]
         self.net: PodNetwork | None = None
         self.net_released = False
         self.start_time = now()
@@ -335,8 +340,8 @@ class PodWorker:
         while not (self.deleting.is_set() or self.gone.is_set()):
             try:
                 self.mounts = self._volumes()
-                self.envs = {c.name: self._env(c.spec) for c in self.containers}
-                for c in self.containers:
+                self.envs = {c.name: self._env(c.spec) for c in self.everything}
+                for c in self.everything:
                     if images.lookup(c.spec.get("image", "")) is None:
                         image = c.spec.get("image", "")
                         raise PodError(
@@ -356,8 +361,14 @@ class PodWorker:
             except (OSError, urllib3.exceptions.HTTPError):  # the API server restarting
                 self.deleting.wait(1)
 
+    @property
+    def everything(self) -> list[Container]:
+        return [*self.sidecars, *self.containers]
+
     def _start_all(self) -> None:
         self.kubelet.started.append((self.namespace, self.name))
+        for c in self.sidecars:  # started first, as a kubelet starts native sidecars
+            self._launch(c)
         for c in self.containers:
             self._launch(c)
         self._write_status()
@@ -460,6 +471,7 @@ class PodWorker:
                         threading.Thread(target=self._probe, args=(c,), daemon=True).start()
                 self._write_status()
             if all(c.process is None and "terminated" in c.state for c in self.containers):
+                self._end_sidecars()
                 return
             if self.gone.is_set():
                 return
@@ -665,9 +677,9 @@ class PodWorker:
                 log.debug("pod %s status: %s", self.name, exc)
 
     def _status(self) -> dict[str, Any]:
-        statuses = []
-        for c in self.containers:
-            statuses.append(
+        statuses, sidecars = [], []
+        for c in self.everything:
+            (sidecars if c in self.sidecars else statuses).append(
                 {
                     "name": c.name,
                     "state": c.state,
@@ -681,8 +693,10 @@ class PodWorker:
             )
         terminated = [c.state.get("terminated") for c in self.containers]
         policy = self.pod["spec"].get("restartPolicy", "Always")
-        if all(terminated) and (
-            policy == "Never" or all(t["exitCode"] == 0 for t in terminated if t)
+        if (
+            all(terminated)
+            and (policy == "Never" or all(t["exitCode"] == 0 for t in terminated if t))
+            and not any(c.running for c in self.sidecars)
         ):
             phase = "Succeeded" if all(t["exitCode"] == 0 for t in terminated if t) else "Failed"
         elif any("running" in c.state or c.restarts for c in self.containers):
@@ -706,6 +720,7 @@ class PodWorker:
                 condition("Ready", ready),
             ],
             "containerStatuses": statuses,
+            **({"initContainerStatuses": sidecars} if sidecars else {}),
             "hostIP": self.kubelet.plane.network.gateway,
             "hostIPs": [{"ip": self.kubelet.plane.network.gateway}],
             "startTime": self.start_time,
@@ -731,7 +746,7 @@ class PodWorker:
         threading.Thread(target=self._terminate, args=(grace,), daemon=True).start()
 
     def _terminate(self, grace: float) -> None:
-        live = [c for c in self.containers if c.running]
+        live = [c for c in self.everything if c.running]
         for c in live:
             self._signal(c, signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -767,8 +782,33 @@ class PodWorker:
         if done:
             self.cleanup()
 
+    def _end_sidecars(self) -> None:
+        """Once the main containers have ended: SIGTERM the sidecars, SIGKILL after 10 s."""
+        live = [c for c in self.sidecars if c.running]
+        for c in live:
+            self._signal(c, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while any(c.running for c in live) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for c in self.sidecars:
+            if c.running:
+                self._signal(c, signal.SIGKILL)
+            if c.process is not None:
+                code = c.process.wait()
+                code = 128 - code if code < 0 else code
+                c.process = None
+                c.state = {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "startedAt": c.started_at,
+                        "finishedAt": now(),
+                    }
+                }
+        self._write_status()
+
     def kill_all(self) -> None:
-        for c in self.containers:
+        for c in self.everything:
             if c.running:
                 self._signal(c, signal.SIGKILL)
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
-from .harness import Cluster
+from .harness import Cluster, wait_for
 
 pytestmark = pytest.mark.slow
 TRAINER = ["python", "katib_train.py"]
@@ -209,3 +209,37 @@ def test_file_collector_sidecar_reports_and_ends_with_the_trial(
         # the sidecar ended with the trial (SIGTERM, then exit 0), and the pod with it
         assert ended["state"]["terminated"]["exitCode"] == 0, ended
         assert pod["status"]["phase"] == "Succeeded"
+
+
+COUNTER = "import sys, time\nfor i in range(1, 41):\n    print(f'loss={i}', flush=True)\n    time.sleep(0.2)\n"
+
+
+def test_a_dropped_log_stream_loses_and_repeats_no_line(cluster: Cluster) -> None:
+    """The API server restarts while the operator follows a trial's log: every printed line is
+    taken once (the step is the count of lines, so a repeat or a gap would show)."""
+    spec = {
+        "objective": {"metric": "loss", "direction": "minimize"},
+        "parameters": [{"name": "k", "type": "int", "min": 1, "max": 2}],
+        "algorithm": {"name": "grid"},
+        "maxTrials": 1,
+        "metricsCollector": {"kind": "stdout"},
+    }
+    doc = katib_job("counted", spec, [])
+    container = doc["spec"]["trialTemplate"]["job"]["spec"]["template"]["spec"]["containers"][0]
+    container.update(command=["python", "-c", COUNTER], args=[])
+    with KopfRunner(cluster.operator) as runner:
+        cluster.apply(doc)
+
+        def some_lines_taken() -> bool:
+            trials = cluster.objects("trials")
+            curve = (trials.get("counted-0", {}).get("status") or {}).get("curve") or []
+            return len(curve) >= 5
+
+        wait_for(some_lines_taken, timeout=120, what="the first lines in the trial's status")
+        cluster.plane.restart("kube-apiserver", down_for=2)
+        cluster.wait_phase("counted", "Succeeded", timeout=180)
+    assert runner.exception is None, runner.output[-3000:]
+    status = cluster.objects("trials")["counted-0"]["status"]
+    assert [(p["step"], p["value"]) for p in status["curve"]] == [
+        (i, float(i)) for i in range(1, 41)
+    ]

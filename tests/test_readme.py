@@ -111,3 +111,17 @@ def test_the_readme_starts_with_the_two_commands_and_the_quickstarts() -> None:
         "From Python",
     ]
     assert "pip install kubetune" not in text
+
+
+def test_the_katib_section_shows_the_converter_output_as_written(tmp_path: Path) -> None:
+    experiment, tuningjob = blocks("Coming from Katib", "yaml")
+    (tmp_path / "experiment.yaml").write_text(experiment)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "convert", "katib", "experiment.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == tuningjob

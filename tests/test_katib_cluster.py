@@ -45,6 +45,7 @@ def test_printed_lines_tune_job_trials_with_asha(cluster: Cluster) -> None:
         "maxTrials": 4,
         "parallelism": 2,
         "metricsCollector": {"kind": "stdout", "stepMetric": "epoch"},
+        "retainPods": True,
     }
     args = ["--lr=${params.lr}", "--epochs=${params.epochs}", "--epoch-delay=0.3"]
     with KopfRunner(cluster.operator) as runner:
@@ -79,6 +80,16 @@ def test_printed_lines_tune_job_trials_with_asha(cluster: Cluster) -> None:
         assert found["spec"]["backoffLimit"] == 0
     left = cluster.objects("jobs", group="batch")
     assert all(states[n] != "Stopped" for n in left), left.keys()
+    # `kubetune logs` finds a Job trial's pod (named by the Job controller)
+    done = next(n for n, state in states.items() if state == "Succeeded")
+    logs = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "logs", done, "-n", cluster.namespace],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert logs.returncode == 0, logs.stderr
+    assert "epoch=9 loss=" in logs.stdout
 
 
 def test_a_converted_experiment_applies_and_runs(cluster: Cluster) -> None:

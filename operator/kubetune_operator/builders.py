@@ -234,7 +234,11 @@ def build_trial_job(
         "metadata": {
             "name": pod["metadata"]["name"],
             "namespace": pod["metadata"]["namespace"],
-            "labels": {**(meta.get("labels") or {}), **pod["metadata"]["labels"]},
+            "labels": {
+                **(meta.get("labels") or {}),
+                JOB_LABEL: job["metadata"]["name"],
+                TRIAL_LABEL: pod["metadata"]["name"],
+            },
             **({"annotations": meta["annotations"]} if meta.get("annotations") else {}),
             "ownerReferences": pod["metadata"]["ownerReferences"],
         },

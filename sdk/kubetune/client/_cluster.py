@@ -224,20 +224,21 @@ class ClusterBackend:
         pod = self._pod(trial, follow)
         if pod is None:
             return
+        name = pod["metadata"]["name"]  # the trial's name, or a Job pod's
         if not follow:
             text = self._call(
                 "get",
                 "pods/log",
                 trial,
                 lambda: self.core.read_namespaced_pod_log(
-                    trial, self.namespace, _request_timeout=REQUEST_TIMEOUT
+                    name, self.namespace, _request_timeout=REQUEST_TIMEOUT
                 ),
             )
             yield from str(text).splitlines()
             return
         try:
             yield from watch.Watch().stream(  # type: ignore[no-untyped-call]
-                self.core.read_namespaced_pod_log, trial, self.namespace, follow=True
+                self.core.read_namespaced_pod_log, name, self.namespace, follow=True
             )
         except client.ApiException as exc:
             self._fail(exc, "get", "pods/log", trial)
@@ -254,7 +255,7 @@ class ClusterBackend:
             except client.ApiException as exc:
                 if exc.status != 404:
                     self._fail(exc, "get", "pods", trial)
-                body = {}
+                body = self._job_pod(trial)
             except NETWORK as exc:
                 raise Unavailable(
                     f"cannot reach the Kubernetes API at {self.host}: {exc}"
@@ -267,6 +268,22 @@ class ClusterBackend:
             if not follow:
                 return None
             self._await_pod_change(trial, body)
+
+    def _job_pod(self, trial: str) -> dict[str, Any]:
+        """The newest pod of a trial that runs as a Job (its pods are named by the Job
+        controller); {} if it has none."""
+        try:
+            listed = self.core.list_namespaced_pod(
+                self.namespace,
+                label_selector=f"kubetune.dev/trial={trial}",
+                _request_timeout=REQUEST_TIMEOUT,
+                _preload_content=False,
+            )
+        except client.ApiException as exc:
+            self._fail(exc, "list", "pods", trial)
+        items = json.loads(listed.data)["items"]  # type: ignore[attr-defined]
+        items.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        return dict(items[-1]) if items else {}
 
     def _trial_without_pod(self, trial: str, follow: bool) -> None:
         """Why a trial has no pod: an error, unless (following) it or its pod is still to come;
@@ -309,7 +326,7 @@ class ClusterBackend:
             for _ in watch.Watch().stream(  # type: ignore[no-untyped-call]
                 self.core.list_namespaced_pod,
                 self.namespace,
-                field_selector=f"metadata.name={trial}",
+                label_selector=f"kubetune.dev/trial={trial}",  # its pod, or its Job's
                 resource_version=version,
                 timeout_seconds=30,
                 deserialize=False,

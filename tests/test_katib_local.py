@@ -138,3 +138,15 @@ def test_nan_is_a_failed_measurement_not_a_result(tmp_path: Path) -> None:
     # nan is no value; the non-UTF-8 line still counts; the 1 MB line is dropped whole
     assert [(p.step, p.value) for p in trial.curve] == [(2, 0.5), (3, 0.4)]
     assert trial.objective == 0.4
+
+
+def test_converted_metadata_references_expand_locally(tmp_path: Path) -> None:
+    """`$(KUBETUNE_TRIAL)` (from ${trialSpec.Name}) means the trial's name on both drivers."""
+    from kubetune.local._executor import build_local_command
+    from kubetune.spec import TrialTemplate
+
+    container = {"name": "c", "command": ["python", "x.py"]}
+    container["args"] = ["--run=$(KUBETUNE_TRIAL)", "--cost=$$(5)", "--keep=$(UNSET)"]
+    template = TrialTemplate.model_validate({"spec": {"containers": [container]}})
+    command = build_local_command(template, tmp_path, "job", "job-3", {}, "127.0.0.1:1", "tok")
+    assert command.argv[1:] == ["x.py", "--run=job-3", "--cost=$(5)", "--keep=$(UNSET)"]

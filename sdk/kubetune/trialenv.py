@@ -56,3 +56,19 @@ def trial_env(
     for name, value in params.items():
         env[env_name(name)] = format_value(value)
     return env
+
+
+ENV_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand_env(text: str, env: Mapping[str, str]) -> str:
+    """`$(VAR)` references replaced from `env`, as Kubernetes expands a container's command and
+    args: `$$` is a literal `$`, and a name `env` lacks stays as written."""
+
+    def swap(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env[name] if name in env else match.group(0)
+
+    return ENV_REF.sub(swap, text)

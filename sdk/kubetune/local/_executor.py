@@ -27,7 +27,7 @@ import psutil
 
 from ..spec import FieldError, SpecError, TrialTemplate
 from ..spec._job import LocalOverride
-from ..trialenv import substitute, trial_env
+from ..trialenv import expand_env, substitute, trial_env
 
 PYTHONS = frozenset({"python", "python3"})
 
@@ -66,6 +66,7 @@ def build_local_command(
     env.update(trial_env(job, trial, params, metrics_address, token, metrics_port))
     env.update(extra_env or {})
     env["PYTHONUNBUFFERED"] = "1"
+    argv = [argv[0], *(expand_env(a, env) for a in argv[1:])]  # $(VAR), as Kubernetes does
     workdir = base_dir / local.working_dir if local.working_dir else base_dir
     return LocalCommand(argv, workdir.resolve(), env)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from kubernetes import client
 from kubetune.collect import LineReader, LineSplitter
-from kubetune.rpc.metrics import Point
+from kubetune.rpc.metrics import Point, TrialEnded, UnknownTrial
 
 STACK = 256 * 1024  # bytes of stack per stream thread: it only parses lines
 RETRY = (0.2, 5.0)  # first and longest wait before opening a dropped stream again
@@ -106,7 +106,7 @@ class _Stream:
                     return
                 points = [p for line in splitter.feed(chunk) if (p := self._take(line))]
                 if points:
-                    self.follower.deliver_points(self.key, points)
+                    self.follower.deliver_points(self.key, points, self.stopped)
         finally:
             self.response.release_conn()
 
@@ -194,12 +194,24 @@ class LogFollower:
         with self._lock:
             return sum(1 for s in self._streams.values() if not s.settled.is_set())
 
-    def deliver_points(self, key: Hashable, points: list[Point]) -> None:
-        try:
-            self.deliver(key, points)
-            self.delivered += len(points)
-        except Exception as exc:  # the trial ended meanwhile, a bound...
-            log.warning("metrics of %s not taken: %s", key, exc)
+    def deliver_points(self, key: Hashable, points: list[Point], stopped: threading.Event) -> None:
+        """Store a batch; while the storage is away (the API server restarting: the intake
+        stored nothing), try again, so that no line read is lost. A trial that has ended or is
+        gone takes no more points."""
+        delay = RETRY[0]
+        while True:
+            try:
+                self.deliver(key, points)
+                self.delivered += len(points)
+                return
+            except (UnknownTrial, TrialEnded) as exc:
+                log.debug("metrics of %s not taken: %s", key, exc)
+                return
+            except Exception as exc:  # NotReady, the API server away...
+                log.info("metrics of %s not stored yet (%s); again in %.1f s", key, exc, delay)
+            if stopped.wait(delay):
+                return
+            delay = min(delay * 2, RETRY[1])
 
     def close(self) -> None:
         with self._lock:

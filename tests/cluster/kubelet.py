@@ -267,6 +267,21 @@ class Container:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def ended(self, returncode: int) -> int:
+        """Record that its process exited; the exit code (128 + the signal that killed it)."""
+        code = 128 - returncode if returncode < 0 else returncode
+        self.process = None
+        self.ready = False
+        self.state = {
+            "terminated": {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "startedAt": self.started_at,
+                "finishedAt": now(),
+            }
+        }
+        return code
+
 
 def log_stamp() -> bytes:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
@@ -447,18 +462,7 @@ class PodWorker:
             for c in self.containers:
                 if c.process is None or c.process.poll() is None:
                     continue
-                code = c.process.returncode
-                code = 128 - code if code < 0 else code  # killed by a signal: 128 + its number
-                c.process = None
-                c.ready = False
-                c.state = {
-                    "terminated": {
-                        "exitCode": code,
-                        "reason": "Completed" if code == 0 else "Error",
-                        "startedAt": c.started_at,
-                        "finishedAt": now(),
-                    }
-                }
+                code = c.ended(c.process.returncode)
                 restart = policy == "Always" or (policy == "OnFailure" and code != 0)
                 if restart and not self.deleting.is_set():
                     c.last_state, c.restarts = c.state, c.restarts + 1
@@ -794,17 +798,7 @@ class PodWorker:
             if c.running:
                 self._signal(c, signal.SIGKILL)
             if c.process is not None:
-                code = c.process.wait()
-                code = 128 - code if code < 0 else code
-                c.process = None
-                c.state = {
-                    "terminated": {
-                        "exitCode": code,
-                        "reason": "Completed" if code == 0 else "Error",
-                        "startedAt": c.started_at,
-                        "finishedAt": now(),
-                    }
-                }
+                c.ended(c.process.wait())
         self._write_status()
 
     def kill_all(self) -> None:

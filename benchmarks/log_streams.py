@@ -124,7 +124,7 @@ def main() -> int:
             for i in range(pods)
             for c in ("a", "b")
         }
-        follower.set_targets("bench", targets, set())
+        follower.set_targets("bench", targets)
         time.sleep(args.warmup)
         with lock:
             taken_0 = sum(len(s) for s in steps.values())

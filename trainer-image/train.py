@@ -80,22 +80,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     port = os.environ.get("KUBETUNE_METRICS_PORT")
     parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(port) if port else None,
+        "--metrics-port", type=int, default=int(port) if port else None,
         help="serve Prometheus metrics on this port instead of pushing them",
     )
     parser.add_argument("--metrics-host", default="0.0.0.0", help="address to serve them on")
     parser.add_argument(
-        "--amp",
-        choices=["auto", "on", "off"],
-        default="auto",
+        "--amp", choices=["auto", "on", "off"], default="auto",
         help="bf16 autocast on CUDA (auto: on when CUDA is used)",
     )
     parser.add_argument(
-        "--metrics-linger",
-        type=float,
-        default=30.0,
+        "--metrics-linger", type=float, default=30.0,
         help="seconds to wait at the end for a scrape of the last values",
     )
     args = parser.parse_args(argv)
@@ -154,31 +148,18 @@ def load(dataset: str, seed: int) -> tuple[torch.Tensor, ...]:
     if dataset == "diabetes":
         y_mean, y_std = y_train.mean(), y_train.std()
         y_train, y_val = (y_train - y_mean) / y_std, (y_val - y_mean) / y_std
-        return (
-            torch.tensor(X_train),
-            torch.tensor(y_train, dtype=torch.float32)[:, None],
-            torch.tensor(X_val),
-            torch.tensor(y_val, dtype=torch.float32)[:, None],
-            torch.tensor(float(y_std)),
-        )
-    return (
-        torch.tensor(X_train),
-        torch.tensor(y_train),
-        torch.tensor(X_val),
-        torch.tensor(y_val),
-        torch.tensor(1.0),
-    )
+        return (torch.tensor(X_train), torch.tensor(y_train, dtype=torch.float32)[:, None],
+                torch.tensor(X_val), torch.tensor(y_val, dtype=torch.float32)[:, None],
+                torch.tensor(float(y_std)))
+    return (torch.tensor(X_train), torch.tensor(y_train), torch.tensor(X_val), torch.tensor(y_val),
+            torch.tensor(1.0))
 
 
 def build_model(inputs: int, outputs: int, args: argparse.Namespace) -> nn.Module:
     layers: list[nn.Module] = []
     width = inputs
     for _ in range(args.hidden_layers):
-        layers += [
-            nn.Linear(width, args.units),
-            ACTIVATIONS[args.activation](),
-            nn.Dropout(args.dropout),
-        ]
+        layers += [nn.Linear(width, args.units), ACTIVATIONS[args.activation](), nn.Dropout(args.dropout)]
         width = args.units
     layers.append(nn.Linear(width, outputs))
     model = nn.Sequential(*layers)
@@ -195,9 +176,7 @@ def build_model(inputs: int, outputs: int, args: argparse.Namespace) -> nn.Modul
 def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
     params = model.parameters()
     if args.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
-        )
+        return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     cls = torch.optim.Adam if args.optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=args.lr, betas=(args.beta1, args.beta2), weight_decay=args.weight_decay)
 
@@ -292,9 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         throughput = len(order) / max(time.perf_counter() - began, 1e-9)
         time.sleep(args.epoch_delay)
         model.eval()
-        with (
-            torch.no_grad(),
-            torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp),
+        with torch.no_grad(), torch.autocast(
+            device_type=device.type, dtype=torch.bfloat16, enabled=amp
         ):
             out = model(X_val).float()
             val_loss = float(loss_fn(out, y_val))

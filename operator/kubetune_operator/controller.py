@@ -134,7 +134,7 @@ class Controller:
         """Stop scraping and following the trials of a job that is done or gone."""
         self._scrape(key, {})
         if self.logs is not None:
-            self.logs.set_targets(key, {}, set())
+            self.logs.set_targets(key, {})
 
     def _follow_logs(self, key: Key, spec: TuningJobSpec, trials: Mapping[str, Any]) -> None:
         """Follow the pod log of each trial of a stdout-collected job whose pod has started."""
@@ -153,7 +153,7 @@ class Controller:
                 targets[(key[0], name)] = LogTarget(
                     key[0], pod["metadata"]["name"], container, reader
                 )
-        self.logs.set_targets(key, targets, set())
+        self.logs.set_targets(key, targets)
 
     def _settling(self, spec: TuningJobSpec, key: Key, trial: str, pod: Any) -> bool:
         """Whether a stdout-collected trial's pod has ended but its last lines are not stored

@@ -149,16 +149,14 @@ class LogFollower:
         self._lock = threading.Lock()
         self.delivered = 0  # points stored (for tests and benchmarks)
 
-    def set_targets(
-        self, group: Hashable, targets: dict[Hashable, LogTarget], keep: set[Hashable]
-    ) -> None:
-        """The streams of one job from now on: `targets` are followed (a new pod of a trial, a
-        new stream); streams of `keep` (ended trials whose last lines may still come) stay."""
+    def set_targets(self, group: Hashable, targets: dict[Hashable, LogTarget]) -> None:
+        """The streams of one job from now on: `targets` are followed (a new pod of a trial
+        gets a new stream), the job's other streams stop."""
         started: list[_Stream] = []
         stopped: list[_Stream] = []
         with self._lock:
             for key in [k for k, s in self._streams.items() if s.group == group]:
-                if key not in targets and key not in keep:
+                if key not in targets:
                     stopped.append(self._streams.pop(key))
             for key, target in targets.items():
                 stream = self._streams.get(key)

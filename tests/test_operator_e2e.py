@@ -335,7 +335,9 @@ def test_operator_uses_exactly_the_rbac_it_is_granted(
     try:
         with KopfRunner(["run", "--standalone", *scope_args, "-m", "kubetune_operator.handlers"]):
             cluster.apply(doc)
+            cluster.apply(printed_job_trials("rbac-jobs"))  # Jobs, and the pod log followed
             job = cluster.wait_phase("rbac", "Succeeded")
+            cluster.wait_phase("rbac-jobs", "Succeeded")
             wait_for(lambda: not cluster.objects("pods", ""), what="pods released")
     finally:
         cluster.kubectl("delete", "-f", str(rbac))
@@ -355,6 +357,31 @@ def test_operator_uses_exactly_the_rbac_it_is_granted(
     used = {access(c) for c in calls}
     assert used <= granted
     assert granted - used == RARELY_USED, "granted but never used"
+
+
+def printed_job_trials(name: str) -> dict[str, Any]:
+    """Two trials as batch/v1 Jobs whose trainer only prints (the stdout collector)."""
+    container = {
+        "name": "training",
+        "image": "kubetune/trainer:latest",
+        "command": ["python", "katib_train.py"],
+        "args": ["--lr=${params.lr}", "--epochs=2"],
+    }
+    pod = {"restartPolicy": "Never", "containers": [container]}
+    return {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "TuningJob",
+        "metadata": {"name": name},
+        "spec": {
+            "objective": {"metric": "accuracy", "direction": "maximize"},
+            "parameters": [{"name": "lr", "type": "float", "min": 0.01, "max": 0.1}],
+            "algorithm": {"name": "random"},
+            "maxTrials": 2,
+            "parallelism": 2,
+            "metricsCollector": {"kind": "stdout"},
+            "trialTemplate": {"job": {"spec": {"template": {"spec": pod}}}},
+        },
+    }
 
 
 def access(call: dict[str, Any]) -> tuple[str, str, str]:

@@ -1,5 +1,5 @@
 """The CLI verbs over `kubetune.Client`: submit, get, list, status, trials, best, wait, logs, plot,
-report, dashboard, update, delete. `--workdir DIR` picks the local backend (a root of jobs, or one job's directory);
+report, dashboard, convert, update, delete. `--workdir DIR` picks the local backend (a root of jobs, or one job's directory);
 otherwise the cluster of the kubeconfig (`--context`, `-n`). Same tables, same `--json`."""
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def test_printed_lines_with_asha_stop_within_a_line_of_the_rung(tmp_path: Path) 
         "parallelism": 2,
         "metricsCollector": {"kind": "stdout", "stepMetric": "epoch"},
     }
-    args = ["--lr=${params.lr}", "--epochs=${params.epochs}", "--epoch-delay=0.5"]
+    args = ["--lr=${params.lr}", "--epochs=${params.epochs}", "--epoch-delay=0.8"]
     client = run(tmp_path, spec, args)
     trials = client.trials("katib")
     stopped = [t for t in trials if t.state is TrialState.stopped]

@@ -60,6 +60,7 @@ class _Stream:
         self.stopped = threading.Event()
         self.settled = threading.Event()
         self.response: Any = None
+        self.last_error = ""  # why the stream last failed (for diagnosis)
         self.ended_at: float | None = None  # when the controller first asked, once ended
         self.thread = threading.Thread(target=self._run, name=f"log {target.pod}", daemon=True)
 
@@ -71,6 +72,8 @@ class _Stream:
                 delay = RETRY[0]
             except Exception as exc:  # the API server away, a 404 while the pod starts...
                 log.debug("log of %s: %s", self.target.pod, exc)
+                said = getattr(exc, "body", None) or exc
+                self.last_error = f"{type(exc).__name__}: {said!s}"[:300]
             if self.stopped.is_set():
                 break
             if self.follower.ended(self.key, self.target.pod):
@@ -187,6 +190,12 @@ class LogFollower:
         if stream.ended_at is None:
             stream.ended_at = now
         return now - stream.ended_at > SETTLE_LIMIT
+
+    def problems(self) -> dict[str, int]:
+        """How many streams last failed for each reason."""
+        with self._lock:
+            errors = [s.last_error for s in self._streams.values() if s.last_error]
+        return {e: errors.count(e) for e in set(errors)}
 
     def streams(self) -> int:
         with self._lock:

@@ -835,7 +835,8 @@ class LogServer:
         context.load_verify_locations(plane.ca)
         context.verify_mode = ssl.CERT_REQUIRED  # only the API server's client certificate
         handler = type("Handler", (LogHandler,), {"kubelet": kubelet})
-        self.httpd = ThreadingHTTPServer((plane.network.gateway, PORT), handler)
+        server = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 1024})
+        self.httpd = server((plane.network.gateway, PORT), handler)  # many `logs -f` at once
         self.httpd.daemon_threads = True
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         threading.Thread(target=self.httpd.serve_forever, name="kubelet-https", daemon=True).start()

@@ -33,6 +33,7 @@ from ._checkpoints import (
 )
 from ._collector import MetricsCollector
 from ._errors import FieldError, SpecError
+from ._goals import Constraint, ObjectiveGoal, WarmPoint, WarmStart
 from ._job import (
     Direction,
     Objective,
@@ -83,6 +84,7 @@ __all__ = [
     "Checkpoints",
     "ClaimTemplate",
     "Condition",
+    "Constraint",
     "Continues",
     "CurvePoint",
     "Direction",
@@ -100,6 +102,7 @@ __all__ = [
     "MetricsCollector",
     "NoStopping",
     "Objective",
+    "ObjectiveGoal",
     "ParamValue",
     "Parameter",
     "PbtAlgorithm",
@@ -117,6 +120,8 @@ __all__ = [
     "TuningJob",
     "TuningJobSpec",
     "TuningJobStatus",
+    "WarmPoint",
+    "WarmStart",
     "load_yaml_documents",
     "pbt_rounds",
 ]

@@ -136,6 +136,9 @@ class MedianStopping(SpecModel):
 
     name: Literal["median"]
     settings: MedianSettings = Field(default_factory=MedianSettings)
+    metric: str | None = Field(
+        None, description="The objective it judges (required with several objectives)."
+    )
 
 
 class AshaStopping(SpecModel):
@@ -143,6 +146,9 @@ class AshaStopping(SpecModel):
 
     name: Literal["asha"]
     settings: AshaSettings = Field(default_factory=AshaSettings)
+    metric: str | None = Field(
+        None, description="The objective it judges (required with several objectives)."
+    )
 
 
 EarlyStopping = Annotated[NoStopping | MedianStopping | AshaStopping, Field(discriminator="name")]

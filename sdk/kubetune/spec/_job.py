@@ -24,6 +24,7 @@ from ._base import SpecModel, field_error, field_errors_at
 from ._checkpoints import RESUME_MOUNT_PATH, Checkpoints
 from ._collector import PROMETHEUS_NAME, MetricsCollector
 from ._errors import FieldError, SpecError, field_errors
+from ._goals import MAX_OBJECTIVES, Constraint, ObjectiveGoal, WarmStart
 from ._parameters import NAME_PATTERN, CategoricalParameter, FloatParameter, Parameter
 from ._status import TuningJobStatus
 from ._yaml import load_documents, read_manifest_text
@@ -271,7 +272,27 @@ def _check_job(job: dict[str, Any], metadata: dict[str, Any] | None) -> None:
 class TuningJobSpec(SpecModel):
     """What to tune, how to search, and how to run one trial."""
 
-    objective: Objective
+    single_objective: Objective | None = Field(
+        None, alias="objective", description="The metric to optimize (or give objectives)."
+    )
+    objectives: list[ObjectiveGoal] | None = Field(
+        None,
+        description=f"Instead of objective: 2 to {MAX_OBJECTIVES} metrics to optimize at once; "
+        "the result is the Pareto front. A trial's values are the latest it reported.",
+    )
+    additional_metrics: list[str] = Field(
+        default_factory=list,
+        description="With objectives: metrics recorded with each trial but not optimized "
+        "(with objective, use objective.additionalMetrics).",
+    )
+    constraints: list[Constraint] = Field(
+        default_factory=list,
+        description="Bounds on reported metrics (latest values); a trial outside one is "
+        "infeasible: never the best, never on the front.",
+    )
+    warm_start: WarmStart | None = Field(
+        None, description="Earlier results that feed the model, and configurations to run first."
+    )
     parameters: list[Parameter] = Field(min_length=1, description="The search space.")
     algorithm: Algorithm = Field(description="Search algorithm and its settings.")
     early_stopping: EarlyStopping = Field(
@@ -305,6 +326,7 @@ class TuningJobSpec(SpecModel):
 
     @model_validator(mode="after")
     def _check(self) -> TuningJobSpec:
+        self._check_goals()
         names: dict[str, int] = {}
         for i, p in enumerate(self.parameters):
             if p.name in names:
@@ -337,7 +359,127 @@ class TuningJobSpec(SpecModel):
             problems = self.trial_template.placeholder_problems(known)
             if problems:  # all of them at once
                 raise field_errors_at([(f"trialTemplate.{p}", m) for p, m in problems])
+        if self.warm_start is not None:
+            self._check_enqueued(self.warm_start)
         return self
+
+    def _check_goals(self) -> None:
+        """objective XOR objectives; distinct metrics; constraints and the early-stopping
+        metric name known metrics."""
+        if (self.single_objective is None) == (self.objectives is None):
+            raise field_error(
+                "objective", "give either objective (one metric) or objectives (2 to 4 metrics)"
+            )
+        if self.objectives is not None:
+            if not 2 <= len(self.objectives) <= MAX_OBJECTIVES:
+                raise field_error(
+                    "objectives",
+                    f"give 2 to {MAX_OBJECTIVES} objectives (got {len(self.objectives)}); "
+                    "for one metric use objective",
+                )
+            first: dict[str, int] = {}
+            for i, goal in enumerate(self.objectives):
+                if goal.metric in first:
+                    raise field_error(
+                        f"objectives[{i}].metric",
+                        f"{goal.metric!r} is already objectives[{first[goal.metric]}]",
+                    )
+                first[goal.metric] = i
+            for i, name in enumerate(self.additional_metrics):
+                if name in first:
+                    raise field_error(f"additionalMetrics[{i}]", f"{name!r} is an objective")
+            if isinstance(self.algorithm, PbtAlgorithm):
+                raise field_error(
+                    "algorithm.name", "pbt ranks members by one metric: use objective with pbt"
+                )
+        elif self.additional_metrics:
+            raise field_error(
+                "additionalMetrics", "with objective, list them in objective.additionalMetrics"
+            )
+        known = self.metric_names
+        for i, c in enumerate(self.constraints):
+            if c.metric not in known:
+                raise field_error(
+                    f"constraints[{i}].metric",
+                    f"{c.metric!r} is not an objective or additional metric (have {known})",
+                )
+        judged = getattr(self.early_stopping, "metric", None)
+        if self.objectives is not None and not isinstance(self.early_stopping, NoStopping):
+            goals = [g.metric for g in self.objectives]
+            if judged is None:
+                raise field_error(
+                    "earlyStopping.metric",
+                    f"with several objectives, name the one early stopping judges (one of {goals})",
+                )
+            if judged not in goals:
+                raise field_error(
+                    "earlyStopping.metric", f"{judged!r} is not an objective (have {goals})"
+                )
+        elif self.single_objective is not None and judged not in (
+            None,
+            self.single_objective.metric,
+        ):
+            raise field_error(
+                "earlyStopping.metric",
+                f"early stopping judges the objective {self.single_objective.metric!r} "
+                f"(got {judged!r})",
+            )
+
+    def _check_enqueued(self, warm: WarmStart) -> None:
+        params = {p.name: p for p in self.parameters}
+        for i, config in enumerate(warm.enqueue):
+            path = f"warmStart.enqueue[{i}]"
+            missing = [n for n in params if n not in config]
+            if missing:
+                raise field_error(path, f"missing parameters {missing}")
+            for name, value in config.items():
+                if name not in params:
+                    raise field_error(
+                        f"{path}.{name}", f"not a parameter of the space (have {list(params)})"
+                    )
+                why = params[name].outside(value)
+                if why is not None:
+                    raise field_error(f"{path}.{name}", why)
+
+    @property
+    def objective(self) -> Objective:
+        """The objective the curves, early stopping and the single-metric views use: the one
+        objective, or with several the one early stopping judges (else the first). Its
+        additional metrics are every other metric to collect (objectives, constraints)."""
+        if self.single_objective is not None:
+            return self.single_objective
+        assert self.objectives is not None
+        judged = getattr(self.early_stopping, "metric", None) or self.objectives[0].metric
+        goal = next(g for g in self.objectives if g.metric == judged)
+        others = [g.metric for g in self.objectives if g.metric != judged]
+        return Objective(
+            metric=goal.metric,
+            direction=Direction(goal.direction),
+            strategy="latest",
+            additional_metrics=[*others, *self.additional_metrics],
+        )
+
+    @property
+    def goals(self) -> list[ObjectiveGoal]:
+        """Every objective, as `objectives` lists them (one for a single objective)."""
+        if self.objectives is not None:
+            return list(self.objectives)
+        one = self.single_objective
+        assert one is not None
+        return [ObjectiveGoal(metric=one.metric, direction=one.direction.value)]
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.objectives is not None
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Every metric a trial's reports are kept for: objectives, then additional metrics."""
+        if self.objectives is not None:
+            return [g.metric for g in self.objectives] + list(self.additional_metrics)
+        one = self.single_objective
+        assert one is not None
+        return [one.metric, *one.additional_metrics]
 
     def _check_pbt(self, algorithm: PbtAlgorithm) -> None:
         if self.checkpoints is None:

@@ -34,6 +34,20 @@ class _Numeric(SpecModel):
         if step is not None and step > hi - lo:
             raise field_error("step", f"must not exceed max - min (got {step} > {hi - lo})")
 
+    def outside(self, value: Any) -> str | None:
+        """Why `value` is not a value of this parameter (None: it is)."""
+        integral = isinstance(self, IntParameter)
+        if isinstance(value, bool) or not isinstance(value, int if integral else int | float):
+            return f"must be {'an integer' if integral else 'a number'} (got {value!r})"
+        lo, hi, step = self.min, self.max, self.step  # type: ignore[attr-defined]
+        if not lo <= value <= hi:
+            return f"{value!r} is outside [{lo}, {hi}]"
+        if step is not None:
+            k = (value - lo) / step
+            if abs(k - round(k)) > 1e-6:
+                return f"{value!r} is not min + k * step (min {lo}, step {step})"
+        return None
+
 
 class FloatParameter(_Numeric):
     """A real-valued parameter in [min, max]; with `step`, only min + k*step."""
@@ -115,6 +129,12 @@ class CategoricalParameter(SpecModel):
 
     def grid_values(self, points: int | None = None) -> list[ParamValue]:
         return list(self.values)
+
+    def outside(self, value: Any) -> str | None:
+        """Why `value` is not one of the choices (None: it is)."""
+        if any(type(value) is type(v) and value == v for v in self.values):
+            return None
+        return f"{value!r} is not one of {self.values}"
 
 
 Parameter = Annotated[

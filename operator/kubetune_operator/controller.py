@@ -64,6 +64,7 @@ def trial_view(trial: Mapping[str, Any], state: TrialState) -> TrialView:
         state=state,
         curve=curve,
         objective=status.get("objective"),
+        metrics=status.get("metrics") or {},
     )
 
 

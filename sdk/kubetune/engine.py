@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .front import feasible, pareto_front
 from .lineage import Continuation, continuation
 from .search import Observation, Params, create_suggester
 from .spec import BestTrial, HyperbandAlgorithm, PbtAlgorithm, TrialState, TuningJobSpec
@@ -40,6 +41,7 @@ class TrialView:
     state: TrialState
     curve: Sequence[tuple[int, float]] = ()
     objective: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)  # the latest of each metric
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", TrialState(self.state))  # a plain string is fine
@@ -107,7 +109,9 @@ def decide(
 
     finish = _finish_now(spec, trials, states, best)
     if finish is None and len(trials) >= spec.max_trials and not active:
-        finish = _final(FinishReason.max_trials, best, f"all {spec.max_trials} trials finished")
+        finish = _final(
+            spec, trials, best, FinishReason.max_trials, f"all {spec.max_trials} trials finished"
+        )
     if finish is not None:
         stops += [
             StopOrder(t.name, f"job finished: {finish.reason.value}")
@@ -123,7 +127,8 @@ def decide(
     suggestions = suggest(spec, history, slots)
     if not suggestions and not active:
         reason = FinishReason.exhausted
-        return Decision(stop=stops, finish=_final(reason, best, "no configuration left"), best=best)
+        finish = _final(spec, trials, best, reason, "no configuration left")
+        return Decision(stop=stops, finish=finish, best=best)
     next_index = trials[-1].index + 1 if trials else 0
     launches = [
         _launch(
@@ -146,11 +151,14 @@ def objective_of(spec: TuningJobSpec, trial: TrialView) -> float | None:
 
 
 def best_trial(spec: TuningJobSpec, trials: Sequence[TrialView]) -> BestTrial | None:
-    """The best finished-or-running trial with an objective (ties: the earliest)."""
+    """The best feasible finished-or-running trial with an objective (ties: the earliest).
+    None with several objectives: their result is the Pareto front (`front.pareto_front`)."""
+    if spec.multi_objective:
+        return None
     best: tuple[float, TrialView] | None = None
     for t in sorted(trials, key=lambda t: t.index):
         value = objective_of(spec, t)
-        if value is None or t.state is TrialState.failed:
+        if value is None or t.state is TrialState.failed or not feasible(spec, t.metrics):
             continue
         if best is None or spec.objective.better(value, best[0]):
             best = (value, t)
@@ -198,8 +206,23 @@ def _finish_now(
     return None
 
 
-def _final(reason: FinishReason, best: BestTrial | None, message: str) -> Finish:
+def _final(
+    spec: TuningJobSpec,
+    trials: Sequence[TrialView],
+    best: BestTrial | None,
+    reason: FinishReason,
+    message: str,
+) -> Finish:
+    if spec.multi_objective:
+        front = pareto_front(spec, trials).trials
+        if not front:
+            return Finish(
+                reason, False, f"{message}, but no feasible trial reported every objective"
+            )
+        return Finish(reason, True, f"{message}; {len(front)} trials on the Pareto front")
     if best is None:
+        if spec.constraints and any(objective_of(spec, t) is not None for t in trials):
+            return Finish(reason, False, f"{message}, but no trial met the constraints")
         return Finish(reason, False, f"{message}, but no trial reported the objective")
     return Finish(reason, True, f"{message}; best {best.name} with {best.objective:g}")
 
@@ -210,8 +233,9 @@ def _observation(spec: TuningJobSpec, t: TrialView, state: TrialState) -> Observ
         state = TrialState.stopped
     if state.active:
         return Observation(params=t.params, value=None, state=TrialState.running)
-    value = objective_of(spec, t) if state is not TrialState.failed else None
-    return Observation(params=t.params, value=value, state=state)
+    if state is TrialState.failed:
+        return Observation(params=t.params, value=None, state=state)
+    return Observation(params=t.params, value=objective_of(spec, t), state=state, metrics=t.metrics)
 
 
 def _launch(

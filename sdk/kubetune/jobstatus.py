@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .engine import Decision, Finish, TrialView
+from .front import pareto_front
 from .spec import (
     BestTrial,
     Condition,
@@ -41,7 +42,7 @@ def planned(trials: Sequence[TrialView], decision: Decision) -> list[TrialView]:
     """The trials as they stand once `decision` is carried out: launches pending, stops stopping."""
     told = {s.name for s in decision.stop}
     after = [
-        TrialView(t.name, t.index, t.params, TrialState.stopping, t.curve, t.objective)
+        TrialView(t.name, t.index, t.params, TrialState.stopping, t.curve, t.objective, t.metrics)
         if t.name in told and t.state.active
         else t
         for t in trials
@@ -80,6 +81,11 @@ def job_status(
         start_time=previous.start_time or now,
         observed_generation=previous.observed_generation,
     )
+    if spec.multi_objective:
+        front = pareto_front(spec, trials)
+        status.pareto_front = front.status_entries()
+        status.pareto_front_size = len(front.trials)
+        status.hypervolume = front.hypervolume
     if finish is None:
         status.conditions = [
             condition(

@@ -556,7 +556,7 @@ class LocalRunner:
 
 def engine_view(t: TrialRow) -> TrialView:
     """A stored trial as the engine sees it."""
-    return TrialView(t.name, t.index, t.params, t.state, t.curve)
+    return TrialView(t.name, t.index, t.params, t.state, t.curve, metrics=t.latest)
 
 
 def _replace(text: str, swap: dict[str, str]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec import Direction, ParamValue, TrialState, TuningJobSpec
@@ -31,6 +31,8 @@ class Observation:
     params: Mapping[str, Any]
     value: float | None = None
     state: TrialState = TrialState.succeeded
+    metrics: Mapping[str, float] = field(default_factory=dict)  # latest values: objectives,
+    # constraints (several objectives and constraints are read from here)
 
     def __post_init__(self) -> None:
         try:

@@ -12,17 +12,20 @@ search around the leaders."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.stats import boxcox, qmc
 from threadpoolctl import threadpool_limits
 
+from ..front import feasible, goal_values, reference_losses
+from ..pareto import crowding, front_mask, to_losses
 from ..spec import Acquisition as AcquisitionName
 from ..spec import AshaStopping, BayesianAlgorithm, TuningJobSpec
 from ._acquisition import Acquisition, JointImprovement, confidence_bound, expected_improvement
 from ._base import BaseSuggester, Observation, Params
 from ._gp import Surrogate, fit_surrogate
+from ._outcomes import Feasibility, HypervolumeImprovement, plain_front
 from ._space import SearchSpace, snap_columns
 
 RANDOM_CANDIDATES = 1024
@@ -50,7 +53,7 @@ class BayesianSuggester(BaseSuggester):
 
     def suggest(self, history: Sequence[Observation], count: int) -> list[Params]:
         seen = {self.space.key(o.params) for o in history}
-        done = _trained_on(history, self.stopped_pending)
+        done = _trained_on(history, self.stopped_pending, self._known)
         picks: list[Params] = []
         while len(picks) < count and self._in_design(len(history) + len(picks), len(done)):
             pick = self._design_point(len(history) + len(picks), seen)
@@ -64,6 +67,12 @@ class BayesianSuggester(BaseSuggester):
                 warnings.simplefilter("ignore")
                 picks.extend(self._model_picks(history, done, picks, seen, count - len(picks)))
         return picks
+
+    def _known(self, o: Observation) -> bool:
+        """A finished trial whose every objective is known (the model's training data)."""
+        return o.usable and (
+            not self.spec.multi_objective or goal_values(self.spec, o.metrics) is not None
+        )
 
     def _in_design(self, started: int, usable: int) -> bool:
         return started < self.settings.initial_points or usable < 2
@@ -90,25 +99,30 @@ class BayesianSuggester(BaseSuggester):
         seen: set[tuple[object, ...]],
         count: int,
     ) -> list[Params]:
+        if self.spec.multi_objective:
+            return self._pareto_picks(history, done, picks, seen, count)
         X = self.space.to_unit([o.params for o in done])
         y, surrogate = _fit(
             X,
             self.sign() * np.array([o.value for o in done], dtype=float),
             self.seed + len(history),
         )
-        pending = self.space.to_unit(
-            [
-                *(o.params for o in history if not o.finished or o.state == "failed"),
-                *(o.params for o in self._stopped(history, done)),
-                *picks,
-            ]
-        )
+        pending = self._pending(history, done, picks)
         rng = np.random.default_rng([self.seed, len(history), 1])
-        best_y = float(np.min(y))
-        leaders = X[np.argsort(y)[:LEADERS]]
+        ok = np.array([feasible(self.spec, o.metrics) for o in done], dtype=bool)
+        feasibility = self._feasibility(X, done)
+        best_y = float(np.min(y[ok])) if ok.any() else None
+        ranked = np.lexsort((y, ~ok))  # feasible first, then by loss
+        leaders = X[ranked[:LEADERS]]
         result: list[Params] = []
         for _ in range(count):
-            acquisition = self._acquisition(surrogate, best_y, pending, rng)
+            if best_y is None:
+                assert feasibility is not None  # without constraints every trial is feasible
+                acquisition: Acquisition = feasibility
+            else:
+                acquisition = _times(
+                    self._acquisition(surrogate, best_y, pending, rng), feasibility
+                )
             point = self._maximize(acquisition, leaders, seen, rng)
             if point is None:
                 break
@@ -117,6 +131,77 @@ class BayesianSuggester(BaseSuggester):
             seen.add(self.space.key(config))
             pending = np.vstack([pending, point[None, :]])
         return result
+
+    def _pareto_picks(
+        self,
+        history: Sequence[Observation],
+        done: list[Observation],
+        picks: list[Params],
+        seen: set[tuple[object, ...]],
+        count: int,
+    ) -> list[Params]:
+        """Several objectives: one GP per objective, expected hypervolume improvement (times
+        the probability of feasibility); each pick joins the front at its posterior mean."""
+        X = self.space.to_unit([o.params for o in done])
+        minimize = [g.minimize for g in self.spec.goals]
+        rows = [goal_values(self.spec, o.metrics) for o in done]
+        Y = to_losses(np.array(rows, dtype=float), minimize)
+        seed = self.seed + len(history)
+        surrogates = [fit_surrogate(X, Y[:, j], seed=seed + j) for j in range(Y.shape[1])]
+        ok = np.array([feasible(self.spec, o.metrics) for o in done], dtype=bool)
+        feasibility = self._feasibility(X, done)
+        believed = _means(surrogates, X[ok])
+        reference = reference_losses(self.spec, Y[ok] if ok.any() else Y)
+        front = plain_front(
+            np.vstack([believed, _means(surrogates, self._pending(history, done, picks))])
+        )
+        on = np.flatnonzero(front_mask(believed)) if len(believed) else np.zeros(0, dtype=int)
+        leaders = X[ok][on[np.argsort(-crowding(believed[on]))][:LEADERS]] if len(on) else X[:0]
+        if not len(leaders):
+            leaders = X[np.argsort(Y.sum(axis=1))[:LEADERS]]
+        rng = np.random.default_rng([self.seed, len(history), 1])
+        result: list[Params] = []
+        for _ in range(count):
+            if ok.any():
+                improvement = HypervolumeImprovement(surrogates, front, reference, rng)
+                acquisition = _times(improvement, feasibility)
+            else:
+                assert feasibility is not None
+                acquisition = feasibility
+            point = self._maximize(acquisition, leaders, seen, rng)
+            if point is None:
+                break
+            config = self.space.from_unit(point[None, :])[0]
+            result.append(config)
+            seen.add(self.space.key(config))
+            front = plain_front(np.vstack([front, _means(surrogates, point[None, :])]))
+        return result
+
+    def _pending(
+        self, history: Sequence[Observation], done: list[Observation], picks: list[Params]
+    ) -> np.ndarray:
+        """Points whose outcome the model does not know: running (and failed) trials, trials
+        stopped early that it was not fitted on, earlier picks of this batch."""
+        return self.space.to_unit(
+            [
+                *(o.params for o in history if not o.finished or o.state == "failed"),
+                *(o.params for o in self._stopped(history, done)),
+                *picks,
+            ]
+        )
+
+    def _feasibility(self, X: np.ndarray, done: list[Observation]) -> Feasibility | None:
+        """The probability of feasibility, a GP per constrained metric (None: no constraints)."""
+        if not self.spec.constraints:
+            return None
+        models = []
+        for i, c in enumerate(self.spec.constraints):
+            rows = [k for k, o in enumerate(done) if c.metric in o.metrics]
+            values = np.array([done[k].metrics[c.metric] for k in rows], dtype=float)
+            if len(rows) < 2 or np.ptp(values) == 0:
+                continue  # nothing to learn yet
+            models.append((c, fit_surrogate(X[rows], values, seed=self.seed + 101 + i)))
+        return Feasibility(models)
 
     def _stopped(
         self, history: Sequence[Observation], done: list[Observation]
@@ -177,10 +262,30 @@ class BayesianSuggester(BaseSuggester):
         return snap_columns(self.space, moved)
 
 
-def _trained_on(history: Sequence[Observation], stopped_pending: bool) -> list[Observation]:
+def _means(surrogates: Sequence[Surrogate], X: np.ndarray) -> np.ndarray:
+    """The posterior mean of each objective at the rows of X (n x m)."""
+    if not len(X):
+        return np.zeros((0, len(surrogates)))
+    return np.column_stack([s.predict(X)[0] for s in surrogates])
+
+
+def _times(acquisition: Acquisition, feasibility: Feasibility | None) -> Acquisition:
+    """The acquisition weighted by the probability of feasibility (added in log space)."""
+    if feasibility is None:
+        return acquisition
+
+    def score(X: np.ndarray) -> np.ndarray:
+        return np.asarray(acquisition(X) + feasibility(X))
+
+    return score
+
+
+def _trained_on(
+    history: Sequence[Observation], stopped_pending: bool, known: Callable[[Observation], bool]
+) -> list[Observation]:
     """The trials the GP is fitted on. With `stopped_pending`, only those that ran to the end:
     a trial stopped early is pending instead, unless fewer than two trials ran to the end."""
-    usable = [o for o in history if o.usable]
+    usable = [o for o in history if known(o)]
     completed = [o for o in usable if o.state == "succeeded"]
     return completed if stopped_pending and len(completed) >= 2 else usable
 

@@ -54,10 +54,12 @@ from ._parameters import (
 )
 from ._status import (
     API_VERSION,
+    MAX_FRONT,
     BestTrial,
     Condition,
     Continues,
     CurvePoint,
+    FrontTrial,
     JobPhase,
     Trial,
     TrialCounts,
@@ -70,6 +72,7 @@ from ._status import (
 __all__ = [
     "API_VERSION",
     "DEFAULT_MOUNT_PATH",
+    "MAX_FRONT",
     "RESUME_MOUNT_PATH",
     "AccessMode",
     "Acquisition",
@@ -91,6 +94,7 @@ __all__ = [
     "ExistingClaim",
     "FieldError",
     "FloatParameter",
+    "FrontTrial",
     "GridAlgorithm",
     "GridSettings",
     "HyperbandAlgorithm",

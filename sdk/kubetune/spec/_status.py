@@ -106,6 +106,18 @@ class BestTrial(SpecModel):
     step: int | None = None
 
 
+MAX_FRONT = 50  # Pareto-front entries a job's status lists (paretoFrontSize counts them all)
+
+
+class FrontTrial(SpecModel):
+    """A trial on the Pareto front: no feasible trial is at least as good in every objective
+    and better in one."""
+
+    name: str
+    params: dict[str, ParamValue]
+    values: dict[str, float] = Field(description="Its value of each objective (latest reported).")
+
+
 class TrialCounts(SpecModel):
     """Trials of a job: all it created, and how many are in each TrialState. Like a Kubernetes
     Job's `active`, `running` counts pending trials too, so that a pod starting does not cost a
@@ -130,6 +142,16 @@ class TuningJobStatus(SpecModel):
     trials: TrialCounts = Field(default_factory=TrialCounts)
     progress: str | None = Field(None, description="Finished trials / maxTrials, e.g. 12/30.")
     best_trial: BestTrial | None = None
+    pareto_front: list[FrontTrial] | None = Field(
+        None,
+        max_length=MAX_FRONT,
+        description=f"With several objectives: the Pareto front (at most {MAX_FRONT} trials, "
+        "spread along it).",
+    )
+    pareto_front_size: int | None = Field(None, description="Trials on the Pareto front.")
+    hypervolume: float | None = Field(
+        None, description="Volume the front dominates up to the reference point (losses)."
+    )
     reason: str | None = Field(None, description="Why the job finished.")
     message: str | None = None
     start_time: str | None = None

@@ -1,0 +1,91 @@
+"""Acquisitions for several objectives and for constraints (on losses: higher score is better).
+
+- `HypervolumeImprovement`: log expected hypervolume improvement of x over a front, with one
+  independent GP per objective. The improvement region (below the reference point, not dominated
+  by the front) is covered by quasi-random cells; for each cell u, P(f(x) <= u) is the product
+  of the objectives' normal CDFs, so EHVI = cell volume x the sum of those probabilities. The
+  front is the GPs' posterior mean at the feasible trials (noisy values do not pin it) plus the
+  pending points at their posterior mean (running trials and earlier picks of a batch), so a
+  batch spreads along the front instead of piling onto one spot.
+- `Feasibility`: log probability that every constraint holds, one GP per constrained metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.special import log_ndtr, ndtr
+from scipy.stats import qmc
+
+from ..pareto import front_mask
+from ..spec import Constraint
+from ._gp import Surrogate
+
+CELLS = {2: 1024, 3: 2048, 4: 2048}
+IDEAL_MARGIN = 1.0  # the cells reach this share of the front's spread beyond its best values
+CHUNK = 256
+FLOOR = 1e-300
+
+
+class HypervolumeImprovement:
+    """log EHVI (see the module docstring)."""
+
+    def __init__(
+        self,
+        surrogates: Sequence[Surrogate],
+        front: np.ndarray,
+        reference: np.ndarray,
+        rng: np.random.Generator,
+    ) -> None:
+        self.surrogates = list(surrogates)
+        m = len(self.surrogates)
+        front = front[np.all(front < reference, axis=1)]
+        best = front.min(axis=0) if len(front) else reference - 1.0
+        spread = np.maximum(reference - best, 1e-12)
+        low = best - IDEAL_MARGIN * spread
+        n = CELLS.get(m, 2048)
+        cells = low + qmc.Sobol(d=m, scramble=True, seed=rng).random(n) * (reference - low)
+        if len(front):
+            covered = np.any(np.all(front[:, None, :] <= cells[None, :, :], axis=2), axis=0)
+            cells = cells[~covered]
+        self.cells = cells
+        self.log_cell = float(np.sum(np.log(reference - low)) - np.log(n))
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        if len(self.cells) == 0:
+            return np.full(len(X), np.log(FLOOR))
+        predictions = [s.predict(X) for s in self.surrogates]
+        out = np.empty(len(X))
+        for start in range(0, len(X), CHUNK):
+            part = slice(start, start + CHUNK)
+            prob = np.ones((len(X[part]), len(self.cells)))
+            for j, (mean, sd) in enumerate(predictions):
+                prob *= ndtr((self.cells[None, :, j] - mean[part, None]) / sd[part, None])
+            out[part] = np.log(np.maximum(prob.sum(axis=1), FLOOR))
+        return out + self.log_cell
+
+
+class Feasibility:
+    """log P(every constraint holds at x), each constrained metric with its own GP."""
+
+    def __init__(self, models: Sequence[tuple[Constraint, Surrogate]]) -> None:
+        self.models = list(models)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        total = np.zeros(len(X))
+        for constraint, surrogate in self.models:
+            mean, sd = surrogate.predict(X)
+            if constraint.min is None:
+                total += log_ndtr((constraint.max - mean) / sd)
+            elif constraint.max is None:
+                total += log_ndtr((mean - constraint.min) / sd)
+            else:
+                inside = ndtr((constraint.max - mean) / sd) - ndtr((constraint.min - mean) / sd)
+                total += np.log(np.maximum(inside, FLOOR))
+        return total
+
+
+def plain_front(losses: np.ndarray) -> np.ndarray:
+    """The non-dominated rows of `losses`."""
+    return losses[front_mask(losses)] if len(losses) else losses

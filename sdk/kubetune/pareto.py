@@ -70,6 +70,8 @@ def crowding(Y: np.ndarray) -> np.ndarray:
 def rank_order(Y: np.ndarray) -> np.ndarray:
     """Row indices best first: by non-dominated rank, then by crowding distance."""
     Y = np.asarray(Y, dtype=float)
+    if Y.shape[1] == 1:
+        return np.argsort(Y[:, 0], kind="stable")
     ranks = nondominated_ranks(Y)
     spread = np.zeros(len(Y))
     for r in np.unique(ranks):
@@ -80,7 +82,7 @@ def rank_order(Y: np.ndarray) -> np.ndarray:
 
 def infer_reference(Y: np.ndarray) -> np.ndarray:
     """A reference point for losses `Y`: the worst value of each objective, moved beyond it by
-    a tenth of the objective's range (by 1 where the range is 0)."""
+    a tenth of the objective's range (a tenth of 1 where the range is 0)."""
     Y = np.asarray(Y, dtype=float)
     worst, best = Y.max(axis=0), Y.min(axis=0)
     span = np.where(worst > best, worst - best, 1.0)

@@ -14,6 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from ..front import feasible, goal_values
+from ..pareto import rank_order, to_losses
 from ..spec import Direction, ParamValue, TrialState, TuningJobSpec
 
 Params = dict[str, ParamValue]
@@ -76,6 +80,28 @@ class BaseSuggester(abc.ABC):
     def exhausted(self, history: Sequence[Observation]) -> bool:
         """Whether no configuration will ever be suggested again for this history."""
         return not self.suggest(history, 1) and not any(not o.finished for o in history)
+
+    def ranked(self, observations: Sequence[Observation]) -> list[int]:
+        """Indices of usable observations, best first: feasible before infeasible; then by
+        loss, or with several objectives by non-dominated rank and crowding (NSGA-II's order).
+        Those missing an objective come last."""
+        spec = self.spec
+        keys: list[tuple[int, int]] = []
+        rows, scored = [], []
+        for i, o in enumerate(observations):
+            values = goal_values(spec, o.metrics) if spec.multi_objective else (o.value,)
+            if values is None or values[0] is None:
+                keys.append((2, i))
+                continue
+            keys.append((0 if feasible(spec, o.metrics) else 1, i))
+            rows.append(values)
+            scored.append(i)
+        position = {i: len(scored) + i for i in range(len(observations))}
+        if rows:
+            minimize = [g.minimize for g in spec.goals]
+            order = rank_order(to_losses(np.array(rows, dtype=float), minimize))
+            position.update({scored[k]: p for p, k in enumerate(order)})
+        return sorted(range(len(observations)), key=lambda i: (keys[i][0], position[i]))
 
     def sign(self) -> float:
         """+1 for minimize, -1 for maximize: multiply raw values to get a loss."""

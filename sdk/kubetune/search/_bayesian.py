@@ -281,7 +281,9 @@ def _times(acquisition: Acquisition, feasibility: Feasibility | None) -> Acquisi
 
 
 def _trained_on(
-    history: Sequence[Observation], stopped_pending: bool, known: Callable[[Observation], bool]
+    history: Sequence[Observation],
+    stopped_pending: bool,
+    known: Callable[[Observation], bool] = lambda o: o.usable,
 ) -> list[Observation]:
     """The trials the GP is fitted on. With `stopped_pending`, only those that ran to the end:
     a trial stopped early is pending instead, unless fewer than two trials ran to the end."""

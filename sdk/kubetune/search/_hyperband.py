@@ -2,7 +2,8 @@
 
 The schedule is fixed by the spec and seed: bracket s (s_max down to 0) starts n_s random
 configurations at budget max * eta^-s and promotes the best 1/eta of each rung to the next, eta
-times larger budget. Trials are matched to schedule slots by (params, budget), so the suggester
+times larger budget (with several objectives the rung is ranked by non-dominated sorting, then
+crowding). Trials are matched to schedule slots by (params, budget), so the suggester
 knows where every bracket stands without any stored state. A rung is promoted only once all its
 trials have finished; meanwhile later brackets keep the workers busy.
 """
@@ -83,8 +84,8 @@ class HyperbandSuggester(BaseSuggester):
 
     def _promote(self, results: list[tuple[Params, Observation]], keep: int) -> list[Params]:
         usable = [(c, o) for c, o in results if o.usable]
-        usable.sort(key=lambda item: self.sign() * float(item[1].value))  # type: ignore[arg-type]
-        return [config for config, _ in usable[:keep]]
+        order = self.ranked([o for _, o in usable])
+        return [usable[i][0] for i in order[:keep]]
 
     def _starting_configs(self, number: int, size: int) -> list[Params]:
         """The random configurations of bracket `number`, distinct where the space allows."""

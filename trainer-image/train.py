@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     X_train, y_train, X_val, y_val, y_scale = (to_device(t, device) for t in data)
     classify = args.dataset == "digits"
     model = build_model(X_train.shape[1], 10 if classify else 1, args).to(device)
+    num_parameters = sum(p.numel() for p in model.parameters())  # an objective to trade off
     optimizer = build_optimizer(model, args)
     scheduler: Any = None
     if args.schedule == "cosine":
@@ -295,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             epoch,
         )
         metrics["samples_per_second"] = throughput
+        metrics["num_parameters"] = float(num_parameters)
         print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
         if exposed is not None:
             exposed.publish(epoch, metrics)

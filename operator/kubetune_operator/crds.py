@@ -182,6 +182,12 @@ def tuningjob_crd() -> dict[str, Any]:
         _column("Trials", ".status.progress", description="finished / maxTrials"),
         _column("Running", ".status.trials.running", "integer"),
         _column("Best", ".status.bestTrial.objective", "number"),
+        _column(
+            "Front",
+            ".status.paretoFrontSize",
+            "integer",
+            description="trials on the Pareto front (several objectives)",
+        ),
         AGE,
     ]
     return _crd(

@@ -94,6 +94,8 @@ def job_counts(cache: Cache) -> list[JobCounts]:
                 counts,
                 int(spec.get("maxTrials") or 0),
                 float(best) if best is not None else None,
+                status.get("paretoFrontSize"),
+                status.get("hypervolume"),
             )
         )
     return jobs

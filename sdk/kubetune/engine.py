@@ -16,7 +16,14 @@ from typing import Any
 from .front import feasible, pareto_front
 from .lineage import Continuation, continuation
 from .search import Observation, Params, create_suggester
-from .spec import BestTrial, HyperbandAlgorithm, PbtAlgorithm, TrialState, TuningJobSpec
+from .spec import (
+    BayesianAlgorithm,
+    BestTrial,
+    HyperbandAlgorithm,
+    PbtAlgorithm,
+    TrialState,
+    TuningJobSpec,
+)
 from .stopping import BaseStopper, create_stopper
 
 # Without maxFailedTrials, a job whose first this-many trials all failed ends as failed.
@@ -98,8 +105,10 @@ def decide(
     trials: Sequence[TrialView],
     suggest: SuggestFn = default_suggest,
     stopper: BaseStopper | None = None,
+    prior: Sequence[Observation] = (),
 ) -> Decision:
-    """What happens next for job `job` with these trials (any order)."""
+    """What happens next for job `job` with these trials (any order). `prior`: earlier results
+    (warm start) the Bayesian search learns from; they are not trials and use up no maxTrials."""
     trials = sorted(trials, key=lambda t: t.index)
     stops = _early_stops(trials, stopper or create_stopper(spec))
     told = {s.name for s in stops}
@@ -123,13 +132,18 @@ def decide(
     slots = min(spec.parallelism - len(active), spec.max_trials - len(trials))
     if slots <= 0:
         return Decision(stop=stops, best=best)
-    history = [_observation(spec, t, states[t.name]) for t in trials]
-    suggestions = suggest(spec, history, slots)
+    learns = isinstance(spec.algorithm, BayesianAlgorithm)  # the only one with a model
+    history = [*(prior if learns else ()), *(_observation(spec, t, states[t.name]) for t in trials)]
+    next_index = trials[-1].index + 1 if trials else 0
+    queued = _enqueued(spec, next_index, slots)
+    history += [Observation(params, None, TrialState.running) for params in queued]
+    suggestions = queued + (
+        suggest(spec, history, slots - len(queued)) if slots > len(queued) else []
+    )
     if not suggestions and not active:
         reason = FinishReason.exhausted
         finish = _final(spec, trials, best, reason, "no configuration left")
         return Decision(stop=stops, finish=finish, best=best)
-    next_index = trials[-1].index + 1 if trials else 0
     launches = [
         _launch(
             spec,
@@ -141,6 +155,13 @@ def decide(
         for i, params in enumerate(suggestions[:slots])
     ]
     return Decision(start=launches, stop=stops, best=best)
+
+
+def _enqueued(spec: TuningJobSpec, next_index: int, slots: int) -> list[Params]:
+    """The configurations of `warmStart.enqueue` that the next `slots` trials run, in order:
+    trial i runs entry i."""
+    queue = spec.warm_start.enqueue if spec.warm_start is not None else []
+    return [dict(c) for c in queue[next_index : next_index + slots]]
 
 
 def objective_of(spec: TuningJobSpec, trial: TrialView) -> float | None:

@@ -72,14 +72,20 @@ def _run(args: argparse.Namespace) -> int:
     workdir = _workdir(args, job)
     console = Console(stderr=args.json)
     view = LiveView(console, workdir)
-    runner = LocalRunner(
-        job,
-        Path(args.base_dir or Path(args.file).resolve().parent),
-        workdir,
-        grace=args.grace,
-        on_update=None if args.json else view,
-        log_limit=args.max_log_bytes,
-    )
+    try:
+        runner = LocalRunner(
+            job,
+            Path(args.base_dir or Path(args.file).resolve().parent),
+            workdir,
+            grace=args.grace,
+            on_update=None if args.json else view,
+            log_limit=args.max_log_bytes,
+        )
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for skipped in runner.warm_skipped:
+        print(f"warm start: left out {skipped}", file=sys.stderr)
     endpoint = None
     if args.metrics_port is not None:
         try:

@@ -106,7 +106,7 @@ def trials_table(
     last = [t.curve[-1] if t.curve else None for t in shown]
     columns = [
         Column("trial", [t.name for t in shown], keep=True),
-        Column("state", [_state(t.state.phase) for t in shown], keep=True),
+        Column("state", [_state(_phase(t)) for t in shown], keep=True),
         Column(metric, [objective_text(t.objective) for t in shown], "right", keep=True),
         Column("step", [str(p.step) if p else "-" for p in last], "right"),
         Column("last", [short(p.value) if p else "-" for p in last], "right"),
@@ -129,12 +129,50 @@ def trials_table(
     return Group(*parts)
 
 
+def _phase(trial: TrialInfo) -> str:
+    """The trial's phase, marked when it breaks a constraint."""
+    return f"{trial.state.phase} (infeasible)" if trial.feasible is False else trial.state.phase
+
+
 def _state(value: str) -> Text:
-    return Text(value, style=STATE_STYLE.get(value, ""))
+    return Text(value, style=STATE_STYLE.get(value.split(" ")[0], ""))
+
+
+def front_table(status: JobStatus) -> str:
+    """The Pareto front as aligned plain text: a line saying how many trials are on it (and
+    the hypervolume), then one row per trial: its objective values and parameters."""
+    front = status.pareto_front or []
+    names = list(front[0].values) if front else []
+    rows = [["trial", *names, "params"]]
+    for t in front:
+        params = " ".join(f"{k}={short(v)}" for k, v in t.params.items())
+        rows.append([t.name, *(short(t.values.get(n)) for n in names), params])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]) for r in rows
+    ]
+    volume = f", hypervolume {short(status.hypervolume)}" if status.hypervolume is not None else ""
+    size = status.pareto_front_size or 0
+    shown = f" (the {len(front)} most spread shown)" if size > len(front) else ""
+    head = f"{status.name}: {size} trials on the Pareto front{shown}{volume}"
+    return "\n".join([head, *(line.rstrip() for line in lines)]) + "\n"
+
+
+def best_text(status: JobStatus) -> str:
+    """The best trial's value, or with several objectives the size of the front."""
+    if status.pareto_front is not None:
+        return f"front {status.pareto_front_size or 0}"
+    return objective_text(status.best.objective if status.best else None)
 
 
 def headline(status: JobStatus) -> Text:
     best = status.best
+    if status.pareto_front is not None:
+        return Text.assemble(
+            (status.name, "bold"),
+            f"  {status.phase.value}  {status.algorithm}  trials {status.progress or '-'} done, "
+            f"{status.trials.running} running  Pareto front: {status.pareto_front_size} trials",
+        )
     return Text.assemble(
         (status.name, "bold"),
         f"  {status.phase.value}  {status.algorithm}  trials {status.progress or '-'} done, "
@@ -152,12 +190,7 @@ def jobs_table(jobs: Sequence[JobStatus], width: int) -> Table:
         Column("trials", [j.progress or "-" for j in jobs], "right", keep=True),
         Column("running", [str(j.trials.running) for j in jobs], "right"),
         Column("metric", [j.metric for j in jobs]),
-        Column(
-            "best",
-            [objective_text(j.best.objective if j.best else None) for j in jobs],
-            "right",
-            keep=True,
-        ),
+        Column("best", [best_text(j) for j in jobs], "right", keep=True),
         Column("best trial", [j.best.name if j.best else "-" for j in jobs]),
         Column("algorithm", [j.algorithm for j in jobs]),
         Column("age", [_age(j.start_time) for j in jobs], "right"),

@@ -248,6 +248,8 @@ def _trials(args: argparse.Namespace) -> int:
 def _best(args: argparse.Namespace) -> int:
     client = _client(args)
     status = client.get(_name(args, client))
+    if status.pareto_front is not None:
+        return _front(args, status)
     best = status.best
     if best is None:
         print(f"no trial of {status.name} has reported {status.metric} yet", file=sys.stderr)
@@ -257,6 +259,22 @@ def _best(args: argparse.Namespace) -> int:
     else:
         params = " ".join(f"{k}={v}" for k, v in best.params.items())
         print(f"{best.name}  {status.metric}={objective_text(best.objective)}  {params}")
+    return 0
+
+
+def _front(args: argparse.Namespace, status: JobStatus) -> int:
+    from ._tables import front_table
+
+    front = status.pareto_front or []
+    if args.json:
+        _print_json([t.model_dump(mode="json") for t in front])
+        return 0 if front else 1
+    if not front:
+        print(
+            f"no feasible trial of {status.name} has reported every objective yet", file=sys.stderr
+        )
+        return 1
+    print(front_table(status), end="")
     return 0
 
 

@@ -19,7 +19,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..spec import BestTrial, FieldError, SpecError, TrialState, TuningJob, TuningJobSpec
+from ..spec import (
+    BestTrial,
+    FieldError,
+    FrontTrial,
+    SpecError,
+    TrialState,
+    TuningJob,
+    TuningJobSpec,
+)
 from ..spec._job import load_yaml_documents
 from ._backend import Backend
 from ._errors import (
@@ -113,9 +121,18 @@ class Client:
         locally)."""
         return self.backend.events(name, limit)
 
-    def best(self, name: str) -> BestTrial | None:
-        """The best trial so far (None until one reports the objective)."""
-        return self.get(name).best
+    def best(self, name: str) -> BestTrial | builtins.list[FrontTrial] | None:
+        """The best trial so far (None until one reports the objective); with several
+        objectives, the Pareto front (`front`)."""
+        status = self.get(name)
+        if status.pareto_front is not None:
+            return list(status.pareto_front)
+        return status.best
+
+    def front(self, name: str) -> builtins.list[FrontTrial]:
+        """The Pareto front of a job with several objectives, the most isolated trials first
+        (at most 50; `get(name).pareto_front_size` counts them all). Empty for one objective."""
+        return list(self.get(name).pareto_front or [])
 
     def wait(
         self,

@@ -38,7 +38,7 @@ from ._errors import (
     Unavailable,
     WaitTimeout,
 )
-from ._types import JobEvent, JobStatus, TrialInfo
+from ._types import JobEvent, JobStatus, TrialInfo, with_feasibility
 
 GROUP, VERSION = "kubetune.dev", "v1alpha1"
 JOB_LABEL = "kubetune.dev/job"
@@ -154,7 +154,8 @@ class ClusterBackend:
                 _request_timeout=REQUEST_TIMEOUT,
             ),
         )
-        return status, sorted((trial_info(o) for o in listed["items"]), key=lambda t: t.index)
+        trials = sorted((trial_info(o) for o in listed["items"]), key=lambda t: t.index)
+        return status, with_feasibility(status, trials)
 
     def wait(
         self, name: str, deadline: float | None, on_change: Callable[[JobStatus], None]

@@ -44,7 +44,7 @@ from ..spec import (
     TuningJobStatus,
 )
 from ._errors import AlreadyExists, ClientError, NotFound, UsageError
-from ._types import JobEvent, JobStatus, TrialInfo
+from ._types import JobEvent, JobStatus, TrialInfo, with_feasibility
 
 STATE_FILE = "state.db"
 MANIFEST = "job.yaml"
@@ -140,10 +140,12 @@ class LocalBackend:
     # -- verbs ------------------------------------------------------------------------------
     def submit(self, job: TuningJob, manifest: dict[str, Any], base_dir: Path) -> str:
         from ..local._executor import local_argv
+        from ..warm import inline_file, local_points
 
         if job.spec.trial_template is None:
             raise SpecError([FieldError("spec.trialTemplate", "required to run trials")])
         local_argv(job.spec.trial_template)
+        local_points(inline_file(job, base_dir), self.root)  # bad warm-start input fails here
         self.root.mkdir(parents=True, exist_ok=True)
         generate = manifest["metadata"].get("generateName")
         name, path = self._claim(job.name, generate)
@@ -232,9 +234,9 @@ class LocalBackend:
             rows = store.trials()
         if job is None:
             raise NotFound(f"job {name!r} not found in {self.root}")
-        objective = Objective.model_validate(json.loads(job["spec"])["objective"])
+        objective = TuningJobSpec.model_validate(json.loads(job["spec"])).objective
         status = job_status(job, rows, runner_pid(path) is not None)
-        return status, [trial_info(r, objective) for r in rows]
+        return status, with_feasibility(status, [trial_info(r, objective) for r in rows])
 
     def revision(self, name: str) -> str:
         path = self.job_dir(name)
@@ -363,7 +365,9 @@ class _reader:
 def _objective(path: Path) -> str:
     """The objective's name, read before the store loads the curves."""
     job = peek_job(path / STATE_FILE)
-    return str(json.loads(job["spec"])["objective"]["metric"]) if job else ""
+    if not job:
+        return ""
+    return TuningJobSpec.model_validate(json.loads(job["spec"])).objective.metric
 
 
 def job_status(job: dict[str, Any], rows: list[TrialRow], running: bool) -> JobStatus:

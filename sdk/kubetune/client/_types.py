@@ -8,6 +8,7 @@ from typing import Any
 
 from ..spec import (
     BestTrial,
+    Constraint,
     CurvePoint,
     Direction,
     JobPhase,
@@ -32,6 +33,7 @@ class JobStatus(TuningJobStatus):
     max_trials: int
     parallelism: int
     early_stopping: str = "none"
+    constraints: list[Constraint] = []
 
     @classmethod
     def of(
@@ -78,6 +80,7 @@ def summary(spec: TuningJobSpec) -> dict[str, Any]:
         "max_trials": spec.max_trials,
         "parallelism": spec.parallelism,
         "early_stopping": spec.early_stopping.name,
+        "constraints": spec.constraints,
     }
 
 
@@ -109,10 +112,23 @@ class TrialInfo(SpecModel):
     continues: str | None = None  # the trial whose checkpoint it started from
     resume_step: int | None = None  # that trial's step it resumed after
     retries: int = 0  # starts again after an eviction (cluster) or an interrupted run (local)
+    feasible: bool | None = None  # whether it meets spec.constraints (None: there are none)
 
     @property
     def finished(self) -> bool:
         return self.state.final
+
+
+def with_feasibility(status: JobStatus, trials: list[TrialInfo]) -> list[TrialInfo]:
+    """The trials, each marked feasible or not when the job has constraints (a constraint
+    whose metric a finished trial never reported is not met)."""
+    if not status.constraints:
+        return trials
+    marked = []
+    for t in trials:
+        ok = all(c.violation(t.metrics.get(c.metric)) == 0.0 for c in status.constraints)
+        marked.append(t.model_copy(update={"feasible": ok if (ok or t.finished) else None}))
+    return marked
 
 
 def logs_command(where: Sequence[str]) -> str:

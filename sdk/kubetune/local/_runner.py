@@ -31,6 +31,7 @@ import psutil
 from .. import checkpoint
 from ..collect import LineReader, Tailer
 from ..engine import Decision, TrialView, best_trial, decide, default_suggest
+from ..front import pareto_front
 from ..intake import MetricsIntake
 from ..jobstatus import count_trials
 from ..rpc import tokens
@@ -44,6 +45,7 @@ from ..telemetry import (
     Target,
     Telemetry,
 )
+from ..warm import fitting, inline_file, local_points
 from ._executor import (
     LOG_LIMIT,
     LocalCommand,
@@ -143,10 +145,15 @@ class LocalRunner:
     ) -> None:
         if job.spec.trial_template is None:
             raise SpecError([FieldError("spec.trialTemplate", "required to run trials")])
-        local_argv(job.spec.trial_template)  # fail now, not at the first trial
+        template = job.spec.trial_template
+        local_argv(template)  # fail now, not at the first trial
+        job = inline_file(job, manifest_dir)
+        warm = fitting(job.spec, local_points(job, workdir.parent))
+        self.prior = warm.observations  # earlier results the search learns from
+        self.warm_skipped = warm.skipped
         self.job = job
         self.spec = job.spec
-        self.template = job.spec.trial_template
+        self.template = template
         self.manifest_dir = manifest_dir
         self.workdir = workdir
         self.store = Store(workdir / "state.db", job.spec.objective.metric)
@@ -312,7 +319,8 @@ class LocalRunner:
         if job is not None:
             self._follow_budget(job)
         suggest = self.telemetry.timed_suggest(default_suggest)
-        decision = decide(self.job.name, self.spec, [self._view(t) for t in trials], suggest)
+        views = [self._view(t) for t in trials]
+        decision = decide(self.job.name, self.spec, views, suggest, prior=self.prior)
         self.last_decision = decision
         for order in decision.stop:
             if self.store.request_stop(order.name, order.reason):
@@ -500,7 +508,9 @@ class LocalRunner:
             return []
         trials = self.store.trials()
         counts = count_trials([t.state for t in trials])
-        best = best_trial(self.spec, [self._view(t) for t in trials])
+        views = [self._view(t) for t in trials]
+        best = best_trial(self.spec, views)
+        front = pareto_front(self.spec, views) if self.spec.multi_objective else None
         phase = "Running"
         if job.get("finished") is not None:
             phase = "Succeeded" if job.get("succeeded") else "Failed"
@@ -512,6 +522,8 @@ class LocalRunner:
                 counts,
                 self.spec.max_trials,
                 best.objective if best else None,
+                len(front.trials) if front else None,
+                front.hypervolume if front else None,
             )
         ]
 

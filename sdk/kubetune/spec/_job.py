@@ -426,6 +426,12 @@ class TuningJobSpec(SpecModel):
             )
 
     def _check_enqueued(self, warm: WarmStart) -> None:
+        if warm.enqueue and isinstance(self.algorithm, HyperbandAlgorithm | PbtAlgorithm):
+            raise field_error(
+                "warmStart.enqueue",
+                f"{self.algorithm.name} schedules every trial's budget; enqueue works with "
+                "bayesian, random and grid",
+            )
         params = {p.name: p for p in self.parameters}
         for i, config in enumerate(warm.enqueue):
             path = f"warmStart.enqueue[{i}]"

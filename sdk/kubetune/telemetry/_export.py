@@ -53,6 +53,8 @@ class JobCounts:
     trials: TrialCounts = field(default_factory=TrialCounts)
     max_trials: int = 0
     best: float | None = None
+    front_size: int | None = None  # with several objectives
+    hypervolume: float | None = None
 
 
 class JobCollector(Collector):
@@ -85,6 +87,17 @@ class JobCollector(Collector):
         budget = GaugeMetricFamily(
             "kubetune_tuningjob_max_trials", "spec.maxTrials of a TuningJob.", labels=labels
         )
+        front = GaugeMetricFamily(
+            "kubetune_pareto_front_size",
+            "Trials on the Pareto front of a TuningJob with several objectives.",
+            labels=labels,
+        )
+        volume = GaugeMetricFamily(
+            "kubetune_hypervolume",
+            "Hypervolume the Pareto front of a TuningJob dominates (losses, up to the "
+            "reference point).",
+            labels=labels,
+        )
         for job in self.jobs():
             key = [job.namespace, job.name]
             for state in COUNTED:
@@ -96,7 +109,11 @@ class JobCollector(Collector):
             budget.add_metric(key, job.max_trials)
             if job.best is not None:
                 best.add_metric(key, job.best)
-        yield from (trials, best, created, finished, phase, budget)
+            if job.front_size is not None:
+                front.add_metric(key, job.front_size)
+            if job.hypervolume is not None:
+                volume.add_metric(key, job.hypervolume)
+        yield from (trials, best, created, finished, phase, budget, front, volume)
 
     def describe(self) -> Iterator[Any]:
         return iter(())  # computed at scrape time: nothing to check at registration

@@ -19,11 +19,14 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 import grpc
+from kubetune.client._cluster import trial_info
 from kubetune.collect import LineReader
 from kubetune.engine import Decision, SuggestFn, TrialView, decide
 from kubetune.rpc.tokens import digest, new_token
-from kubetune.spec import Checkpoints, SpecError, TrialState, TuningJobSpec
+from kubetune.search import Observation
+from kubetune.spec import Checkpoints, FieldError, SpecError, TrialState, TuningJobSpec
 from kubetune.telemetry import PullCollector, Target
+from kubetune.warm import fitting, no_such_job, points_of_trials
 
 from .builders import (
     API_VERSION,
@@ -95,6 +98,7 @@ class Controller:
         self.queue = WorkQueue(health.queue_latency.observe if health else lambda _: None)
         self.ready = asyncio.Event()  # set once kopf has listed everything (indexes are ready)
         self._backoff: dict[Key, float] = {}
+        self._warm_told: set[Key] = set()  # jobs told which warm-start points were left out
         self._deleting: set[Key] = set()  # pods we deleted that the watch still shows unmarked
         self._claims: set[tuple[str, str, str]] = set()  # (namespace, job, uid) with a claim
         self._posting: set[asyncio.Task[None]] = set()
@@ -133,6 +137,7 @@ class Controller:
 
     def _forget(self, key: Key) -> None:
         """Stop scraping and following the trials of a job that is done or gone."""
+        self._warm_told.discard(key)
         self._scrape(key, {})
         if self.logs is not None:
             self.logs.set_targets(key, {})
@@ -234,7 +239,7 @@ class Controller:
             if seen.needs_pod and not trial["metadata"].get("deletionTimestamp"):
                 await self._create_pod(job, trial)
             views.append(trial_view(trial, seen.state))
-        decision = await self._decide(key, job, spec, views)
+        decision = await self._decide(key, job, spec, views, self._prior(key, job, spec))
         if decision is None:
             return
         await self._carry_out(job, decision, trials)
@@ -279,13 +284,52 @@ class Controller:
             self.event(job, "Warning", "TrialRetrying", f"{name}: {patch.get('message')}")
         return trial
 
+    def _prior(self, key: Key, job: dict[str, Any], spec: TuningJobSpec) -> list[Observation]:
+        """Warm start: the inline points and the trials of the jobs in warmStart.fromJobs
+        (same namespace) that fit the space. Those that do not fit: one Warning event."""
+        warm = spec.warm_start
+        if warm is None:
+            return []
+        if warm.from_file is not None:
+            raise SpecError(
+                [
+                    FieldError(
+                        "spec.warmStart.fromFile",
+                        "is read where the manifest is submitted (kubetune submit, "
+                        "Client.submit), which puts its rows in warmStart.points; the "
+                        "operator cannot read your files",
+                    )
+                ]
+            )
+        points = list(warm.points)
+        for i, name in enumerate(warm.from_jobs):
+            earlier = (key[0], name)
+            if name == key[1] or self.cache.get("tuningjobs", earlier) is None:
+                raise no_such_job(i, name, f"namespace {key[0]}")
+            infos = [trial_info(t) for t in self.cache.of_job("trials", earlier).values()]
+            points += points_of_trials(infos, name)
+        fit = fitting(spec, points)
+        if fit.skipped and key not in self._warm_told:
+            self._warm_told.add(key)
+            listed = "; ".join(fit.skipped[:20]) + ("; ..." if len(fit.skipped) > 20 else "")
+            message = f"{len(fit.skipped)} earlier results left out: {listed}"
+            self.event(job, "Warning", "WarmStartPointsLeftOut", message)
+        return fit.observations
+
     async def _decide(
-        self, key: Key, job: dict[str, Any], spec: TuningJobSpec, views: list[TrialView]
+        self,
+        key: Key,
+        job: dict[str, Any],
+        spec: TuningJobSpec,
+        views: list[TrialView],
+        prior: list[Observation],
     ) -> Decision | None:
         """The decision core's answer; None (and a condition saying why) while the
         SuggestionService is out, with a retry after a backoff."""
         try:
-            decision = await asyncio.to_thread(decide, key[1], spec, views, self.suggest)
+            decision = await asyncio.to_thread(
+                decide, key[1], spec, views, self.suggest, None, prior
+            )
         except grpc.RpcError as exc:
             status = job.get("status") or {}
             delay = self._next_backoff(key)

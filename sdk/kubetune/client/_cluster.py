@@ -30,6 +30,7 @@ from ..spec import (
     TuningJobSpec,
     TuningJobStatus,
 )
+from ..warm import inline_file, no_such_job
 from ._errors import (
     AlreadyExists,
     ClientError,
@@ -75,6 +76,23 @@ class ClusterBackend:
         return Path(".kubetune") / "plots" / name
 
     # -- verbs ------------------------------------------------------------------------------
+    def _warm_spec(self, job: TuningJob, manifest: dict[str, Any], base_dir: Path) -> Any:
+        """The manifest's spec with warmStart.fromFile read into points (the operator cannot
+        read the submitter's files); every fromJobs name must be a job here."""
+        warm = job.spec.warm_start
+        if warm is None:
+            return manifest["spec"]
+        for i, name in enumerate(warm.from_jobs):
+            try:
+                self.get(name)
+            except NotFound:
+                raise no_such_job(i, name, f"namespace {self.namespace}") from None
+        if warm.from_file is None:
+            return manifest["spec"]
+        inlined = inline_file(job, base_dir).spec.warm_start
+        assert inlined is not None
+        return {**manifest["spec"], "warmStart": inlined.to_manifest()}
+
     def submit(self, job: TuningJob, manifest: dict[str, Any], base_dir: Path) -> str:
         """Create the TuningJob (`job` and `base_dir` matter only to local runs)."""
         namespace = manifest["metadata"].get("namespace") or self.namespace
@@ -84,6 +102,7 @@ class ClusterBackend:
                 f"{self.namespace!r}; drop one of them"
             )
         body = {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
+        body["spec"] = self._warm_spec(job, manifest, base_dir)
         if body["metadata"].get("generateName"):
             body["metadata"].pop("name", None)
         created = self._call(

@@ -7,6 +7,7 @@ Served by `kubetune-suggestion` (own Deployment), in-process by the operator, an
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,7 +66,8 @@ class SuggestionServicer(pb_grpc.SuggestionServiceServicer):
                     f"trials[{i}].params: missing {missing} (not from this search space)",
                 )
             try:
-                history.append(Observation(params, value, state))
+                metrics = {k: v for k, v in t.metrics.items() if math.isfinite(v)}
+                history.append(Observation(params, value, state, metrics))
             except ValueError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"trials[{i}].{exc}")
         response = pb.GetSuggestionsResponse()
@@ -111,6 +113,8 @@ class SuggestionClient:
             to_proto_params(o.params, trial.params)
             if o.value is not None:
                 trial.value = o.value
+            for name, value in o.metrics.items():
+                trial.metrics[name] = value
         response = self.stub.GetSuggestions(request, timeout=self.timeout, metadata=self.metadata)
         return [from_proto_params(s.params) for s in response.suggestions]
 

@@ -77,7 +77,7 @@ def test_front_in_the_status_and_a_warm_started_job(cluster: Cluster, tmp_path: 
         )
         again = client.wait("again", timeout=300)
         assert again.succeeded, again.message
-        assert [t.params for t in client.trials("again")][0] == {"units": 12}
+        assert client.trials("again")[0].params == {"units": 12}
         outside = sum(1 for t in done if int(t.params["units"]) > 64)
         if outside:
             events = wait_for(

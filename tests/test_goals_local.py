@@ -66,6 +66,12 @@ def test_the_front_of_accuracy_against_size(tmp_path: Path) -> None:
     assert f"{len(expected)} trials on the Pareto front" in text.stdout
     assert "num_parameters" in text.stdout.splitlines()[1]
 
+    plotted = kubetune("plot", "sizes", "--workdir", str(root), "-o", str(tmp_path / "p"), "--json")
+    assert plotted.returncode == 0, plotted.stderr
+    names = {Path(p).name for p in json.loads(plotted.stdout)}
+    assert {"pareto.png", "hypervolume.png"} <= names
+    assert (tmp_path / "p" / "pareto.png").stat().st_size > 10_000
+
 
 def test_a_job_starts_from_an_earlier_one(tmp_path: Path) -> None:
     root = tmp_path / "work"

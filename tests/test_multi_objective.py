@@ -214,3 +214,23 @@ def test_hyperband_promotes_by_non_dominated_rank() -> None:
     rung = {key(p) for p in first}
     promoted = {key(p) for p in suggester.suggest(history, 30) if p["epochs"] == 3} & rung
     assert promoted == {key(p) for p in first[:3]}
+
+
+def test_hypervolume_history_grows_with_the_front() -> None:
+    from kubetune.client._types import TrialInfo
+    from kubetune.frontplots import hypervolume_history
+
+    spec = spec_of()
+    values = [(3.0, 3.0), (1.0, 3.0), (5.0, 5.0), (2.0, 1.0)]
+    trials = [
+        TrialInfo(name=f"t{i}", index=i, params={}, state="Succeeded", metrics={"f1": a, "f2": b})
+        for i, (a, b) in enumerate(values)
+    ]
+    history = hypervolume_history(spec, trials)
+    # reference (5.4, 5.4): each trial's front, measured against it
+    assert [i for i, _ in history] == [0, 1, 2, 3]
+    volumes = [v for _, v in history]
+    assert volumes[0] == pytest.approx(2.4 * 2.4)
+    assert volumes[1] == pytest.approx(4.4 * 2.4)
+    assert volumes[2] == volumes[1]  # a dominated trial adds nothing
+    assert volumes[3] == pytest.approx(4.4 * 2.4 + 3.4 * 2.0)  # (2, 1) adds the strip below

@@ -42,7 +42,8 @@ AXIS_TICKS = 5  # value labels on each numeric axis of the parallel-coordinates 
 def plot_job(
     spec: TuningJobSpec, status: JobStatus, trials: Sequence[TrialInfo], out: Path
 ) -> list[Path]:
-    """Write history.png, curves.png, parallel.png and slices.png into `out`; their paths."""
+    """Write history.png, curves.png, parallel.png and slices.png into `out` (with several
+    objectives also pareto.png and hypervolume.png); their paths."""
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,15 @@ def figures(
         fig = draw(plt, spec, status, trials if name == "curves" else scored)
         fig.suptitle(f"{status.name}: {title}")
         yield name, fig
+    if spec.multi_objective:
+        from .frontplots import hypervolume_figure, pareto_figure
+
+        fig = pareto_figure(plt, spec, trials)
+        fig.suptitle(f"{status.name}: Pareto front", y=1.02)
+        yield "pareto", fig
+        fig = hypervolume_figure(plt, spec, trials)
+        fig.suptitle(f"{status.name}: hypervolume history")
+        yield "hypervolume", fig
     if any(t.continues for t in trials):
         fig = _lineages(plt, spec, status, trials)
         fig.suptitle(f"{status.name}: parameters over the steps of each lineage")

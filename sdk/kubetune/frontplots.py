@@ -56,7 +56,9 @@ def pareto_figure(plt: Any, spec: TuningJobSpec, trials: Sequence[TrialInfo]) ->
                 xs, ys = zip(*((v[a], v[b]) for v in values), strict=True)
                 ax.scatter(xs, ys, s=28, linestyle="none", **style[key])
         if len(spec.goals) == 2 and groups["front"]:
-            ordered = sorted((v[a], v[b]) for v in groups["front"])
+            # the staircase the front attains: by the first objective's loss, best first
+            first = 1.0 if spec.goals[a].minimize else -1.0
+            ordered = sorted(((v[a], v[b]) for v in groups["front"]), key=lambda p: first * p[0])
             ax.step(*zip(*ordered, strict=True), where="post", color="tab:blue", alpha=0.5)
         for t, v in known:
             if t.name in on and len(on) <= 12:

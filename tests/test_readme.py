@@ -125,3 +125,22 @@ def test_the_katib_section_shows_the_converter_output_as_written(tmp_path: Path)
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == tuningjob
+
+
+def test_the_objectives_constraints_and_warm_start_examples_are_valid() -> None:
+    import yaml
+    from kubetune.spec import TuningJobSpec
+
+    space = [
+        {"name": "lr", "type": "float", "min": 1e-4, "max": 0.3, "scale": "log"},
+        {"name": "units", "type": "int", "min": 16, "max": 256},
+        {"name": "optimizer", "type": "categorical", "values": ["sgd", "adam"]},
+    ]
+    examples = blocks("Several objectives, constraints and warm start", "yaml")
+    assert len(examples) == 3
+    for example in examples:
+        given = yaml.safe_load(example)["spec"]
+        spec = {"parameters": space, "algorithm": {"name": "bayesian"}, **given}
+        if "objective" not in spec and "objectives" not in spec:
+            spec["objective"] = {"metric": "val_accuracy", "direction": "maximize"}
+        TuningJobSpec.model_validate(spec)

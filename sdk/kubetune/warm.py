@@ -147,7 +147,9 @@ def fitting(spec: TuningJobSpec, points: Sequence[WarmPoint]) -> Fit:
             skipped.append(f"{source}: no value of {absent}")
             continue
         value = point.metrics[spec.objective.metric]
-        observations.append(Observation(params, value, TrialState.succeeded, dict(point.metrics)))
+        observations.append(
+            Observation(params, value, TrialState.succeeded, dict(point.metrics), prior=True)
+        )
     return Fit(observations, skipped)
 
 

@@ -17,7 +17,7 @@ class ParamValue(_message.Message):
     def __init__(self, number: _Optional[float] = ..., integer: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
 
 class TrialObservation(_message.Message):
-    __slots__ = ("name", "params", "state", "value", "metrics")
+    __slots__ = ("name", "params", "state", "value", "metrics", "prior")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -37,12 +37,14 @@ class TrialObservation(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_FIELD_NUMBER: _ClassVar[int]
     name: str
     params: _containers.MessageMap[str, ParamValue]
     state: str
     value: float
     metrics: _containers.ScalarMap[str, float]
-    def __init__(self, name: _Optional[str] = ..., params: _Optional[_Mapping[str, ParamValue]] = ..., state: _Optional[str] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    prior: bool
+    def __init__(self, name: _Optional[str] = ..., params: _Optional[_Mapping[str, ParamValue]] = ..., state: _Optional[str] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., prior: _Optional[bool] = ...) -> None: ...
 
 class GetSuggestionsRequest(_message.Message):
     __slots__ = ("spec_json", "trials", "count")

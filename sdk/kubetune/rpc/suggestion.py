@@ -45,13 +45,14 @@ class SuggestionServicer(pb_grpc.SuggestionServiceServicer):
             spec = parse_spec(request.spec_json)
         except SpecError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        cap = suggestion_cap(spec.max_trials, spec.parallelism, len(request.trials))
+        own = sum(1 for t in request.trials if not t.prior)  # warm-start points are no trials
+        cap = suggestion_cap(spec.max_trials, spec.parallelism, own)
         if not 0 <= request.count <= cap:
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"count: must be between 0 and {cap}, the job's free slots and remaining budget "
                 f"(parallelism {spec.parallelism}, maxTrials {spec.max_trials}, "
-                f"{len(request.trials)} trials; at most {MAX_SUGGESTIONS} a call) "
+                f"{own} trials; at most {MAX_SUGGESTIONS} a call) "
                 f"(got {request.count})",
             )
         history = []
@@ -67,7 +68,7 @@ class SuggestionServicer(pb_grpc.SuggestionServiceServicer):
                 )
             try:
                 metrics = {k: v for k, v in t.metrics.items() if math.isfinite(v)}
-                history.append(Observation(params, value, state, metrics))
+                history.append(Observation(params, value, state, metrics, prior=t.prior))
             except ValueError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"trials[{i}].{exc}")
         response = pb.GetSuggestionsResponse()
@@ -109,7 +110,7 @@ class SuggestionClient:
             spec_json=spec.model_dump_json(by_alias=True), count=count
         )
         for o in history:
-            trial = request.trials.add(state=o.state)
+            trial = request.trials.add(state=o.state, prior=o.prior)
             to_proto_params(o.params, trial.params)
             if o.value is not None:
                 trial.value = o.value

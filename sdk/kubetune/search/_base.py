@@ -37,6 +37,7 @@ class Observation:
     state: TrialState = TrialState.succeeded
     metrics: Mapping[str, float] = field(default_factory=dict)  # latest values: objectives,
     # constraints (several objectives and constraints are read from here)
+    prior: bool = False  # an earlier job's result (warm start), not a trial of this one
 
     def __post_init__(self) -> None:
         try:

@@ -36,6 +36,9 @@ REFINE_ROUNDS = 7
 REFINE_POINTS = 96
 TOP_OVERALL = 3
 MAX_STOPPED_PENDING = 256  # bounds the cost of q-EI in long jobs with early stopping
+STALE_AFTER = 3  # own results before warm-start points are checked against them
+STALE_Z = 3.0  # median standardized error beyond which warm-start points are dropped
+STALE_SLACK = 0.25  # of the earlier losses' robust spread: mismatch within it is noise
 
 
 class BayesianSuggester(BaseSuggester):
@@ -52,6 +55,7 @@ class BayesianSuggester(BaseSuggester):
         self.stopped_pending = isinstance(spec.early_stopping, AshaStopping)
 
     def suggest(self, history: Sequence[Observation], count: int) -> list[Params]:
+        history = self._without_stale_prior(history)
         seen = {self.space.key(o.params) for o in history}
         done = _trained_on(history, self.stopped_pending, self._known)
         picks: list[Params] = []
@@ -67,6 +71,39 @@ class BayesianSuggester(BaseSuggester):
                 warnings.simplefilter("ignore")
                 picks.extend(self._model_picks(history, done, picks, seen, count - len(picks)))
         return picks
+
+    def _without_stale_prior(self, history: Sequence[Observation]) -> list[Observation]:
+        """The history, without the warm-start points once this job's own results show that
+        they describe another function (the optimum moved): a GP fitted on the earlier
+        results must predict this job's results (the first 3, the first 4, ... all) within
+        STALE_Z spreads (median)."""
+        prior = [o for o in history if o.prior and self._known(o)]
+        own = [o for o in history if not o.prior and self._known(o)]
+        if not prior or len(own) < STALE_AFTER or self._consistent(prior, own):
+            return list(history)
+        return [o for o in history if not o.prior]
+
+    def _consistent(self, prior: list[Observation], own: list[Observation]) -> bool:
+        X_p = self.space.to_unit([o.params for o in prior])
+        X_o = self.space.to_unit([o.params for o in own])
+        for y_p, y_o in zip(self._losses(prior).T, self._losses(own).T, strict=True):
+            with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mean, sd = fit_surrogate(X_p, y_p, seed=self.seed).predict(X_o)
+            spread = 1.4826 * float(np.median(np.abs(y_p - np.median(y_p))))  # robust sd
+            slack = STALE_SLACK * (spread or float(np.std(y_p)) or 1.0)
+            z = np.abs(y_o - mean) / np.sqrt(sd**2 + slack**2)
+            # judged on every prefix of this job's results, so that once stale, always stale
+            if any(float(np.median(z[:k])) > STALE_Z for k in range(STALE_AFTER, len(z) + 1)):
+                return False
+        return True
+
+    def _losses(self, observations: list[Observation]) -> np.ndarray:
+        """Each observation's loss per objective (n x m)."""
+        if not self.spec.multi_objective:
+            return self.sign() * np.array([[o.value] for o in observations], dtype=float)
+        rows = [goal_values(self.spec, o.metrics) for o in observations]
+        return to_losses(np.array(rows, dtype=float), [g.minimize for g in self.spec.goals])
 
     def _known(self, o: Observation) -> bool:
         """A finished trial whose every objective is known (the model's training data)."""

@@ -41,7 +41,8 @@ def spec(**extra: Any) -> dict[str, Any]:
 def test_front_in_the_status_and_a_warm_started_job(cluster: Cluster, tmp_path: Path) -> None:
     client = Client()
     with KopfRunner(cluster.operator) as runner:
-        client.submit(tuning_job("sizes", spec(), ARGS))
+        first = spec(warmStart={"enqueue": [{"units": 200}]})  # infeasible, and outside below
+        client.submit(tuning_job("sizes", first, ARGS))
         final = client.wait("sizes", timeout=300)
         assert final.succeeded, final.message
         trials = client.trials("sizes")
@@ -78,13 +79,16 @@ def test_front_in_the_status_and_a_warm_started_job(cluster: Cluster, tmp_path: 
         again = client.wait("again", timeout=300)
         assert again.succeeded, again.message
         assert client.trials("again")[0].params == {"units": 12}
+        assert done[0].params == {"units": 200} and done[0].feasible is False
         outside = sum(1 for t in done if int(t.params["units"]) > 64)
-        if outside:
-            events = wait_for(
-                lambda: [e for e in client.events("again") if e.reason == "WarmStartPointsLeftOut"],
-                timeout=30,
-            )
-            assert events[0].message.startswith(f"{outside} earlier results left out")
+        events = wait_for(
+            lambda: [e for e in client.events("again") if e.reason == "WarmStartPointsLeftOut"],
+            timeout=30,
+        )
+        assert events[0].message.startswith(f"{outside} earlier results left out")
+        assert (
+            "sizes/sizes-0: outside the space (units: 200 is outside [8, 64])" in events[0].message
+        )
 
         with pytest.raises(SpecError, match=r"spec\.warmStart\.fromJobs\[0\].*'nope'"):
             client.submit(tuning_job("bad", spec(warmStart={"fromJobs": ["nope"]}), ARGS))

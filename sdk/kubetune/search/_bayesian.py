@@ -33,6 +33,7 @@ LOCAL_SCALES = (0.2, 0.05, 0.01, 0.002, 0.0005, 0.0001)
 LOCAL_PER_SCALE = 32
 LEADERS = 5
 REFINE_ROUNDS = 7
+PARETO_REFINE_ROUNDS = 4  # hypervolume gains need less precision; each round costs 3+ GPs
 REFINE_POINTS = 96
 TOP_OVERALL = 3
 MAX_STOPPED_PENDING = 256  # bounds the cost of q-EI in long jobs with early stopping
@@ -277,7 +278,7 @@ class BayesianSuggester(BaseSuggester):
         scores = acquisition(candidates)
         top = candidates[np.argsort(-scores)[:TOP_OVERALL]]
         scale = 0.05
-        for _ in range(REFINE_ROUNDS):
+        for _ in range(PARETO_REFINE_ROUNDS if self.spec.multi_objective else REFINE_ROUNDS):
             local = self._perturb(np.repeat(top, REFINE_POINTS // len(top), axis=0), scale, rng)
             candidates = np.vstack([candidates, local])
             scores = np.concatenate([scores, acquisition(local)])

@@ -22,7 +22,9 @@ from ..pareto import front_mask
 from ..spec import Constraint
 from ._gp import Surrogate
 
-CELLS = {2: 1024, 3: 2048, 4: 2048}
+CELLS = {2: 1024, 3: 1024, 4: 2048}
+SCREEN = 8  # a large candidate pool is first scored on every SCREEN-th cell...
+SCREEN_KEEP = 64  # ...and this many of its best rows on all cells
 IDEAL_MARGIN = 1.0  # the cells reach this share of the front's spread beyond its best values
 CHUNK = 256
 FLOOR = 1e-300
@@ -55,13 +57,26 @@ class HypervolumeImprovement:
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if len(self.cells) == 0:
             return np.full(len(X), np.log(FLOOR))
-        predictions = [s.predict(X) for s in self.surrogates]
-        out = np.empty(len(X))
-        for start in range(0, len(X), CHUNK):
+        mean, sd = (
+            np.column_stack(v) for v in zip(*(s.predict(X) for s in self.surrogates), strict=True)
+        )
+        if len(X) <= SCREEN_KEEP:
+            return self._score(mean, sd, self.cells)
+        # A large pool is screened on every SCREEN-th cell (the same sum, estimated from fewer
+        # cells); only the most promising rows are scored on all of them.
+        coarse = self.cells[::SCREEN]
+        out = self._score(mean, sd, coarse) + np.log(len(self.cells) / len(coarse))
+        top = np.argsort(-out)[:SCREEN_KEEP]
+        out[top] = self._score(mean[top], sd[top], self.cells)
+        return out
+
+    def _score(self, mean: np.ndarray, sd: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        out = np.empty(len(mean))
+        for start in range(0, len(mean), CHUNK):
             part = slice(start, start + CHUNK)
-            prob = np.ones((len(X[part]), len(self.cells)))
-            for j, (mean, sd) in enumerate(predictions):
-                prob *= ndtr((self.cells[None, :, j] - mean[part, None]) / sd[part, None])
+            prob = np.ones((len(mean[part]), len(cells)))
+            for j in range(cells.shape[1]):
+                prob *= ndtr((cells[None, :, j] - mean[part, j, None]) / sd[part, j, None])
             out[part] = np.log(np.maximum(prob.sum(axis=1), FLOOR))
         return out + self.log_cell
 

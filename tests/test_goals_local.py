@@ -12,6 +12,7 @@ from kubetune import Client
 from kubetune.pareto import front_mask
 from kubetune.spec import TrialState
 
+from .browser import Dashboard, browser, new_tab
 from .test_local_run import kubetune, write_job
 
 UNITS = {"name": "units", "type": "int", "min": 8, "max": 256, "scale": "log"}
@@ -71,6 +72,25 @@ def test_the_front_of_accuracy_against_size(tmp_path: Path) -> None:
     names = {Path(p).name for p in json.loads(plotted.stdout)}
     assert {"pareto.png", "hypervolume.png"} <= names
     assert (tmp_path / "p" / "pareto.png").stat().st_size > 10_000
+
+    with Dashboard("--workdir", str(root)) as board, browser() as chromium:
+        tab = new_tab(chromium)
+        tab.goto(f"{board.url}/jobs/sizes")
+        tab.wait(
+            "n => document.getElementById('pareto').dataset.points === String(n)", len(expected)
+        )
+        assert tab.page.locator("#pareto").is_visible()
+        names = tab.value(
+            "() => echarts.getInstanceByDom(document.getElementById('pareto')).getOption()"
+            ".series.map(s => [s.name, s.data.length])"
+        )
+        infeasible = len(trials) - len(feasible)
+        assert dict(names) == {
+            "trial": len(feasible) - len(expected),
+            "infeasible": infeasible,
+            "Pareto front": len(expected),
+        }
+        assert not tab.errors, tab.errors
 
 
 def test_a_job_starts_from_an_earlier_one(tmp_path: Path) -> None:

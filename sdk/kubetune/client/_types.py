@@ -9,6 +9,7 @@ from typing import Any
 from ..spec import (
     BestTrial,
     Constraint,
+    ObjectiveGoal,
     CurvePoint,
     Direction,
     JobPhase,
@@ -34,6 +35,7 @@ class JobStatus(TuningJobStatus):
     parallelism: int
     early_stopping: str = "none"
     constraints: list[Constraint] = []
+    objectives: list[ObjectiveGoal] = []  # with several objectives
 
     @classmethod
     def of(
@@ -81,6 +83,7 @@ def summary(spec: TuningJobSpec) -> dict[str, Any]:
         "parallelism": spec.parallelism,
         "early_stopping": spec.early_stopping.name,
         "constraints": spec.constraints,
+        "objectives": spec.objectives or [],
     }
 
 

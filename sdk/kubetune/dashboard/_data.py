@@ -45,6 +45,10 @@ def job_row(status: JobStatus) -> dict[str, Any]:
         "completionTime": status.completion_time,
         "reason": status.reason,
         "message": status.message,
+        "objectives": [{"metric": g.metric, "direction": g.direction} for g in status.objectives],
+        "front": [t.name for t in status.pareto_front or []],
+        "frontSize": status.pareto_front_size,
+        "hypervolume": status.hypervolume,
     }
 
 
@@ -76,6 +80,7 @@ def trial_row(trial: TrialInfo) -> dict[str, Any]:
         "params": trial.params,
         "objective": _finite(trial.objective),
         "metrics": {k: _finite(v) for k, v in trial.metrics.items()},
+        "feasible": trial.feasible,
         "curve": [[p.step, _finite(p.value)] for p in trial.curve],
         "reason": trial.reason,
         "budget": trial.budget,

@@ -176,6 +176,9 @@
       el('div', { class: 'grid2' },
         card('Optimization history', chart('history')),
         card('Learning curves', chart('curves'), this.curvesNote)),
+      this.paretoCard = card('Pareto front', chart('pareto'),
+        el('p', { class: 'note', text: 'Trials that reported every objective; the front ' +
+          '(no feasible trial is better in every objective) in blue, infeasible trials as crosses.' })),
       card('Parallel coordinates', chart('parallel')),
       el('div', { class: 'grid2' },
         card('Parameter importance', chart('importance', 'small'),
@@ -197,6 +200,7 @@
         if (this.job) this.render(entry.target.id);
       }
     }, { rootMargin: '200px' });
+    this.paretoCard.hidden = true; // shown for jobs with several objectives
     for (const id of ['history', 'curves', 'parallel', 'importance']) {
       this.observer.observe(document.getElementById(id));
     }
@@ -219,6 +223,7 @@
     this.drawHeader();
     this.drawTable();
     this.drawStatus();
+    if ((this.job.objectives || []).length >= 2) this.pareto(); // its card is hidden until now
     for (const id of this.visible) this.render(id);
     document.body.dataset.ready = '1';
     document.body.dataset.trials = String(this.trials.size);
@@ -370,7 +375,35 @@
     else if (id === 'curves') this.curves();
     else if (id === 'parallel') this.parallel();
     else if (id === 'importance') this.importanceChart();
+    else if (id === 'pareto') this.pareto();
     else if (id.startsWith('slice-')) this.slice(id);
+  };
+  JobView.prototype.pareto = function () {
+    const goals = this.job.objectives || [];
+    this.paretoCard.hidden = goals.length < 2;
+    if (goals.length < 2) return;
+    const [a, b] = goals;
+    const front = new Set(this.job.front || []);
+    const groups = { trial: [], infeasible: [], 'Pareto front': [] };
+    for (const t of this.ordered()) {
+      const x = t.metrics[a.metric], y = t.metrics[b.metric];
+      if (x === null || x === undefined || y === null || y === undefined || t.state === 'Failed') continue;
+      const key = front.has(t.name) ? 'Pareto front' : (t.feasible === false ? 'infeasible' : 'trial');
+      groups[key].push(t);
+    }
+    const look = { trial: ['circle', '#9aa0a6'], infeasible: ['path://M0,0L10,10M10,0L0,10', '#d93025'],
+      'Pareto front': ['circle', '#1a73e8'] };
+    const series = Object.entries(groups).map(([name, ts]) => ({ name: name, type: 'scatter',
+      data: ts.map((t) => [t.metrics[a.metric], t.metrics[b.metric]]), symbol: look[name][0],
+      symbolSize: 8, itemStyle: { color: look[name][1], borderColor: look[name][1] } }));
+    this.lookup.pareto = Object.values(groups).map((ts) => ts.map((t) => t.name));
+    document.getElementById('pareto').dataset.points = String(groups['Pareto front'].length);
+    const axis = (g) => ({ type: 'value', scale: true, name: g.metric + ' (' +
+      (g.direction === 'minimize' ? 'lower' : 'higher') + ' is better)', nameLocation: 'middle', nameGap: 30 });
+    this.chart('pareto').setOption({
+      animation: false, tooltip: this.tooltipOption('pareto'), legend: { top: 0 },
+      grid: { left: 70, right: 20, top: 40, bottom: 50 }, xAxis: axis(a), yAxis: axis(b), series: series,
+    }, { replaceMerge: ['series'] });
   };
   JobView.prototype.history = function () {
     const groups = {};

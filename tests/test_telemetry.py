@@ -49,6 +49,8 @@ NAMED = {  # the series the issue names, as families (counters lose `_total`)
     "kubetune_suggest_duration_seconds": "histogram",
     "kubetune_early_stop_decisions": "counter",
     "kubetune_metric_reports": "counter",
+    "kubetune_pareto_front_size": "gauge",
+    "kubetune_hypervolume": "gauge",
 }
 
 
@@ -83,6 +85,7 @@ JOBS = [
     JobCounts(
         "ml", "a", "Running", TrialCounts(created=7, running=2, succeeded=3, stopped=1), 10, 0.93
     ),
+    JobCounts("ml", "c", "Running", TrialCounts(created=4, succeeded=4), 8, None, 3, 11.5),
     JobCounts("ml", "b", "Pending", TrialCounts(), 5, None),
 ]
 
@@ -98,6 +101,9 @@ def test_every_named_series_is_exported_with_its_type() -> None:
     assert sample_value(telemetry, "kubetune_trials_finished_total", result="stopped") == 1
     assert sample_value(telemetry, "kubetune_best_objective", tuningjob="a") == 0.93
     assert sample_value(telemetry, "kubetune_best_objective", tuningjob="b") is None
+    assert sample_value(telemetry, "kubetune_pareto_front_size", tuningjob="c") == 3
+    assert sample_value(telemetry, "kubetune_hypervolume", tuningjob="c") == 11.5
+    assert sample_value(telemetry, "kubetune_pareto_front_size", tuningjob="a") is None
     assert (
         sample_value(telemetry, "kubetune_suggest_duration_seconds_count", algorithm="bayesian")
         == 1

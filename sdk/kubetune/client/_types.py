@@ -9,10 +9,10 @@ from typing import Any
 from ..spec import (
     BestTrial,
     Constraint,
-    ObjectiveGoal,
     CurvePoint,
     Direction,
     JobPhase,
+    ObjectiveGoal,
     ParamValue,
     TuningJobSpec,
     TuningJobStatus,

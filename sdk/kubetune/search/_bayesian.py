@@ -181,9 +181,7 @@ class BayesianSuggester(BaseSuggester):
         """Several objectives: one GP per objective, expected hypervolume improvement (times
         the probability of feasibility); each pick joins the front at its posterior mean."""
         X = self.space.to_unit([o.params for o in done])
-        minimize = [g.minimize for g in self.spec.goals]
-        rows = [goal_values(self.spec, o.metrics) for o in done]
-        Y = to_losses(np.array(rows, dtype=float), minimize)
+        Y = self._losses(done)
         seed = self.seed + len(history)
         surrogates = [fit_surrogate(X, Y[:, j], seed=seed + j) for j in range(Y.shape[1])]
         ok = np.array([feasible(self.spec, o.metrics) for o in done], dtype=bool)

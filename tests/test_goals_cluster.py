@@ -99,4 +99,13 @@ def test_front_in_the_status_and_a_warm_started_job(cluster: Cluster, tmp_path: 
         refused = client.wait("bad", timeout=120)
         assert not refused.succeeded
         assert "spec.warmStart.fromJobs[0]" in (refused.message or ""), refused.message
+
+        # Once a job runs, deleting the job it started from does not fail it.
+        client.submit(
+            tuning_job("later", spec(maxTrials=3, warmStart={"fromJobs": ["sizes"]}), ARGS)
+        )
+        wait_for(lambda: client.trials("later"), timeout=120, what="a trial of the later job")
+        client.delete("sizes")
+        later = client.wait("later", timeout=300)
+        assert later.succeeded and later.trials.succeeded == 3, later.message
     assert runner.exception is None, runner.output[-3000:]

@@ -239,7 +239,8 @@ class Controller:
             if seen.needs_pod and not trial["metadata"].get("deletionTimestamp"):
                 await self._create_pod(job, trial)
             views.append(trial_view(trial, seen.state))
-        decision = await self._decide(key, job, spec, views, self._prior(key, job, spec))
+        prior = self._prior(key, job, spec, started=bool(trials))
+        decision = await self._decide(key, job, spec, views, prior)
         if decision is None:
             return
         await self._carry_out(job, decision, trials)
@@ -284,9 +285,13 @@ class Controller:
             self.event(job, "Warning", "TrialRetrying", f"{name}: {patch.get('message')}")
         return trial
 
-    def _prior(self, key: Key, job: dict[str, Any], spec: TuningJobSpec) -> list[Observation]:
+    def _prior(
+        self, key: Key, job: dict[str, Any], spec: TuningJobSpec, started: bool
+    ) -> list[Observation]:
         """Warm start: the inline points and the trials of the jobs in warmStart.fromJobs
-        (same namespace) that fit the space. Those that do not fit: one Warning event."""
+        (same namespace) that fit the space. Those that do not fit: one Warning event. A
+        fromJobs name that is not there is a spec error before the first trial; once the job
+        runs, an earlier job deleted since only stops contributing (the job goes on)."""
         warm = spec.warm_start
         if warm is None:
             return []
@@ -305,6 +310,8 @@ class Controller:
         for i, name in enumerate(warm.from_jobs):
             earlier = (key[0], name)
             if name == key[1] or self.cache.get("tuningjobs", earlier) is None:
+                if started and name != key[1]:
+                    continue
                 raise no_such_job(i, name, f"namespace {key[0]}")
             infos = [trial_info(t) for t in self.cache.of_job("trials", earlier).values()]
             points += points_of_trials(infos, name)

@@ -119,6 +119,12 @@ def test_a_job_starts_from_an_earlier_one(tmp_path: Path) -> None:
     assert len(left_out) == len(outside), done.stderr
     assert all("outside the space (units:" in line for line in left_out)
 
+    # Resuming it after the earlier job is gone is no error: the points only stop counting.
+    assert kubetune("delete", "first", "--workdir", str(root)).returncode == 0
+    again = kubetune("run", str(second), "--workdir", str(root / "second"), "--json")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(Client(workdir=root).trials("second")) == 3
+
     missing = write_job(tmp_path, multi_spec(warmStart={"fromJobs": ["nope"]}), ARGS, name="third")
     refused = kubetune("run", str(missing), "--workdir", str(root / "third"), "--json")
     assert refused.returncode == 1

@@ -173,9 +173,10 @@ def no_such_job(index: int, name: str, where: str) -> SpecError:
     )
 
 
-def local_points(job: TuningJob, root: Path) -> list[WarmPoint]:
+def local_points(job: TuningJob, root: Path, resuming: bool = False) -> list[WarmPoint]:
     """The inline points and the trials of `warmStart.fromJobs` in the work root `root` (a
-    name that is not there: a `SpecError` at its field)."""
+    name that is not there: a `SpecError` at its field, unless `resuming` a job that already
+    began: then an earlier job deleted since only stops contributing)."""
     warm = job.spec.warm_start
     if warm is None:
         return []
@@ -190,6 +191,8 @@ def local_points(job: TuningJob, root: Path) -> list[WarmPoint]:
         try:
             trials = backend.trials(name)
         except NotFound:
+            if resuming:
+                continue
             raise no_such_job(i, name, str(root)) from None
         points += points_of_trials(trials, name)
     return points

@@ -148,7 +148,8 @@ class LocalRunner:
         template = job.spec.trial_template
         local_argv(template)  # fail now, not at the first trial
         job = inline_file(job, manifest_dir)
-        warm = fitting(job.spec, local_points(job, workdir.parent))
+        resuming = (workdir / "state.db").exists()
+        warm = fitting(job.spec, local_points(job, workdir.parent, resuming))
         self.prior = warm.observations  # earlier results the search learns from
         self.warm_skipped = warm.skipped
         self.job = job

@@ -173,3 +173,16 @@ def test_grpc_carries_metrics_and_the_prior_flag() -> None:
         client.close()
     finally:
         server.stop(0)
+
+
+def test_at_most_max_prior_points_feed_the_model_and_the_rest_are_counted() -> None:
+    from kubetune.warm import MAX_PRIOR
+
+    spec = spec_of()
+    points = [
+        WarmPoint(params={"x": i / (MAX_PRIOR + 5), "n": 3, "opt": "sgd"}, metrics={"loss": 1.0})
+        for i in range(MAX_PRIOR + 5)
+    ]
+    fit = fitting(spec, points)
+    assert len(fit.observations) == MAX_PRIOR
+    assert fit.skipped == [f"5 more points: left out (the model takes at most {MAX_PRIOR})"]

@@ -23,6 +23,7 @@ from .spec._goals import MAX_WARM_POINTS
 
 FILE_FIELD = "spec.warmStart.fromFile"
 MAX_FILE_BYTES = 16 * 2**20
+MAX_PRIOR = 2000  # earlier results the search takes (a GP conditions on all of them)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,10 @@ def fitting(spec: TuningJobSpec, points: Sequence[WarmPoint]) -> Fit:
         observations.append(
             Observation(params, value, TrialState.succeeded, dict(point.metrics), prior=True)
         )
+    if len(observations) > MAX_PRIOR:
+        extra = len(observations) - MAX_PRIOR
+        skipped.append(f"{extra} more points: left out (the model takes at most {MAX_PRIOR})")
+        observations = observations[:MAX_PRIOR]
     return Fit(observations, skipped)
 
 

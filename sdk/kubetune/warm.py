@@ -152,8 +152,8 @@ def fitting(spec: TuningJobSpec, points: Sequence[WarmPoint]) -> Fit:
             Observation(params, value, TrialState.succeeded, dict(point.metrics), prior=True)
         )
     if len(observations) > MAX_PRIOR:
-        extra = len(observations) - MAX_PRIOR
-        skipped.append(f"{extra} more points: left out (the model takes at most {MAX_PRIOR})")
+        beyond = len(observations) - MAX_PRIOR
+        skipped.append(f"{beyond} more points: left out (the model takes at most {MAX_PRIOR})")
         observations = observations[:MAX_PRIOR]
     return Fit(observations, skipped)
 

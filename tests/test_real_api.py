@@ -96,8 +96,8 @@ def test_printer_columns_of_tuningjobs_and_trials(cluster: Cluster) -> None:
         cluster.wait_phase("cols", "Succeeded")
         jobs = cluster.kubectl("get", "tj").splitlines()
         trials = cluster.kubectl("get", "trials").splitlines()
-    assert jobs[0].split() == ["NAME", "PHASE", "TRIALS", "RUNNING", "BEST", "AGE"]
-    name, phase, progress, running, best, _ = jobs[1].split()
+    assert jobs[0].split() == ["NAME", "PHASE", "TRIALS", "RUNNING", "BEST", "FRONT", "AGE"]
+    name, phase, progress, running, best, _ = jobs[1].split()  # FRONT: empty for one objective
     assert (name, phase, progress, running) == ("cols", "Succeeded", "2/2", "0")
     assert best == str(cluster.job("cols")["status"]["bestTrial"]["objective"])
     assert trials[0].split() == ["NAME", "PHASE", "OBJECTIVE", "PARAMS", "AGE"]

@@ -62,14 +62,14 @@ def test_a_single_objective_reads_as_before(base_manifest: dict[str, Any]) -> No
     )
 
 
-def test_constraint_violation_and_slack() -> None:
+def test_constraint_violation() -> None:
     from kubetune.spec import Constraint
 
     c = Constraint(metric="m", max=16.0)
     assert c.violation(15.0) == 0.0 and c.violation(18.0) == 2.0
     assert c.violation(None) == float("inf") and c.violation(float("nan")) == float("inf")
     ranged = Constraint(metric="m", min=1.0, max=2.0)
-    assert ranged.slack(1.5) == -0.5 and ranged.slack(0.5) == 0.5 and ranged.slack(3.0) == 1.0
+    assert ranged.violation(1.5) == 0.0 and ranged.violation(0.5) == 0.5
 
 
 def _set(path: list[str | int], value: Any) -> Mutation:

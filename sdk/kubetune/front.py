@@ -16,6 +16,7 @@ import numpy as np
 
 from .pareto import crowding, front_mask, hypervolume, infer_reference, to_losses
 from .spec import MAX_FRONT, FrontTrial, TrialState, TuningJobSpec
+from .spec._goals import meets_all
 
 if TYPE_CHECKING:
     from .engine import TrialView
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 def feasible(spec: TuningJobSpec, metrics: Mapping[str, float]) -> bool:
     """Whether latest metrics meet every constraint (a constraint not reported is not met)."""
-    return all(c.violation(metrics.get(c.metric)) == 0.0 for c in spec.constraints)
+    return meets_all(spec.constraints, metrics)
 
 
 def goal_values(spec: TuningJobSpec, metrics: Mapping[str, float]) -> tuple[float, ...] | None:

@@ -20,11 +20,6 @@ def to_losses(values: np.ndarray, minimize: Sequence[bool]) -> np.ndarray:
     return np.asarray(values, dtype=float) * signs
 
 
-def dominates(a: np.ndarray, b: np.ndarray) -> bool:
-    """Loss vector `a` is no worse than `b` everywhere and better somewhere."""
-    return bool(np.all(a <= b) and np.any(a < b))
-
-
 def front_mask(Y: np.ndarray) -> np.ndarray:
     """Which rows of the losses `Y` (n x m) no other row dominates (duplicates all kept)."""
     Y = np.asarray(Y, dtype=float)

@@ -18,6 +18,7 @@ from ..spec import (
     TuningJobStatus,
 )
 from ..spec._base import SpecModel
+from ..spec._goals import meets_all
 from ..spec._status import TrialPhaseField
 
 
@@ -129,7 +130,7 @@ def with_feasibility(status: JobStatus, trials: list[TrialInfo]) -> list[TrialIn
         return trials
     marked = []
     for t in trials:
-        ok = all(c.violation(t.metrics.get(c.metric)) == 0.0 for c in status.constraints)
+        ok = meets_all(status.constraints, t.metrics)
         marked.append(t.model_copy(update={"feasible": ok if (ok or t.finished) else None}))
     return marked
 

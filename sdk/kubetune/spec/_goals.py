@@ -8,6 +8,7 @@ value for each of them is the latest value it reported (the end of its training)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -69,11 +70,10 @@ class Constraint(SpecModel):
         under = self.min - value if self.min is not None else -math.inf
         return max(0.0, over, under)
 
-    def slack(self, value: float) -> float:
-        """Signed distance to the nearest bound: <= 0 inside, > 0 outside (for the model)."""
-        over = value - self.max if self.max is not None else -math.inf
-        under = self.min - value if self.min is not None else -math.inf
-        return max(over, under)
+
+def meets_all(constraints: Sequence[Constraint], metrics: Mapping[str, float]) -> bool:
+    """Whether latest metrics meet every constraint (a constraint not reported is not met)."""
+    return all(c.violation(metrics.get(c.metric)) == 0.0 for c in constraints)
 
 
 class WarmPoint(SpecModel):

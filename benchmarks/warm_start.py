@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
+    parser.add_argument("--out", default="warm_start")
     args = parser.parse_args()
     jobs = [(p, s, args.trials) for p in args.problems for s in range(args.seeds)]
     with ProcessPoolExecutor(args.workers) as pool:
@@ -124,7 +125,7 @@ def main() -> None:
             f"{warm:.4g} / {cold:.4g} | {worse} of {len(mine)} |"
         )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "warm_start.json").write_text(
+    (RESULTS / f"{args.out}.json").write_text(
         json.dumps({"args": vars(args), "rows": rows}, indent=1)
     )
 

@@ -89,6 +89,10 @@ def test_front_in_the_status_and_a_warm_started_job(cluster: Cluster, tmp_path: 
         assert (
             "sizes/sizes-0: outside the space (units: 200 is outside [8, 64])" in events[0].message
         )
+        warm_status = json.loads(cluster.kubectl("get", "tj", "again", "-o", "json"))["status"]
+        counts = {"points": len(done) - outside, "leftOut": outside, "enqueued": 1}
+        assert warm_status["warmStart"] == counts
+        assert [t.enqueued for t in client.trials("again")] == [True, False]
 
         with pytest.raises(SpecError, match=r"spec\.warmStart\.fromJobs\[0\].*'nope'"):
             client.submit(tuning_job("bad", spec(warmStart={"fromJobs": ["nope"]}), ARGS))

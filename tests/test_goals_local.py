@@ -118,6 +118,27 @@ def test_a_job_starts_from_an_earlier_one(tmp_path: Path) -> None:
     ]
     assert len(left_out) == len(outside), done.stderr
     assert all("outside the space (units:" in line for line in left_out)
+    # Marked in the views: the status counts the points, the enqueued trial says so.
+    status = Client(workdir=root).get("second")
+    assert status.warm_start is not None
+    assert status.warm_start.points == len(earlier) - len(outside) > 0
+    assert (status.warm_start.left_out, status.warm_start.enqueued) == (len(outside), 1)
+    assert [t.enqueued for t in trials] == [True, False, False]
+    shown = kubetune("status", "second", "--workdir", str(root))
+    assert f"warm start: {status.warm_start.points} earlier results" in shown.stdout, shown.stdout
+    assert "(enqueued" in shown.stdout
+    with Dashboard("--workdir", str(root)) as board, browser() as chromium:
+        tab = new_tab(chromium)
+        tab.goto(f"{board.url}/jobs/second")
+        tab.wait("() => document.querySelector('tr[data-trial=\"second-2\"]') !== null")
+        warm = tab.value("() => document.getElementById('warm-start').textContent")
+        assert f"{status.warm_start.points} earlier results feed the model" in warm, warm
+        rows = tab.value(
+            "() => [...document.querySelectorAll('tr[data-trial]')]"
+            ".map(r => [r.dataset.trial, r.textContent.includes('enqueued')])"
+        )
+        assert dict(rows) == {"second-0": True, "second-1": False, "second-2": False}
+        assert not tab.errors, tab.errors
 
     # Resuming it after the earlier job is gone is no error: the points only stop counting.
     assert kubetune("delete", "first", "--workdir", str(root)).returncode == 0

@@ -327,3 +327,27 @@ def test_trial_logs_are_capped_and_rotated(tmp_path: Path) -> None:
     assert log.stat().st_size <= 1024 * 1024 and older.stat().st_size <= 1024 * 1024
     head = log.read_bytes()[:300].decode()
     assert "log rotated" in head and "bytes before that were dropped (log truncated)" in head
+
+
+def test_a_state_file_from_an_older_version_still_reads(tmp_path: Path) -> None:
+    """Job columns added since (run_id, warm) read as None, whether peeked at or opened."""
+    from kubetune.local._store import SCHEMA, peek_job
+
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    older = SCHEMA.replace(", run_id TEXT, warm TEXT", "")
+    assert older != SCHEMA
+    db.executescript(older)
+    db.execute("INSERT INTO job (name, spec, created) VALUES ('old', '{}', 1.0)")
+    db.commit()
+    db.close()
+    peeked = peek_job(path)
+    assert peeked is not None and peeked["name"] == "old"
+    assert peeked["warm"] is None and peeked["run_id"] is None
+    reader = Store(path, readonly=True)
+    assert reader.job() == peeked
+    reader.close()
+    store = Store(path)  # a runner adds the columns
+    store.set_warm({"points": 3, "leftOut": 0, "enqueued": 0})
+    assert json.loads(store.job()["warm"])["points"] == 3  # type: ignore[index]
+    store.close()

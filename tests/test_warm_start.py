@@ -12,7 +12,7 @@ from kubetune.rpc.server import serve
 from kubetune.rpc.suggestion import SuggestionClient
 from kubetune.search import Observation, create_suggester
 from kubetune.search._bayesian import BayesianSuggester
-from kubetune.spec import SpecError, TuningJobSpec, WarmPoint
+from kubetune.spec import SpecError, TuningJobSpec, WarmPoint, WarmStartStatus
 from kubetune.warm import fitting, read_points
 
 
@@ -89,6 +89,7 @@ def test_points_that_do_not_fit_are_listed_with_the_reason() -> None:
         "f line 4: parameters differ (extra [], missing ['opt'])",
         "g: no value of ['loss']",
     ]
+    assert fit.left_out == 4
 
 
 def quadratic(p: dict[str, Any], centre: float) -> float:
@@ -186,3 +187,7 @@ def test_at_most_max_prior_points_feed_the_model_and_the_rest_are_counted() -> N
     fit = fitting(spec, points)
     assert len(fit.observations) == MAX_PRIOR
     assert fit.skipped == [f"5 more points: left out (the model takes at most {MAX_PRIOR})"]
+    assert fit.left_out == 5
+    with_queue = spec_of(warmStart={"enqueue": [{"x": 0.1, "n": 2, "opt": "adam"}]})
+    assert fit.status(with_queue) == WarmStartStatus(points=MAX_PRIOR, left_out=5, enqueued=1)
+    assert fit.status(spec) is None  # no warmStart: nothing to show

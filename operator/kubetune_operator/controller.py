@@ -26,7 +26,7 @@ from kubetune.rpc.tokens import digest, new_token
 from kubetune.search import Observation
 from kubetune.spec import Checkpoints, FieldError, SpecError, TrialState, TuningJobSpec
 from kubetune.telemetry import PullCollector, Target
-from kubetune.warm import fitting, no_such_job, points_of_trials
+from kubetune.warm import Fit, fitting, no_such_job, points_of_trials
 
 from .builders import (
     API_VERSION,
@@ -240,7 +240,7 @@ class Controller:
                 await self._create_pod(job, trial)
             views.append(trial_view(trial, seen.state))
         prior = self._prior(key, job, spec, started=bool(trials))
-        decision = await self._decide(key, job, spec, views, prior)
+        decision = await self._decide(key, job, spec, views, prior.observations)
         if decision is None:
             return
         await self._carry_out(job, decision, trials)
@@ -249,7 +249,7 @@ class Controller:
         self._scrape(key, scrape_targets(spec, trials, self.trial_pods(key)))
         self._follow_logs(key, spec, trials)
 
-        new_status = job_status_patch(spec, views, decision, status, now())
+        new_status = job_status_patch(spec, views, decision, status, now(), prior.status(spec))
         new_status["conditions"].append(
             condition(
                 status.get("conditions", []),
@@ -285,16 +285,14 @@ class Controller:
             self.event(job, "Warning", "TrialRetrying", f"{name}: {patch.get('message')}")
         return trial
 
-    def _prior(
-        self, key: Key, job: dict[str, Any], spec: TuningJobSpec, started: bool
-    ) -> list[Observation]:
+    def _prior(self, key: Key, job: dict[str, Any], spec: TuningJobSpec, started: bool) -> Fit:
         """Warm start: the inline points and the trials of the jobs in warmStart.fromJobs
         (same namespace) that fit the space. Those that do not fit: one Warning event. A
         fromJobs name that is not there is a spec error before the first trial; once the job
         runs, an earlier job deleted since only stops contributing (the job goes on)."""
         warm = spec.warm_start
         if warm is None:
-            return []
+            return Fit([], [])
         if warm.from_file is not None:
             raise SpecError(
                 [
@@ -319,9 +317,9 @@ class Controller:
         if fit.skipped and key not in self._warm_told:
             self._warm_told.add(key)
             listed = "; ".join(fit.skipped[:20]) + ("; ..." if len(fit.skipped) > 20 else "")
-            message = f"{len(fit.skipped)} earlier results left out: {listed}"
+            message = f"{fit.left_out} earlier results left out: {listed}"
             self.event(job, "Warning", "WarmStartPointsLeftOut", message)
-        return fit.observations
+        return fit
 
     async def _decide(
         self,

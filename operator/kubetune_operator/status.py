@@ -12,7 +12,14 @@ from typing import Any
 
 from kubetune import jobstatus
 from kubetune.engine import Decision, TrialView
-from kubetune.spec import Condition, Objective, TrialState, TuningJobSpec, TuningJobStatus
+from kubetune.spec import (
+    Condition,
+    Objective,
+    TrialState,
+    TuningJobSpec,
+    TuningJobStatus,
+    WarmStartStatus,
+)
 
 from .builders import params_summary
 
@@ -37,11 +44,12 @@ def job_status_patch(
     decision: Decision,
     previous: Mapping[str, Any] | None,
     now: str,
+    warm: WarmStartStatus | None = None,
 ) -> dict[str, Any]:
     """The TuningJob's status after carrying out `decision`, as JSON for a status patch."""
     old = TuningJobStatus.model_validate(previous or {})
     after = jobstatus.planned(trials, decision)
-    status = jobstatus.job_status(spec, after, decision.best, decision.finish, old, now)
+    status = jobstatus.job_status(spec, after, decision.best, decision.finish, old, now, warm)
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 

@@ -18,6 +18,7 @@ from .spec import (
     TrialState,
     TuningJobSpec,
     TuningJobStatus,
+    WarmStartStatus,
 )
 
 
@@ -67,9 +68,11 @@ def job_status(
     finish: Finish | None,
     previous: TuningJobStatus | None,
     now: str,
+    warm: WarmStartStatus | None = None,
 ) -> TuningJobStatus:
-    """The status of a job with these trials; `finish`: how it ended (None: it runs). Times and
-    conditions that do not change carry over from `previous`."""
+    """The status of a job with these trials; `finish`: how it ended (None: it runs); `warm`:
+    what its warm start brought in. Times and conditions that do not change carry over from
+    `previous`."""
     previous = previous or TuningJobStatus()
     old = previous.conditions
     counts = count_trials([t.state for t in trials])
@@ -80,6 +83,7 @@ def job_status(
         best_trial=best,
         start_time=previous.start_time or now,
         observed_generation=previous.observed_generation,
+        warm_start=warm,
     )
     if spec.multi_objective:
         front = pareto_front(spec, trials)

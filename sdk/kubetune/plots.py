@@ -184,6 +184,17 @@ def _history(plt: Any, spec: TuningJobSpec, status: JobStatus, trials: Sequence[
                 zorder=3,
                 label=f"trial ({label})",
             )
+    enqueued = [t for t in ordered if t.enqueued]
+    if enqueued:
+        ax.scatter(
+            [t.index for t in enqueued],
+            [t.objective for t in enqueued],
+            facecolors="none",
+            edgecolors="black",
+            s=90,
+            zorder=4,
+            label="enqueued (warm start)",
+        )
     if ordered:
         ax.step([t.index for t in ordered], best, where="post", color="black", label="best so far")
     if status.best is not None:

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from .search import Observation
-from .spec import FieldError, SpecError, TrialState, TuningJob, TuningJobSpec, WarmPoint
+from .spec import (
+    FieldError,
+    SpecError,
+    TrialState,
+    TuningJob,
+    TuningJobSpec,
+    WarmPoint,
+    WarmStartStatus,
+)
 from .spec._goals import MAX_WARM_POINTS
 
 FILE_FIELD = "spec.warmStart.fromFile"
@@ -31,7 +39,20 @@ class Fit:
     """Points that fit the space, as finished observations, and why the others do not."""
 
     observations: list[Observation]
-    skipped: list[str]  # "<source>: <reason>", one per point left out
+    skipped: list[
+        str
+    ]  # "<source>: <reason>", one per point left out (or per group beyond MAX_PRIOR)
+    left_out: int = 0  # points left out in all
+
+    def status(self, spec: TuningJobSpec) -> WarmStartStatus | None:
+        """What the job's status says of its warm start (None: it has none)."""
+        warm = spec.warm_start
+        if warm is None:
+            return None
+        enqueued = len(warm.enqueue)
+        return WarmStartStatus(
+            points=len(self.observations), left_out=self.left_out, enqueued=enqueued
+        )
 
 
 def _fail(message: str, source: str | None = None) -> SpecError:
@@ -151,11 +172,13 @@ def fitting(spec: TuningJobSpec, points: Sequence[WarmPoint]) -> Fit:
         observations.append(
             Observation(params, value, TrialState.succeeded, dict(point.metrics), prior=True)
         )
+    left_out = len(skipped)
     if len(observations) > MAX_PRIOR:
         beyond = len(observations) - MAX_PRIOR
         skipped.append(f"{beyond} more points: left out (the model takes at most {MAX_PRIOR})")
         observations = observations[:MAX_PRIOR]
-    return Fit(observations, skipped)
+        left_out += beyond
+    return Fit(observations, skipped, left_out)
 
 
 def inline_file(job: TuningJob, base_dir: Path) -> TuningJob:

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..client._types import JobStatus, TrialInfo, objective_text
+from ..spec import WarmStartStatus
 from ..trialenv import short_value as short
 
 STATE_STYLE = {
@@ -130,8 +131,11 @@ def trials_table(
 
 
 def _phase(trial: TrialInfo) -> str:
-    """The trial's phase, marked when it breaks a constraint."""
-    return f"{trial.state.phase} (infeasible)" if trial.feasible is False else trial.state.phase
+    """The trial's phase, marked when it breaks a constraint or runs an enqueued configuration."""
+    marks = [
+        m for m, on in (("enqueued", trial.enqueued), ("infeasible", trial.feasible is False)) if on
+    ]
+    return f"{trial.state.phase} ({', '.join(marks)})" if marks else trial.state.phase
 
 
 def _state(value: str) -> Text:
@@ -206,10 +210,22 @@ def status_view(
     parts: list[Any] = [headline(status)]
     if status.reason or status.message:
         parts.append(Text(f"{status.reason or ''}: {status.message or ''}".strip(": ")))
+    if status.warm_start is not None:
+        parts.append(Text(warm_text(status.warm_start)))
     for c in status.conditions:
         parts.append(Text(f"  {c.type}={c.status} {c.reason} {c.message}".rstrip(), style="dim"))
     parts.append(trials_table(trials, status.metric, width, 40, logs=logs))
     return Group(*parts)
+
+
+def warm_text(warm: WarmStartStatus) -> str:
+    """What the warm start brought in, in one line."""
+    text = f"warm start: {warm.points} earlier results feed the model (no trials)"
+    if warm.left_out:
+        text += f", {warm.left_out} left out (listed in an event, or on stderr by kubetune run)"
+    if warm.enqueued:
+        text += f", the first {warm.enqueued} trials enqueued"
+    return text
 
 
 def finished_line(trial: TrialInfo, status: JobStatus) -> str:

@@ -39,7 +39,7 @@ from ._errors import (
     Unavailable,
     WaitTimeout,
 )
-from ._types import JobEvent, JobStatus, TrialInfo, with_feasibility
+from ._types import JobEvent, JobStatus, TrialInfo, marked
 
 GROUP, VERSION = "kubetune.dev", "v1alpha1"
 JOB_LABEL = "kubetune.dev/job"
@@ -174,7 +174,7 @@ class ClusterBackend:
             ),
         )
         trials = sorted((trial_info(o) for o in listed["items"]), key=lambda t: t.index)
-        return status, with_feasibility(status, trials)
+        return status, marked(status, trials)
 
     def wait(
         self, name: str, deadline: float | None, on_change: Callable[[JobStatus], None]

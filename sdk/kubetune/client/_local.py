@@ -42,9 +42,10 @@ from ..spec import (
     TuningJob,
     TuningJobSpec,
     TuningJobStatus,
+    WarmStartStatus,
 )
 from ._errors import AlreadyExists, ClientError, NotFound, UsageError
-from ._types import JobEvent, JobStatus, TrialInfo, with_feasibility
+from ._types import JobEvent, JobStatus, TrialInfo, marked
 
 STATE_FILE = "state.db"
 MANIFEST = "job.yaml"
@@ -236,7 +237,7 @@ class LocalBackend:
             raise NotFound(f"job {name!r} not found in {self.root}")
         objective = TuningJobSpec.model_validate(json.loads(job["spec"])).objective
         status = job_status(job, rows, runner_pid(path) is not None)
-        return status, with_feasibility(status, [trial_info(r, objective) for r in rows])
+        return status, marked(status, [trial_info(r, objective) for r in rows])
 
     def revision(self, name: str) -> str:
         path = self.job_dir(name)
@@ -381,7 +382,9 @@ def job_status(job: dict[str, Any], rows: list[TrialRow], running: bool) -> JobS
     started = [r.started for r in rows if r.started is not None]
     since = iso(job["finished"] or (min(started) if started else None)) or ""
     previous = TuningJobStatus(start_time=iso(min(started)) if started else None)
-    status = jobstatus.job_status(spec, views, best_trial(spec, views), finish, previous, since)
+    warm = WarmStartStatus.model_validate_json(job["warm"]) if job.get("warm") else None
+    best = best_trial(spec, views)
+    status = jobstatus.job_status(spec, views, best, finish, previous, since, warm)
     if finish is None and not running:
         status.phase, status.message = JobPhase.pending, "no runner"
         status.conditions = []

@@ -117,22 +117,28 @@ class TrialInfo(SpecModel):
     resume_step: int | None = None  # that trial's step it resumed after
     retries: int = 0  # starts again after an eviction (cluster) or an interrupted run (local)
     feasible: bool | None = None  # whether it meets spec.constraints (None: there are none)
+    enqueued: bool = False  # a configuration of spec.warmStart.enqueue
 
     @property
     def finished(self) -> bool:
         return self.state.final
 
 
-def with_feasibility(status: JobStatus, trials: list[TrialInfo]) -> list[TrialInfo]:
+def marked(status: JobStatus, trials: list[TrialInfo]) -> list[TrialInfo]:
     """The trials, each marked feasible or not when the job has constraints (a constraint
-    whose metric a finished trial never reported is not met)."""
-    if not status.constraints:
+    whose metric a finished trial never reported is not met), and enqueued when it runs a
+    configuration of warmStart.enqueue (those are the first trials)."""
+    enqueued = status.warm_start.enqueued if status.warm_start is not None else 0
+    if not status.constraints and not enqueued:
         return trials
-    marked = []
+    out = []
     for t in trials:
-        ok = meets_all(status.constraints, t.metrics)
-        marked.append(t.model_copy(update={"feasible": ok if (ok or t.finished) else None}))
-    return marked
+        update: dict[str, Any] = {"enqueued": t.index < enqueued}
+        if status.constraints:
+            ok = meets_all(status.constraints, t.metrics)
+            update["feasible"] = ok if (ok or t.finished) else None
+        out.append(t.model_copy(update=update))
+    return out
 
 
 def logs_command(where: Sequence[str]) -> str:

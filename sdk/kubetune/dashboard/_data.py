@@ -49,6 +49,11 @@ def job_row(status: JobStatus) -> dict[str, Any]:
         "front": [t.name for t in status.pareto_front or []],
         "frontSize": status.pareto_front_size,
         "hypervolume": status.hypervolume,
+        "warmStart": (
+            None
+            if status.warm_start is None
+            else status.warm_start.model_dump(mode="json", by_alias=True)
+        ),
     }
 
 
@@ -81,6 +86,7 @@ def trial_row(trial: TrialInfo) -> dict[str, Any]:
         "objective": _finite(trial.objective),
         "metrics": {k: _finite(v) for k, v in trial.metrics.items()},
         "feasible": trial.feasible,
+        "enqueued": trial.enqueued,
         "curve": [[p.step, _finite(p.value)] for p in trial.curve],
         "reason": trial.reason,
         "budget": trial.budget,

@@ -152,6 +152,7 @@ class LocalRunner:
         warm = fitting(job.spec, local_points(job, workdir.parent, resuming))
         self.prior = warm.observations  # earlier results the search learns from
         self.warm_skipped = warm.skipped
+        self.warm_status = warm.status(job.spec)
         self.job = job
         self.spec = job.spec
         self.template = template
@@ -255,7 +256,10 @@ class LocalRunner:
             if stored != manifest:  # a new budget in the manifest: it wins, as an apply would
                 self.store.update_spec(manifest)
         self._spec_text = json.dumps(manifest, sort_keys=True)
-        return self.store.init_job(self.job.name, manifest)
+        run_id = self.store.init_job(self.job.name, manifest)
+        warm = self.warm_status
+        self.store.set_warm(warm.model_dump(mode="json", by_alias=True) if warm else None)
+        return run_id
 
     def _follow_budget(self, job: dict[str, Any]) -> None:
         """Take a budget that `kubetune update` stored while this runner runs."""

@@ -34,7 +34,7 @@ from ..stopping._base import Curve
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS job (
     name TEXT PRIMARY KEY, spec TEXT NOT NULL, created REAL NOT NULL,
-    finished REAL, reason TEXT, succeeded INTEGER, message TEXT, run_id TEXT
+    finished REAL, reason TEXT, succeeded INTEGER, message TEXT, run_id TEXT, warm TEXT
 );
 CREATE TABLE IF NOT EXISTS trials (
     name TEXT PRIMARY KEY, idx INTEGER NOT NULL UNIQUE, params TEXT NOT NULL, budget REAL,
@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 """
 ADDED_COLUMNS = {
-    "job": {"run_id": "TEXT"},
+    "job": {"run_id": "TEXT", "warm": "TEXT"},
     "trials": {"pid_started": "REAL", "continues": "TEXT", "resume_step": "INTEGER"},
 }
 TRIAL_COLUMNS = (
@@ -205,8 +205,7 @@ class Store:
     # -- job ---------------------------------------------------------------------------------
     def job(self) -> dict[str, Any] | None:
         with self.lock:
-            row = self.db.execute(f"SELECT {', '.join(JOB_COLUMNS)} FROM job").fetchone()
-        return dict(zip(JOB_COLUMNS, row, strict=True)) if row else None
+            return _job_row(self.db)
 
     def init_job(self, name: str, spec: Mapping[str, Any]) -> str:
         """Record the job once; the run's marker (a random id every trial process carries)."""
@@ -223,6 +222,11 @@ class Store:
         """Replace the stored spec (a budget change); a running runner picks it up."""
         with self.transaction() as db:
             db.execute("UPDATE job SET spec = ?", (json.dumps(spec, sort_keys=True),))
+
+    def set_warm(self, status: Mapping[str, Any] | None) -> None:
+        """What the warm start brought in (`WarmStartStatus` as JSON), for the job's status."""
+        with self.transaction() as db:
+            db.execute("UPDATE job SET warm = ?", (json.dumps(status) if status else None,))
 
     def finish_job(self, reason: str, succeeded: bool, message: str) -> None:
         with self.transaction() as db:
@@ -396,14 +400,27 @@ class Store:
             return int(self.db.execute("SELECT COUNT(*) FROM metrics").fetchone()[0])
 
 
-JOB_COLUMNS = ("name", "spec", "finished", "reason", "succeeded", "message", "run_id")
+JOB_COLUMNS = ("name", "spec", "finished", "reason", "succeeded", "message", "run_id", "warm")
 
 
 def peek_job(path: Path) -> dict[str, Any] | None:
     """The job recorded in a state file (None: not yet), without loading its trials: a cheap
     read-only look for listings and waits beside a running runner."""
-    row = _peek(path, f"SELECT {', '.join(JOB_COLUMNS)} FROM job")
-    return dict(zip(JOB_COLUMNS, row, strict=True)) if row else None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return _job_row(db)
+    finally:
+        db.close()
+
+
+def _job_row(db: sqlite3.Connection) -> dict[str, Any] | None:
+    """The job row; columns a file from an older version lacks read as None."""
+    cursor = db.execute("SELECT * FROM job")
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    found = dict(zip((d[0] for d in cursor.description), row, strict=True))
+    return {c: found.get(c) for c in JOB_COLUMNS}
 
 
 def peek_trial(path: Path, name: str) -> TrialState | None:

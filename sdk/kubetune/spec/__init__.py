@@ -67,6 +67,7 @@ from ._status import (
     TrialState,
     TrialStatus,
     TuningJobStatus,
+    WarmStartStatus,
 )
 
 __all__ = [
@@ -126,6 +127,7 @@ __all__ = [
     "TuningJobStatus",
     "WarmPoint",
     "WarmStart",
+    "WarmStartStatus",
     "load_yaml_documents",
     "pbt_rounds",
 ]

@@ -136,6 +136,21 @@ class TrialCounts(SpecModel):
         return self.running + self.stopping > 0
 
 
+class WarmStartStatus(SpecModel):
+    """What `spec.warmStart` brought in. Earlier results are no trials of this job: they only
+    feed the search's model and use up no maxTrials."""
+
+    points: int = Field(
+        0, ge=0, description="Earlier results that fit the space: they feed the model."
+    )
+    left_out: int = Field(
+        0, ge=0, description="Earlier results that do not fit the space (listed in an event)."
+    )
+    enqueued: int = Field(
+        0, ge=0, description="Configurations of warmStart.enqueue: this job's first trials."
+    )
+
+
 class TuningJobStatus(SpecModel):
     phase: JobPhase = JobPhase.pending
     conditions: list[Condition] = Field(default_factory=list)
@@ -152,6 +167,7 @@ class TuningJobStatus(SpecModel):
     hypervolume: float | None = Field(
         None, description="Volume the front dominates up to the reference point (losses)."
     )
+    warm_start: WarmStartStatus | None = Field(None, description="With spec.warmStart.")
     reason: str | None = Field(None, description="Why the job finished.")
     message: str | None = None
     start_time: str | None = None

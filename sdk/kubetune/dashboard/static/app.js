@@ -246,6 +246,14 @@
     }
     window.location.href = trialHref(this.name, trial);
   };
+  function warmText(w) {
+    return w.points + ' earlier results feed the model' + (w.leftOut ? ', ' + w.leftOut + ' left out' : '') +
+      (w.enqueued ? ', first ' + w.enqueued + ' trials enqueued' : '');
+  }
+  function marks(t) {
+    const on = [t.enqueued ? 'enqueued' : null, t.feasible === false ? 'infeasible' : null].filter(Boolean);
+    return on.length ? el('span', { class: 'muted', text: ' ' + on.join(', ') }) : null;
+  }
   JobView.prototype.drawHeader = function () {
     const j = this.job;
     document.title = j.name + ' - kubetune';
@@ -263,6 +271,7 @@
         el('div', {}, el('span', { text: 'algorithm' }), j.algorithm),
         el('div', {}, el('span', { text: 'early stopping' }), j.earlyStopping),
         el('div', {}, el('span', { text: 'started' }), j.startTime ? age(j.startTime) + ' ago' : '-'),
+        j.warmStart ? el('div', { id: 'warm-start' }, el('span', { text: 'warm start' }), warmText(j.warmStart)) : null,
         j.message ? el('div', {}, el('span', { text: 'message' }), j.message) : null));
   };
   JobView.prototype.drawStatus = function () {
@@ -323,7 +332,7 @@
       if (c.key === 'name') {
         return el('td', {}, this.embedded ? t.name : el('a', { href: trialHref(this.name, t.name), text: t.name }));
       }
-      if (c.key === 'state') return el('td', {}, badge(t.state));
+      if (c.key === 'state') return el('td', {}, badge(t.state), marks(t));
       if (c.key === 'duration') return el('td', { class: 'num', text: seconds(v) });
       return el('td', { class: c.num ? 'num' : (c.key === 'reason' ? 'wrap' : null), text: num(v) });
     }))));

@@ -118,6 +118,7 @@ def test_a_job_starts_from_an_earlier_one(tmp_path: Path) -> None:
     ]
     assert len(left_out) == len(outside), done.stderr
     assert all("outside the space (units:" in line for line in left_out)
+    assert f"warm start: {len(earlier) - len(outside)} earlier results feed" in done.stderr
     # Marked in the views: the status counts the points, the enqueued trial says so.
     status = Client(workdir=root).get("second")
     assert status.warm_start is not None

@@ -61,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from ..local import JobMismatch, LocalRunner
     from ._live import LiveView, result_json, summary
+    from ._tables import warm_text
 
     try:
         job = TuningJob.from_yaml(args.file)
@@ -86,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     for skipped in runner.warm_skipped:
         print(f"warm start: left out {skipped}", file=sys.stderr)
+    if runner.warm_status is not None:
+        print(warm_text(runner.warm_status), file=sys.stderr)
     endpoint = None
     if args.metrics_port is not None:
         try:

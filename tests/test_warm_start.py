@@ -134,6 +134,21 @@ def test_earlier_results_are_dropped_once_the_optimum_has_moved() -> None:
     assert not any(o.prior for o in moved) and len(moved) == 3
 
 
+def test_one_confident_miss_is_enough_to_drop_them() -> None:
+    """The earlier optimum turns out bad while the rest agree: the median of the errors says
+    nothing, their squared sum is far beyond chance."""
+    prior = earlier_points(0.2)
+    suggester = BayesianSuggester(spec_of(algorithm={"name": "bayesian", "seed": 9}))
+    best = min(prior, key=lambda o: o.value)
+    elsewhere = [{"x": x, "n": 4, "opt": "adam"} for x in (0.75, 0.85, 0.95)]
+    agreeing = [Observation(p, quadratic(p, 0.2), "succeeded", {}) for p in elsewhere]
+    kept = suggester._without_stale_prior([*prior, *agreeing])
+    assert sum(o.prior for o in kept) == len(prior)
+    missed = Observation(dict(best.params), best.value + 0.5, "succeeded", {})
+    dropped = suggester._without_stale_prior([*prior, missed, *agreeing[:2]])
+    assert not any(o.prior for o in dropped)
+
+
 def test_decide_uses_prior_points_and_enqueued_configurations_first() -> None:
     spec = spec_of(
         parallelism=3,

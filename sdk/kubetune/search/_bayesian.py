@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.stats import boxcox, qmc
+from scipy.stats import boxcox, chi2, qmc
 from threadpoolctl import threadpool_limits
 
 from ..front import feasible, goal_values, reference_losses
@@ -39,6 +39,7 @@ TOP_OVERALL = 3
 MAX_STOPPED_PENDING = 256  # bounds the cost of q-EI in long jobs with early stopping
 STALE_AFTER = 3  # own results before warm-start points are checked against them
 STALE_Z = 3.0  # median standardized error beyond which warm-start points are dropped
+STALE_P = 1e-3  # chance level below which this job's squared errors mean the points are stale
 STALE_SLACK = 0.25  # of the earlier losses' robust spread: mismatch within it is noise
 
 
@@ -94,9 +95,11 @@ class BayesianSuggester(BaseSuggester):
             spread = 1.4826 * float(np.median(np.abs(y_p - np.median(y_p))))  # robust sd
             slack = STALE_SLACK * (spread or float(np.std(y_p)) or 1.0)
             z = np.abs(y_o - mean) / np.sqrt(sd**2 + slack**2)
-            # judged on every prefix of this job's results, so that once stale, always stale
-            if any(float(np.median(z[:k])) > STALE_Z for k in range(STALE_AFTER, len(z) + 1)):
-                return False
+            # judged on every prefix of this job's results, so that once stale, always stale:
+            # systematically off (median), or too far off for chance where it was sure (chi^2)
+            for k in range(STALE_AFTER, len(z) + 1):
+                if np.median(z[:k]) > STALE_Z or np.sum(z[:k] ** 2) > chi2.isf(STALE_P, k):
+                    return False
         return True
 
     def _losses(self, observations: list[Observation]) -> np.ndarray:

@@ -139,6 +139,8 @@ def test_a_job_starts_from_an_earlier_one(tmp_path: Path) -> None:
             ".map(r => [r.dataset.trial, r.textContent.includes('enqueued')])"
         )
         assert dict(rows) == {"second-0": True, "second-1": False, "second-2": False}
+        tab.goto(f"{board.url}/jobs/second/trials/second-0")
+        tab.wait("() => document.body.textContent.includes('enqueued (warm start)')")
         assert not tab.errors, tab.errors
 
     # Resuming it after the earlier job is gone is no error: the points only stop counting.

@@ -572,7 +572,8 @@
       header.replaceChildren(el('p', {}, el('a', { href: jobHref(job), text: '‹ ' + job })),
         el('h1', {}, el('span', { id: 'trial-name', text: t.name }), badge(t.state)));
       const fact = (k, v) => el('tr', {}, el('th', { text: k }), el('td', { class: 'wrap' }, v));
-      facts.replaceChildren(fact('state', t.state), fact('reason', t.reason || '-'),
+      const state = [t.state, t.enqueued ? 'enqueued (warm start)' : null, t.feasible === false ? 'infeasible' : null];
+      facts.replaceChildren(fact('state', state.filter(Boolean).join(', ')), fact('reason', t.reason || '-'),
         fact('exit code', num(t.exitCode)), fact(job_.metric + ' (best)', num(t.objective)),
         fact(job_.resource || 'budget', num(t.budget)), fact('started', t.startTime || '-'),
         fact('completed', t.completionTime || '-'), fact('duration', seconds(duration(t))),

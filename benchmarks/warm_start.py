@@ -9,7 +9,7 @@ the path `warmStart.fromJobs` takes); a new job with another seed starts from th
 decision core passes them (before its own trials). Printed: the trial at which the new job first
 matches the earlier job's best (median over seeds; goal: at most half of `--trials`), and on a
 shifted function (the optimum moved) the regret after `--trials` trials with and without the
-earlier points.
+earlier points, and a paired one-sided Wilcoxon test of "warm is worse" over the seeds.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from kubetune.search import Observation, create_suggester  # noqa: E402
 from kubetune.spec import TuningJobSpec, WarmPoint  # noqa: E402
 from kubetune.warm import fitting  # noqa: E402
 from problems import PROBLEMS, Problem, with_seed  # noqa: E402
+from scipy.stats import wilcoxon  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SHIFT = 0.15  # of each numeric range
@@ -110,9 +111,10 @@ def main() -> None:
         rows = list(pool.map(one, jobs))
     print(
         "| problem | warm job reaches the earlier best at trial (median) | not reached | "
-        "shifted: regret warm / cold (median) | warm worse than cold (seeds) |"
+        "shifted: regret warm / cold (median) | warm worse than cold (seeds) | "
+        "p (warm worse, paired Wilcoxon) |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for name in args.problems:
         mine = [r for r in rows if r["problem"] == name]
         reached = [r["warm_reached_at"] or args.trials + 1 for r in mine]
@@ -120,9 +122,14 @@ def main() -> None:
         warm = statistics.median(r["warm_shifted_regret"] for r in mine)
         cold = statistics.median(r["cold_shifted_regret"] for r in mine)
         worse = sum(1 for r in mine if r["warm_shifted_regret"] > r["cold_shifted_regret"])
+        p = wilcoxon(
+            [r["warm_shifted_regret"] for r in mine],
+            [r["cold_shifted_regret"] for r in mine],
+            alternative="greater",
+        ).pvalue
         print(
             f"| {name} | {statistics.median(reached):g} of {args.trials} | {missed} | "
-            f"{warm:.4g} / {cold:.4g} | {worse} of {len(mine)} |"
+            f"{warm:.4g} / {cold:.4g} | {worse} of {len(mine)} | {p:.2f} |"
         )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(

@@ -39,9 +39,8 @@ class Fit:
     """Points that fit the space, as finished observations, and why the others do not."""
 
     observations: list[Observation]
-    skipped: list[
-        str
-    ]  # "<source>: <reason>", one per point left out (or per group beyond MAX_PRIOR)
+    # "<source>: <reason>", one per point left out (one line for all beyond MAX_PRIOR)
+    skipped: list[str]
     left_out: int = 0  # points left out in all
 
     def status(self, spec: TuningJobSpec) -> WarmStartStatus | None:

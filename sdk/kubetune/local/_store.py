@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -406,11 +406,7 @@ JOB_COLUMNS = ("name", "spec", "finished", "reason", "succeeded", "message", "ru
 def peek_job(path: Path) -> dict[str, Any] | None:
     """The job recorded in a state file (None: not yet), without loading its trials: a cheap
     read-only look for listings and waits beside a running runner."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return _job_row(db)
-    finally:
-        db.close()
+    return _peek(path, _job_row)
 
 
 def _job_row(db: sqlite3.Connection) -> dict[str, Any] | None:
@@ -425,14 +421,17 @@ def _job_row(db: sqlite3.Connection) -> dict[str, Any] | None:
 
 def peek_trial(path: Path, name: str) -> TrialState | None:
     """The state of one trial of a state file (None: no such trial), without loading the rest."""
-    row = _peek(path, "SELECT state FROM trials WHERE name = ?", name)
+    row = _peek(
+        path, lambda db: db.execute("SELECT state FROM trials WHERE name = ?", (name,)).fetchone()
+    )
     return (LEGACY_STATES.get(row[0]) or TrialState(row[0])) if row else None
 
 
-def _peek(path: Path, sql: str, *args: Any) -> Any:
+def _peek(path: Path, read: Callable[[sqlite3.Connection], Any]) -> Any:
+    """`read` on a read-only connection to the state file."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return db.execute(sql, args).fetchone()
+        return read(db)
     finally:
         db.close()
 

@@ -220,11 +220,12 @@ def status_view(
 
 def warm_text(warm: WarmStartStatus) -> str:
     """What the warm start brought in, in one line."""
-    text = f"warm start: {warm.points} earlier results feed the model (no trials)"
+    fed = "result feeds" if warm.points == 1 else "results feed"
+    text = f"warm start: {warm.points} earlier {fed} the model"
     if warm.left_out:
-        text += f", {warm.left_out} left out (listed in an event, or on stderr by kubetune run)"
+        text += f", {warm.left_out} left out"
     if warm.enqueued:
-        text += f", the first {warm.enqueued} trials enqueued"
+        text += f", {warm.enqueued} trial{'s' if warm.enqueued > 1 else ''} enqueued"
     return text
 
 

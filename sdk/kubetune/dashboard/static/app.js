@@ -247,8 +247,9 @@
     window.location.href = trialHref(this.name, trial);
   };
   function warmText(w) {
-    return w.points + ' earlier results feed the model' + (w.leftOut ? ', ' + w.leftOut + ' left out' : '') +
-      (w.enqueued ? ', first ' + w.enqueued + ' trials enqueued' : '');
+    return w.points + (w.points === 1 ? ' earlier result feeds' : ' earlier results feed') + ' the model' +
+      (w.leftOut ? ', ' + w.leftOut + ' left out' : '') +
+      (w.enqueued ? ', ' + w.enqueued + (w.enqueued === 1 ? ' trial' : ' trials') + ' enqueued' : '');
   }
   function marks(t) {
     const on = [t.enqueued ? 'enqueued' : null, t.feasible === false ? 'infeasible' : null].filter(Boolean);
